@@ -1,0 +1,281 @@
+//! The registry's entities and the token record.
+
+use serde::{Deserialize, Serialize};
+
+use crate::scope::Scope;
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+/// Longest name accepted for owners, workloads and workflows.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why an input value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("{what} `{value}` is not a valid name: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit")]
+    Name { what: &'static str, value: String },
+    #[error("email `{0}` is not valid: expected something like `alice@example.com`")]
+    Email(String),
+    #[error("{what} is too long: at most {max} characters")]
+    TooLong { what: &'static str, max: usize },
+    #[error("{what} has too many entries: at most {max}")]
+    TooMany { what: &'static str, max: usize },
+    #[error("`{value}` is not a valid {what}; expected one of: {expected}")]
+    Choice { what: &'static str, value: String, expected: &'static str },
+}
+
+/// Check a registry name (owner, workload, workflow).
+pub fn validate_name(what: &'static str, value: &str) -> Result<(), InvalidInput> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAME_LEN
+        && value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::Name { what, value: value.chars().take(80).collect() })
+    }
+}
+
+/// Check an email address, loosely but without whitespace or oddities.
+pub fn validate_email(value: &str) -> Result<(), InvalidInput> {
+    let ok = value.len() <= 254
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && value.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
+    if ok { Ok(()) } else { Err(InvalidInput::Email(value.chars().take(80).collect())) }
+}
+
+/// Check a free-text field's length.
+pub fn validate_len(what: &'static str, value: &str, max: usize) -> Result<(), InvalidInput> {
+    if value.chars().count() > max { Err(InvalidInput::TooLong { what, max }) } else { Ok(()) }
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// The stable text form used in the API, the database and the CLI.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidInput;
+            fn from_str(s: &str) -> Result<Self, InvalidInput> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(InvalidInput::Choice {
+                        what: $what,
+                        value: s.chars().take(40).collect(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// A person or a team.
+    OwnerKind, "owner kind" { Person = "person", Team = "team" }
+);
+string_enum!(
+    /// Whether an owner can still hold tokens.
+    OwnerStatus, "owner status" { Active = "active", Offboarded = "offboarded" }
+);
+string_enum!(
+    /// Deployment environment of a workload; it sets the TTL cap.
+    Environment, "environment" { Dev = "dev", Stage = "stage", Prod = "prod" }
+);
+string_enum!(
+    /// Where a run is in its life.
+    RunState, "run state" { Running = "running", Succeeded = "succeeded", Failed = "failed", Cancelled = "cancelled" }
+);
+string_enum!(
+    /// How a token is represented on the wire.
+    TokenFormat, "token format" { Jwt = "jwt", Opaque = "opaque" }
+);
+string_enum!(
+    /// A token's state at a moment.
+    TokenStatus, "token status" { Active = "active", Revoked = "revoked", Expired = "expired" }
+);
+string_enum!(
+    /// An event that revokes a token.
+    RevocationTrigger, "revocation trigger" {
+        RunEnded = "run_ended",
+        WorkflowChanged = "workflow_changed",
+        OwnerOffboarded = "owner_offboarded",
+        ParentRevoked = "parent_revoked",
+        Expiry = "expiry",
+        Manual = "manual",
+        Exposure = "exposure",
+        PolicyViolation = "policy_violation",
+    }
+);
+
+/// An accountable human or team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub kind: OwnerKind,
+    pub business_owner: bool,
+    pub status: OwnerStatus,
+    pub created_at: Millis,
+    pub offboarded_at: Option<Millis>,
+}
+
+/// Something that presents tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    /// Identity matcher: a SPIFFE ID or an OIDC `iss`+`sub` pattern.
+    pub identity: Option<String>,
+    pub environment: Environment,
+    pub scope_ceiling: Vec<Scope>,
+    pub created_at: Millis,
+}
+
+/// An AI workflow definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    /// Hex SHA-256 of the definition file.
+    pub digest: String,
+    pub tools: Vec<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// One execution of a workflow by a workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: i64,
+    pub workflow_id: i64,
+    pub workload_id: i64,
+    /// The workflow digest when the run started.
+    pub digest: String,
+    pub state: RunState,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+}
+
+/// How and why a token was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at: Millis,
+    pub trigger: RevocationTrigger,
+    pub reason: String,
+    /// Sequence number of the audit event that caused the revocation.
+    pub event: i64,
+}
+
+/// A credential Leash minted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub format: TokenFormat,
+    pub owner_id: i64,
+    pub workload_id: i64,
+    pub run_id: Option<i64>,
+    pub workflow_id: Option<i64>,
+    pub scopes: Vec<Scope>,
+    pub audience: Vec<String>,
+    pub issued_at: Millis,
+    pub expires_at: Millis,
+    pub parent_id: Option<String>,
+    pub justification: Option<String>,
+    pub revocation: Option<Revocation>,
+}
+
+impl Token {
+    /// Active, revoked or expired at `now`. Revocation wins over expiry.
+    pub fn status(&self, now: Millis) -> TokenStatus {
+        if self.revocation.is_some() {
+            TokenStatus::Revoked
+        } else if now >= self.expires_at {
+            TokenStatus::Expired
+        } else {
+            TokenStatus::Active
+        }
+    }
+
+    /// The events that revoke this token, as declared when it was minted.
+    pub fn revocation_triggers(&self) -> Vec<RevocationTrigger> {
+        declared_triggers(self.run_id.is_some(), self.parent_id.is_some())
+    }
+
+    /// True if any scope is write or admin.
+    pub fn has_write(&self) -> bool {
+        self.scopes.iter().any(Scope::is_write)
+    }
+}
+
+/// Triggers every token declares, plus the run and parent ones when bound.
+pub fn declared_triggers(has_run: bool, has_parent: bool) -> Vec<RevocationTrigger> {
+    let mut t = vec![RevocationTrigger::Expiry];
+    if has_run {
+        t.push(RevocationTrigger::RunEnded);
+        t.push(RevocationTrigger::WorkflowChanged);
+    }
+    t.push(RevocationTrigger::OwnerOffboarded);
+    if has_parent {
+        t.push(RevocationTrigger::ParentRevoked);
+    }
+    t.extend([RevocationTrigger::Exposure, RevocationTrigger::PolicyViolation, RevocationTrigger::Manual]);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_emails() {
+        assert!(validate_name("owner", "team-ai.ops_1").is_ok());
+        for bad in ["", "-x", "a b", "x/y", &"a".repeat(65)] {
+            assert!(validate_name("owner", bad).is_err(), "{bad}");
+        }
+        assert!(validate_email("a@b.io").is_ok());
+        for bad in ["a", "@b.io", "a@b", "a b@c.io", "a@b@c.io"] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn enums_roundtrip_and_explain_choices() {
+        assert_eq!("prod".parse::<Environment>().unwrap(), Environment::Prod);
+        let err = "production".parse::<Environment>().unwrap_err().to_string();
+        assert!(err.contains("dev stage prod"), "{err}");
+    }
+
+    #[test]
+    fn status_prefers_revoked() {
+        let mut t = Token {
+            id: "t".into(), format: TokenFormat::Jwt, owner_id: 1, workload_id: 1, run_id: None,
+            workflow_id: None, scopes: vec![], audience: vec![], issued_at: 0, expires_at: 10,
+            parent_id: None, justification: None, revocation: None,
+        };
+        assert_eq!(t.status(5), TokenStatus::Active);
+        assert_eq!(t.status(10), TokenStatus::Expired);
+        t.revocation = Some(Revocation { at: 3, trigger: RevocationTrigger::Manual, reason: "x".into(), event: 1 });
+        assert_eq!(t.status(20), TokenStatus::Revoked);
+    }
+}
