@@ -1,1 +1,54 @@
-//! placeholder
+//! Leash token formats.
+//!
+//! * **JWT access tokens** (RFC 9068): `typ: at+jwt`, signed with Ed25519
+//!   (`alg: EdDSA`) by the active key of a [`KeyRing`], `kid` = the key's
+//!   RFC 7638 thumbprint; published as a JWKS.
+//! * **Opaque tokens**: `lsh_` + 32 base62 characters + a 6-character base62
+//!   CRC32 of those 32 (the GitHub token scheme), so a scanner can recognise
+//!   one with certainty offline. Only the SHA-256 of the whole token is ever
+//!   stored.
+//!
+//! The crate does no IO: key material comes in and goes out as PKCS#8 bytes.
+//!
+//! ```
+//! use leash_token::opaque;
+//!
+//! let (token, hash) = opaque::generate().unwrap();
+//! assert!(token.starts_with("lsh_") && token.len() == 42);
+//! assert_eq!(opaque::parse(&token).unwrap().hash, hash);
+//! assert!(opaque::parse("lsh_notavalidtoken").is_err());
+//! ```
+
+pub mod base62;
+pub mod jwt;
+pub mod keys;
+pub mod opaque;
+
+pub use jwt::{AccessClaims, JwtError};
+pub use keys::{KeyError, KeyRing};
+
+/// What a presented credential string is, before any registry lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// A JWT whose signature verified against our key ring.
+    Jwt(Box<AccessClaims>),
+    /// A well-formed opaque token (checksum valid); its SHA-256.
+    Opaque([u8; 32]),
+}
+
+/// Recognise a token string: verify a JWT's signature, or an opaque token's
+/// checksum. Expiry is not judged here; the registry's status is the truth.
+pub fn recognise(ring: &KeyRing, token: &str) -> Result<Presented, JwtError> {
+    if token.starts_with(opaque::PREFIX) {
+        let o = opaque::parse(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
+        return Ok(Presented::Opaque(o.hash));
+    }
+    jwt::verify(ring, token).map(|c| Presented::Jwt(Box::new(c)))
+}
+
+/// SHA-256 of bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
+    out
+}
