@@ -124,33 +124,80 @@ pub struct ChainSummary {
     pub head_hash: [u8; 32],
 }
 
-/// Verify a whole log given in storage order (ascending `seq`). Reports
-/// every break found, first one first.
-pub fn verify_chain(events: &[Event]) -> Result<ChainSummary, Vec<ChainBreak>> {
-    let by_hash: HashMap<[u8; 32], i64> = events.iter().map(|e| (e.hash, e.seq)).collect();
-    let mut breaks = Vec::new();
-    let mut prev = ChainHead::EMPTY;
-    for e in events {
+/// Most breaks reported before verification stops listing them.
+pub const MAX_BREAKS: usize = 100;
+
+/// Streaming verifier. Pass 1 feeds every event's hash to [`ChainVerifier::index`];
+/// pass 2 feeds the events in storage order (ascending `seq`) to
+/// [`ChainVerifier::check`]. Memory is one hash per event, not the events.
+#[derive(Debug, Default)]
+pub struct ChainVerifier {
+    by_hash: HashMap<[u8; 32], i64>,
+    prev: Option<ChainHead>,
+    count: u64,
+    breaks: Vec<ChainBreak>,
+}
+
+impl ChainVerifier {
+    /// Start a verification.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pass 1: remember where each hash sits.
+    pub fn index(&mut self, seq: i64, hash: [u8; 32]) {
+        self.by_hash.insert(hash, seq);
+    }
+
+    /// Pass 2: check one event against its predecessor.
+    pub fn check(&mut self, e: &Event) {
+        let prev = self.prev.unwrap_or(ChainHead::EMPTY);
         let own = event_hash(&e.prev_hash, e.time, &e.kind, &e.actor, &e.subject, &e.data);
-        if own != e.hash {
-            breaks.push(ChainBreak::Edited { seq: e.seq });
+        let found = if own != e.hash {
+            Some(ChainBreak::Edited { seq: e.seq })
         } else if e.prev_hash != prev.hash {
-            match by_hash.get(&e.prev_hash) {
-                Some(&links_to) => breaks.push(ChainBreak::Reordered { seq: e.seq, links_to, previous: prev.seq }),
-                None if e.seq > prev.seq + 1 => breaks.push(ChainBreak::Deleted { from: prev.seq + 1, to: e.seq - 1, next: e.seq }),
-                None => breaks.push(ChainBreak::Unlinked { seq: e.seq }),
-            }
+            Some(match self.by_hash.get(&e.prev_hash) {
+                Some(&links_to) => ChainBreak::Reordered { seq: e.seq, links_to, previous: prev.seq },
+                None if e.seq > prev.seq + 1 => ChainBreak::Deleted { from: prev.seq + 1, to: e.seq - 1, next: e.seq },
+                None => ChainBreak::Unlinked { seq: e.seq },
+            })
         } else if e.seq != prev.seq + 1 {
             // links fine but numbering jumps: rows renumbered after a cut
-            breaks.push(ChainBreak::Unlinked { seq: e.seq });
+            Some(ChainBreak::Unlinked { seq: e.seq })
+        } else {
+            None
+        };
+        if let Some(b) = found {
+            if self.breaks.len() < MAX_BREAKS {
+                self.breaks.push(b);
+            }
         }
-        prev = ChainHead { seq: e.seq, hash: e.hash };
+        self.count += 1;
+        self.prev = Some(ChainHead { seq: e.seq, hash: e.hash });
     }
-    if breaks.is_empty() {
-        Ok(ChainSummary { events: events.len() as u64, head_seq: prev.seq, head_hash: prev.hash })
-    } else {
-        Err(breaks)
+
+    /// The verdict.
+    pub fn finish(self) -> Result<ChainSummary, Vec<ChainBreak>> {
+        let head = self.prev.unwrap_or(ChainHead::EMPTY);
+        if self.breaks.is_empty() {
+            Ok(ChainSummary { events: self.count, head_seq: head.seq, head_hash: head.hash })
+        } else {
+            Err(self.breaks)
+        }
     }
+}
+
+/// Verify a whole log given in storage order (ascending `seq`). Reports
+/// the breaks found, first one first.
+pub fn verify_chain(events: &[Event]) -> Result<ChainSummary, Vec<ChainBreak>> {
+    let mut v = ChainVerifier::new();
+    for e in events {
+        v.index(e.seq, e.hash);
+    }
+    for e in events {
+        v.check(e);
+    }
+    v.finish()
 }
 
 #[cfg(test)]

@@ -1,1 +1,195 @@
-//! placeholder
+//! Leash storage.
+//!
+//! [`Store`] is the set of domain operations the server needs: each one is
+//! one transaction, appends its audit events, and is durable before it
+//! returns. [`SqliteStore`] is the embedded default: SQLite in WAL mode with
+//! `synchronous=FULL`, one writer task that *group-commits* whatever work has
+//! queued while the previous commit was syncing, and a pool of readers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), leash_store::StoreError> {
+//! use leash_store::{SqliteStore, Store, NewOwner, StoreConfig};
+//! use leash_core::OwnerKind;
+//!
+//! let store = SqliteStore::open(std::path::Path::new("./.leash"), StoreConfig::default()).await?;
+//! let alice = store.create_owner(NewOwner {
+//!     name: "alice".into(), email: "alice@example.com".into(),
+//!     kind: OwnerKind::Person, business_owner: true,
+//! }, "operator").await?;
+//! assert_eq!(alice.name, "alice");
+//! # Ok(()) }
+//! ```
+
+mod registry;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use leash_core::audit::{ChainBreak, ChainSummary, Event};
+use leash_core::issuance::{MintRefusal, MintRequest, TtlCaps};
+use leash_core::scope::Scope;
+use leash_core::{Environment, InvalidInput, Millis, Owner, OwnerKind, Run, RunState, Token, TokenStatus, Workflow, Workload};
+use serde::Serialize;
+
+pub use registry::{Registry, SharedRegistry};
+pub use sqlite::{SqliteStore, verify_audit_offline};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} `{key}` does not exist")]
+    NotFound { what: &'static str, key: String },
+    #[error("{what} `{name}` already exists; choose another name")]
+    Duplicate { what: &'static str, name: String },
+    #[error(transparent)]
+    Refused(#[from] MintRefusal),
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub ttl_caps: TtlCaps,
+    /// Most operations in one group commit.
+    pub max_batch: usize,
+    /// Reader connections.
+    pub readers: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { ttl_caps: TtlCaps::default(), max_batch: 1024, readers: 4 }
+    }
+}
+
+/// A new owner.
+#[derive(Debug, Clone)]
+pub struct NewOwner {
+    pub name: String,
+    pub email: String,
+    pub kind: OwnerKind,
+    pub business_owner: bool,
+}
+
+/// A new workload.
+#[derive(Debug, Clone)]
+pub struct NewWorkload {
+    pub name: String,
+    pub owner: String,
+    pub identity: Option<String>,
+    pub environment: Environment,
+    pub scope_ceiling: Vec<Scope>,
+}
+
+/// A new workflow.
+#[derive(Debug, Clone)]
+pub struct NewWorkflow {
+    pub name: String,
+    pub owner: String,
+    pub digest: String,
+    pub tools: Vec<String>,
+}
+
+/// A token ready to record: built and signed by the caller after a
+/// pre-check; the store checks the request again against the registry as
+/// it is at commit time.
+#[derive(Debug, Clone)]
+pub struct MintPlan {
+    pub token: Token,
+    /// SHA-256 of an opaque token; None for JWTs.
+    pub secret_hash: Option<[u8; 32]>,
+    pub request: MintRequest,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revoked {
+    /// Audit sequence number of the event that caused it (None if nothing was live).
+    pub event: Option<i64>,
+    /// How many tokens it revoked, descendants included.
+    pub count: usize,
+    /// The first ids revoked (at most 100).
+    pub tokens: Vec<String>,
+}
+
+/// Token list filter.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    pub owner_id: Option<i64>,
+    pub workload_id: Option<i64>,
+    pub run_id: Option<i64>,
+    pub status: Option<TokenStatus>,
+    /// Only ids after this one (pagination cursor).
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// A boxed future for object-safe async trait methods.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The domain operations Leash needs from storage. Every mutating call is
+/// one transaction that appends its audit events and is durable on return.
+pub trait Store: Send + Sync {
+    /// Registry snapshot access for fast lookups and issuance pre-checks.
+    fn registry(&self) -> &SharedRegistry;
+    /// TTL caps in force.
+    fn ttl_caps(&self) -> TtlCaps;
+
+    fn create_owner(&self, new: NewOwner, actor: &str) -> StoreFuture<'_, Owner>;
+    /// Offboard an owner and revoke all their tokens.
+    fn offboard_owner_and_revoke(&self, name: &str, actor: &str) -> StoreFuture<'_, (Owner, Revoked)>;
+    fn create_workload(&self, new: NewWorkload, actor: &str) -> StoreFuture<'_, Workload>;
+    fn create_workflow(&self, new: NewWorkflow, actor: &str) -> StoreFuture<'_, Workflow>;
+    /// Change a workflow's definition; tokens of runs on the old digest are revoked.
+    fn update_workflow_and_revoke(&self, name: &str, digest: String, tools: Option<Vec<String>>, actor: &str) -> StoreFuture<'_, (Workflow, Revoked)>;
+    fn start_run(&self, workflow: &str, workload: &str, actor: &str) -> StoreFuture<'_, Run>;
+    /// End a run; every live token of it (and descendants) is revoked in the same transaction.
+    fn end_run_and_revoke(&self, run: i64, state: RunState, actor: &str) -> StoreFuture<'_, (Run, Revoked)>;
+    fn record_mint(&self, plan: MintPlan, actor: &str) -> StoreFuture<'_, Token>;
+    /// Revoke one token by hand, with its descendants.
+    fn revoke_token(&self, id: &str, reason: String, actor: &str) -> StoreFuture<'_, Revoked>;
+
+    fn get_run(&self, id: i64) -> StoreFuture<'_, Run>;
+    fn list_runs(&self, workflow_id: Option<i64>, limit: u32) -> StoreFuture<'_, Vec<Run>>;
+    fn get_token(&self, id: &str) -> StoreFuture<'_, Token>;
+    fn find_token_by_secret_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Token>;
+    fn list_tokens(&self, filter: TokenFilter, now: Millis) -> StoreFuture<'_, Vec<Token>>;
+    fn get_event(&self, seq: i64) -> StoreFuture<'_, Event>;
+    /// Events with seq > `after`, ascending, at most `limit`.
+    fn events_after(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<Event>>;
+    /// Most recent events, newest last.
+    fn latest_events(&self, limit: u32) -> StoreFuture<'_, Vec<Event>>;
+    /// Verify the whole audit chain.
+    fn verify_audit(&self) -> StoreFuture<'_, Result<ChainSummary, Vec<ChainBreak>>>;
+    /// Counts by token status, for metrics and reports.
+    fn token_counts(&self, now: Millis) -> StoreFuture<'_, TokenCounts>;
+}
+
+/// Token counts by status.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TokenCounts {
+    pub active: u64,
+    pub revoked: u64,
+    pub expired: u64,
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> Millis {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos().div_euclid(1_000_000) as Millis
+}

@@ -1,0 +1,112 @@
+//! The in-memory registry: owners, workloads, workflows and running runs.
+//!
+//! The SQLite store has exactly one writer, and the writer is the only code
+//! that changes this registry, in the same order as it commits. Issuance
+//! checks therefore run against memory (no query per mint) and still see
+//! every run end, workflow change and offboarding that was ordered before
+//! them. Ended runs are not kept: a run missing here is not running.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use leash_core::{Owner, Run, Workflow, Workload};
+
+/// Registry entities by id and name.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    owners: HashMap<i64, Owner>,
+    owner_names: HashMap<String, i64>,
+    workloads: HashMap<i64, Workload>,
+    workload_names: HashMap<String, i64>,
+    workflows: HashMap<i64, Workflow>,
+    workflow_names: HashMap<String, i64>,
+    running: HashMap<i64, Run>,
+}
+
+impl Registry {
+    pub fn owner(&self, id: i64) -> Option<&Owner> {
+        self.owners.get(&id)
+    }
+    pub fn owner_by_name(&self, name: &str) -> Option<&Owner> {
+        self.owner_names.get(name).and_then(|id| self.owners.get(id))
+    }
+    pub fn workload(&self, id: i64) -> Option<&Workload> {
+        self.workloads.get(&id)
+    }
+    pub fn workload_by_name(&self, name: &str) -> Option<&Workload> {
+        self.workload_names.get(name).and_then(|id| self.workloads.get(id))
+    }
+    pub fn workflow(&self, id: i64) -> Option<&Workflow> {
+        self.workflows.get(&id)
+    }
+    pub fn workflow_by_name(&self, name: &str) -> Option<&Workflow> {
+        self.workflow_names.get(name).and_then(|id| self.workflows.get(id))
+    }
+    /// A run, only while it is running.
+    pub fn running_run(&self, id: i64) -> Option<&Run> {
+        self.running.get(&id)
+    }
+    /// Runs still running.
+    pub fn running_runs(&self) -> impl Iterator<Item = &Run> {
+        self.running.values()
+    }
+    /// Every owner, sorted by name.
+    pub fn owners(&self) -> Vec<&Owner> {
+        sorted(self.owners.values(), |o| &o.name)
+    }
+    /// Every workload, sorted by name.
+    pub fn workloads(&self) -> Vec<&Workload> {
+        sorted(self.workloads.values(), |w| &w.name)
+    }
+    /// Every workflow, sorted by name.
+    pub fn workflows(&self) -> Vec<&Workflow> {
+        sorted(self.workflows.values(), |w| &w.name)
+    }
+
+    pub(crate) fn put_owner(&mut self, o: Owner) {
+        self.owner_names.insert(o.name.clone(), o.id);
+        self.owners.insert(o.id, o);
+    }
+    pub(crate) fn put_workload(&mut self, w: Workload) {
+        self.workload_names.insert(w.name.clone(), w.id);
+        self.workloads.insert(w.id, w);
+    }
+    pub(crate) fn put_workflow(&mut self, w: Workflow) {
+        self.workflow_names.insert(w.name.clone(), w.id);
+        self.workflows.insert(w.id, w);
+    }
+    pub(crate) fn put_run(&mut self, r: Run) {
+        if r.state == leash_core::RunState::Running {
+            self.running.insert(r.id, r);
+        } else {
+            self.running.remove(&r.id);
+        }
+    }
+}
+
+fn sorted<'a, T>(it: impl Iterator<Item = &'a T>, key: impl Fn(&T) -> &String) -> Vec<&'a T> {
+    let mut v: Vec<&T> = it.collect();
+    v.sort_by(|a, b| key(a).cmp(key(b)));
+    v
+}
+
+/// The registry shared between the writer and readers.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRegistry(Arc<RwLock<Registry>>);
+
+impl SharedRegistry {
+    pub(crate) fn new(r: Registry) -> Self {
+        SharedRegistry(Arc::new(RwLock::new(r)))
+    }
+    /// Read access. A poisoned lock still holds consistent data (writers
+    /// only insert whole entities), so it is read through.
+    pub fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn replace(&self, r: Registry) {
+        *self.write() = r;
+    }
+}
