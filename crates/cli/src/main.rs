@@ -1,1 +1,270 @@
-fn main() {}
+//! `leash`: the Leash server and its command-line client.
+
+mod bench;
+mod client;
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Leash: owned, per-task tokens for AI agents and automations, revoked
+/// automatically when their run ends, their workflow changes or their owner
+/// leaves.
+#[derive(Parser)]
+#[command(name = "leash", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Leash server URL.
+    #[arg(long, global = true, env = "LEASH_URL", default_value = "http://127.0.0.1:8420")]
+    pub url: String,
+    /// Operator credential (default: read from $LEASH_DATA/operator.token, LEASH_DATA defaulting to ./.leash).
+    #[arg(long, global = true, env = "LEASH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON (stable shapes, documented in the README) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server (embedded SQLite in --data).
+    Serve(ServeArgs),
+    /// Accountable people and teams.
+    #[command(subcommand)]
+    Owner(OwnerCmd),
+    /// Things that present tokens.
+    #[command(subcommand)]
+    Workload(WorkloadCmd),
+    /// AI workflow definitions.
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
+    /// Runs (tasks) of workflows.
+    #[command(subcommand)]
+    Run(RunCmd),
+    /// Mint a token for one workload (and normally one run).
+    Mint(MintArgs),
+    /// Revoke a token (and every token delegated from it).
+    Revoke(RevokeArgs),
+    /// Answer the four questions about a token: owner, workload, privileges, revocation.
+    Explain(ExplainArgs),
+    /// List tokens.
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Load drivers against a running server (reproduces the README's figures).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Data directory (SQLite database, signing keys, operator credential).
+    #[arg(long, env = "LEASH_DATA", default_value = ".leash")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "LEASH_LISTEN", default_value = "127.0.0.1:8420")]
+    pub listen: SocketAddr,
+    /// `iss` of minted tokens (default http://LISTEN).
+    #[arg(long, env = "LEASH_ISSUER")]
+    pub issuer: Option<String>,
+    /// TTL cap per environment, e.g. `--ttl-cap prod=30m` (defaults prod=1h, stage=4h, dev=8h).
+    #[arg(long = "ttl-cap", value_name = "ENV=DURATION")]
+    pub ttl_caps: Vec<String>,
+    /// `aud` for tokens minted without --audience.
+    #[arg(long, default_value = "urn:leash:any")]
+    pub default_audience: String,
+}
+
+#[derive(Subcommand)]
+pub enum OwnerCmd {
+    /// Register an owner.
+    Add {
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// person or team.
+        #[arg(long, default_value = "person")]
+        kind: String,
+        /// The owner has a business reason to own tokens (not only a platform team).
+        #[arg(long)]
+        business_owner: bool,
+    },
+    /// List owners.
+    List,
+    /// Show one owner.
+    Show { name: String },
+    /// Offboard an owner: every token they own is revoked at once.
+    Offboard { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum WorkloadCmd {
+    /// Register a workload.
+    Add {
+        name: String,
+        #[arg(long)]
+        owner: String,
+        /// Identity matcher, e.g. spiffe://acme.org/agents/triage.
+        #[arg(long)]
+        identity: Option<String>,
+        /// dev, stage or prod (sets the TTL cap).
+        #[arg(long = "env")]
+        environment: String,
+        /// Scope ceiling entries (repeat): the most this workload may ever hold.
+        #[arg(long = "ceiling", required = true)]
+        ceiling: Vec<String>,
+    },
+    List,
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum WorkflowCmd {
+    /// Register a workflow; its definition file is hashed (SHA-256).
+    Add {
+        name: String,
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        definition: PathBuf,
+        /// Declared tools (repeat).
+        #[arg(long = "tool")]
+        tools: Vec<String>,
+    },
+    /// Change the definition: tokens of runs on the old one are revoked.
+    Update {
+        name: String,
+        #[arg(long)]
+        definition: PathBuf,
+        /// Replace the declared tools (repeat); omitted keeps them.
+        #[arg(long = "tool")]
+        tools: Vec<String>,
+    },
+    List,
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum RunCmd {
+    /// Start a run of WORKFLOW by a workload.
+    Start {
+        workflow: String,
+        #[arg(long)]
+        workload: String,
+    },
+    /// End a run: every token of it is revoked in the same transaction.
+    End {
+        run: i64,
+        /// succeeded, failed or cancelled.
+        #[arg(long)]
+        status: String,
+    },
+    List {
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    Show { run: i64 },
+}
+
+#[derive(Args)]
+pub struct MintArgs {
+    #[arg(long)]
+    pub workload: String,
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// Scopes (repeat), each TYPE[:ID_PATTERN]:ACTION.
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// Lifetime, e.g. 15m, 1h.
+    #[arg(long)]
+    pub ttl: String,
+    /// Audience (repeat).
+    #[arg(long)]
+    pub audience: Vec<String>,
+    /// Business reason; required for write scopes.
+    #[arg(long)]
+    pub justification: Option<String>,
+    /// jwt or opaque.
+    #[arg(long, default_value = "jwt")]
+    pub format: String,
+}
+
+#[derive(Args)]
+pub struct RevokeArgs {
+    /// A token (lsh_… or JWT) or a token id (tok_…). Use `-` to read it from stdin.
+    pub token_or_id: String,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// A token (lsh_… or JWT) or a token id (tok_…). Use `-` to read it from stdin.
+    pub token_or_id: String,
+}
+
+#[derive(Subcommand)]
+pub enum TokensCmd {
+    /// List tokens, filtered.
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        workload: Option<String>,
+        #[arg(long)]
+        run: Option<i64>,
+        /// active, revoked or expired.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Start after this id (paging).
+        #[arg(long)]
+        after: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Verify the hash chain; with --data, offline against a data directory (no server).
+    Verify {
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Show the latest events.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+        /// Keep polling for new events.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEASH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

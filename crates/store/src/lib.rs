@@ -118,12 +118,16 @@ pub struct MintPlan {
 }
 
 /// What a revocation did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Revoked {
-    /// Audit sequence number of the event that caused it (None if nothing was live).
+    /// Audit sequence number of the event that caused it (None if nothing changed).
     pub event: Option<i64>,
+    /// The trigger recorded on the directly revoked tokens.
+    pub trigger: Option<leash_core::RevocationTrigger>,
     /// How many tokens it revoked, descendants included.
     pub count: usize,
+    /// How many of those were descendants (trigger `parent_revoked`).
+    pub cascaded: usize,
     /// The first ids revoked (at most 100).
     pub tokens: Vec<String>,
 }

@@ -564,7 +564,7 @@ impl Writer {
         let mut wf = self.registry.read().workflow_by_name(name).cloned().ok_or_else(|| StoreError::NotFound { what: "workflow", key: name.to_owned() })?;
         let tools = tools.unwrap_or_else(|| wf.tools.clone());
         Self::check_workflow_fields(&digest, &tools)?;
-        let none = Revoked { event: None, count: 0, tokens: vec![] };
+        let none = Revoked::default();
         if digest == wf.digest && tools == wf.tools {
             return Ok((wf, none));
         }
@@ -686,7 +686,7 @@ impl Writer {
         match token.status(now) {
             TokenStatus::Revoked | TokenStatus::Expired => {
                 // idempotent (RFC 7009): nothing live to revoke, nothing appended
-                return Ok(Revoked { event: token.revocation.map(|r| r.event), count: 0, tokens: vec![] });
+                return Ok(Revoked { event: token.revocation.map(|r| r.event), ..Revoked::default() });
             }
             TokenStatus::Active => {}
         }
@@ -725,10 +725,12 @@ impl Writer {
         };
         let rows = q.fetch_all(&mut self.conn).await?;
         let mut ids = Vec::with_capacity(rows.len().min(ECHO_IDS));
+        let mut cascaded = 0;
         for row in &rows {
             let id: String = row.try_get("id")?;
             let trig: String = row.try_get("revoked_trigger")?;
             let is_root = trig == trigger.as_str();
+            cascaded += usize::from(!is_root);
             if !(cause_is_root_event && is_root) {
                 self.append(now, "token.revoked", actor, id.clone(), json!({"trigger": trig, "cause": cause}));
             }
@@ -736,7 +738,7 @@ impl Writer {
                 ids.push(id);
             }
         }
-        Ok(Revoked { event: Some(cause), count: rows.len(), tokens: ids })
+        Ok(Revoked { event: Some(cause), trigger: Some(trigger), count: rows.len(), cascaded, tokens: ids })
     }
 }
 

@@ -52,3 +52,14 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
     out
 }
+
+/// A fresh token id (`jti`): `tok_` + 22 base62 characters (≈131 bits).
+pub fn new_token_id() -> Result<String, opaque::OpaqueError> {
+    let mut buf = [0u8; 48];
+    loop {
+        aws_lc_rs::rand::fill(&mut buf).map_err(|_| opaque::OpaqueError::Random)?;
+        if let Some(r) = base62::from_random(&buf, 22) {
+            return Ok(format!("tok_{r}"));
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! `leash bench`: load drivers that talk HTTP/1.1 to a running server.
+//!
+//! Each client holds one keep-alive connection (hyper) and sends requests
+//! back to back (closed loop), or on a fixed global schedule with `--rate`
+//! (open loop: latency is measured from the scheduled start, so a stalled
+//! server cannot hide its queueing delay).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::client::Api;
+use crate::commands::interactive;
+use leash_server::api::dto::{RunEnded, RunView, TokenView};
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Mint tokens as fast as possible (or at --rate) for --duration.
+    Mint(MintBench),
+    /// Mint --tokens tokens (e.g. 1,000,000 to fill the registry).
+    Populate(PopulateBench),
+    /// Mint --tokens into one run, then time ending the run (which revokes them all).
+    RunEnd(RunEndBench),
+    /// Explain random existing tokens and report latency.
+    Explain(ExplainBench),
+}
+
+#[derive(Args)]
+pub struct Common {
+    /// Concurrent clients (one connection each).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// jwt or opaque.
+    #[arg(long, default_value = "jwt")]
+    pub format: String,
+}
+
+#[derive(Args)]
+pub struct MintBench {
+    #[command(flatten)]
+    pub common: Common,
+    /// How long to run, e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Requests per second across all clients (open loop); omit for max throughput.
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct PopulateBench {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 100_000)]
+    pub tokens: u64,
+}
+
+#[derive(Args)]
+pub struct RunEndBench {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 10_000)]
+    pub tokens: u64,
+}
+
+#[derive(Args)]
+pub struct ExplainBench {
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Distinct token ids to sample from the registry.
+    #[arg(long, default_value_t = 2000)]
+    pub sample: usize,
+}
+
+/// Latency summary, milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub what: String,
+    pub clients: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+enum Stop {
+    After(Duration),
+    Count(u64),
+}
+
+struct Load {
+    clients: usize,
+    rate: Option<f64>,
+    stop: Stop,
+}
+
+/// Builds request `i`: method, path and JSON body.
+type MakeRequest = Arc<dyn Fn(u64) -> (hyper::Method, String, Option<Bytes>) + Send + Sync>;
+
+fn addr_of(api: &Api) -> Result<(SocketAddr, String)> {
+    let rest = api.base().strip_prefix("http://").ok_or_else(|| anyhow!("bench drives plain http:// servers; LEASH_URL is {}", api.base()))?;
+    let host = rest.split('/').next().unwrap_or(rest).to_owned();
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&host).with_context(|| format!("resolving {host}"))?.next().ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
+    Ok((addr, host))
+}
+
+async fn drive(api: &Api, what: &str, load: Load, make: MakeRequest, progress: bool) -> Result<Report> {
+    let (addr, host) = addr_of(api)?;
+    let auth = format!("Bearer {}", api.token().ok_or_else(|| anyhow!("bench needs the operator credential (LEASH_TOKEN or LEASH_DATA)"))?);
+    let ticket = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let start = Instant::now();
+    let deadline = match load.stop {
+        Stop::After(d) => Some(start + d),
+        Stop::Count(_) => None,
+    };
+    let total = match load.stop {
+        Stop::Count(n) => Some(n),
+        Stop::After(_) => None,
+    };
+    let bar = if progress {
+        let b = match total {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new(deadline.map(|d| (d - start).as_secs()).unwrap_or(0)),
+        };
+        b.set_style(ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        b.set_message(what.to_owned());
+        Some(b)
+    } else {
+        None
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..load.clients.max(1) {
+        let (ticket, errors, first_error, make, auth, host) = (ticket.clone(), errors.clone(), first_error.clone(), make.clone(), auth.clone(), host.clone());
+        let bar = bar.clone();
+        let rate = load.rate;
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut lat: Vec<u32> = Vec::with_capacity(4096);
+            loop {
+                let i = ticket.fetch_add(1, Ordering::Relaxed);
+                if total.is_some_and(|n| i >= n) {
+                    break;
+                }
+                let scheduled = match rate {
+                    Some(r) => start + Duration::from_secs_f64(i as f64 / r),
+                    None => Instant::now(),
+                };
+                if deadline.is_some_and(|d| scheduled >= d) {
+                    break;
+                }
+                if scheduled > Instant::now() {
+                    tokio::time::sleep_until(scheduled.into()).await;
+                }
+                let (method, path, body) = make(i);
+                let req = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header(HOST, &host)
+                    .header(AUTHORIZATION, &auth)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Full::new(body.unwrap_or_default()))?;
+                sender.ready().await?;
+                let resp = sender.send_request(req).await?;
+                let status = resp.status();
+                let body = resp.into_body().collect().await?.to_bytes();
+                lat.push(scheduled.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                if !status.is_success() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    let mut fe = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                    if fe.is_none() {
+                        *fe = Some(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>()));
+                    }
+                }
+                if let Some(b) = &bar {
+                    if total.is_some() {
+                        b.inc(1);
+                    } else {
+                        b.set_position(start.elapsed().as_secs());
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all: Vec<u32> = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(|e| anyhow!("client task failed: {e}"))??);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all[idx]) / 1000.0
+    };
+    let requests = all.len() as u64;
+    Ok(Report {
+        what: what.to_owned(),
+        clients: load.clients,
+        requests,
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        per_second: requests as f64 / seconds,
+        p50_ms: pct(0.5),
+        p90_ms: pct(0.9),
+        p99_ms: pct(0.99),
+        max_ms: all.last().map(|v| f64::from(*v) / 1000.0).unwrap_or(0.0),
+        first_error: first_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+    })
+}
+
+fn print_report(r: &Report, json_out: bool) -> Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        println!(
+            "{}: {} requests in {:.2}s with {} clients = {:.0}/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
+            r.what, r.requests, r.seconds, r.clients, r.per_second, r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.errors
+        );
+        if let Some(e) = &r.first_error {
+            println!("first error: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Create a fresh owner, workload and (optionally) workflow + run to mint into.
+async fn setup(api: &Api, with_run: bool) -> Result<(String, Option<i64>)> {
+    let tag = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default());
+    let owner = format!("bench-owner-{tag}");
+    let workload = format!("bench-wl-{tag}");
+    let _: Value = api.post("/v1/owners", &json!({"name": owner, "email": "bench@example.com", "kind": "team", "business_owner": true})).await?;
+    let _: Value = api.post("/v1/workloads", &json!({"name": workload, "owner": owner, "environment": "dev", "scope_ceiling": ["tickets:read", "repo:acme/*:write"], "identity": format!("spiffe://bench.example/{tag}")})).await?;
+    if !with_run {
+        return Ok((workload, None));
+    }
+    let wf = format!("bench-wf-{tag}");
+    let _: Value = api.post("/v1/workflows", &json!({"name": wf, "owner": owner, "definition": format!("bench {tag}"), "tools": ["git"]})).await?;
+    let run: RunView = api.post("/v1/runs", &json!({"workflow": wf, "workload": workload})).await?;
+    Ok((workload, Some(run.id)))
+}
+
+fn mint_maker(workload: String, run: Option<i64>, format: &str) -> Result<MakeRequest> {
+    if format != "jwt" && format != "opaque" {
+        bail!("--format must be jwt or opaque");
+    }
+    let body = Bytes::from(serde_json::to_vec(&json!({"workload": workload, "run": run, "scopes": ["tickets:read"], "ttl": "1h", "format": format}))?);
+    Ok(Arc::new(move |_| (hyper::Method::POST, "/v1/tokens".to_owned(), Some(body.clone()))))
+}
+
+pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
+    let progress = interactive(json_out);
+    match cmd {
+        BenchCmd::Mint(b) => {
+            let (workload, _) = setup(&api, false).await?;
+            let d = leash_core::duration::parse_duration(&b.duration)?;
+            let what = match b.rate {
+                Some(r) => format!("mint ({}, {r:.0}/s offered)", b.common.format),
+                None => format!("mint ({})", b.common.format),
+            };
+            let r = drive(&api, &what, Load { clients: b.common.clients, rate: b.rate, stop: Stop::After(Duration::from_secs(d)) }, mint_maker(workload, None, &b.common.format)?, progress).await?;
+            print_report(&r, json_out)?;
+        }
+        BenchCmd::Populate(b) => {
+            let (workload, _) = setup(&api, false).await?;
+            let r = drive(&api, "populate", Load { clients: b.common.clients, rate: None, stop: Stop::Count(b.tokens) }, mint_maker(workload, None, &b.common.format)?, progress).await?;
+            print_report(&r, json_out)?;
+        }
+        BenchCmd::RunEnd(b) => {
+            let (workload, run) = setup(&api, true).await?;
+            let run = run.ok_or_else(|| anyhow!("no run was created"))?;
+            let fill = drive(&api, "mint into run", Load { clients: b.common.clients, rate: None, stop: Stop::Count(b.tokens) }, mint_maker(workload, Some(run), &b.common.format)?, progress).await?;
+            if fill.errors > 0 {
+                bail!("minting into the run failed: {}", fill.first_error.unwrap_or_default());
+            }
+            let t0 = Instant::now();
+            let ended: RunEnded = api.post(&format!("/v1/runs/{run}/end"), &json!({"status": "succeeded"})).await?;
+            let secs = t0.elapsed().as_secs_f64();
+            let out = json!({"run": run, "tokens_minted": fill.requests, "tokens_revoked": ended.revoked.count, "end_run_seconds": secs, "mint": fill});
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_report(&fill, false)?;
+                println!("run-end: ending run {run} revoked {} tokens in {:.3}s (request to durable response)", ended.revoked.count, secs);
+            }
+        }
+        BenchCmd::Explain(b) => {
+            // sample ids spread over the id space with random cursors
+            let mut ids: Vec<String> = Vec::new();
+            let alphabet = leash_token::base62::ALPHABET;
+            let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
+            let mut tries = 0;
+            while ids.len() < b.sample && tries < b.sample * 2 {
+                tries += 1;
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let c1 = char::from(alphabet[(seed % 62) as usize]);
+                let c2 = char::from(alphabet[((seed >> 8) % 62) as usize]);
+                let page: Vec<TokenView> = api.get(&format!("/v1/tokens?after=tok_{c1}{c2}&limit=20")).await?;
+                ids.extend(page.into_iter().map(|t| t.id));
+            }
+            if ids.is_empty() {
+                bail!("no tokens to explain; run `leash bench populate` first");
+            }
+            let ids = Arc::new(ids);
+            let bodies: Vec<Bytes> = ids.iter().map(|id| Bytes::from(format!(r#"{{"token_or_id":"{id}"}}"#))).collect();
+            let bodies = Arc::new(bodies);
+            let make: MakeRequest = Arc::new(move |i| (hyper::Method::POST, "/v1/explain".to_owned(), Some(bodies[(i as usize * 7919) % bodies.len()].clone())));
+            let d = leash_core::duration::parse_duration(&b.duration)?;
+            let r = drive(&api, &format!("explain ({} sampled ids)", ids.len()), Load { clients: b.clients, rate: None, stop: Stop::After(Duration::from_secs(d)) }, make, progress).await?;
+            print_report(&r, json_out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

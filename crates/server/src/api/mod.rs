@@ -1,0 +1,95 @@
+//! HTTP routes.
+
+pub mod audit;
+pub mod dto;
+pub mod oauth;
+pub mod openapi;
+pub mod registry;
+pub mod tokens;
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Most items a list call returns.
+pub const MAX_LIST: u32 = 1000;
+
+/// JSON body extractor whose rejections use the documented error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body is larger than {} bytes; send less", crate::MAX_BODY));
+    }
+    match rej {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request", "send the body as JSON with `Content-Type: application/json`"),
+        other => ApiError::bad_request(format!("the JSON body is not valid: {}", other.body_text())),
+    }
+}
+
+/// Query-string extractor with the documented error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(rej) => Err(query_rejection(rej)),
+        }
+    }
+}
+
+fn query_rejection(rej: QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("the query string is not valid: {}", rej.body_text()))
+}
+
+/// `/v1` routes (operator-authenticated).
+pub fn v1_routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/owners", post(registry::create_owner).get(registry::list_owners))
+        .route("/owners/{name}", get(registry::get_owner))
+        .route("/owners/{name}/offboard", post(registry::offboard_owner))
+        .route("/workloads", post(registry::create_workload).get(registry::list_workloads))
+        .route("/workloads/{name}", get(registry::get_workload))
+        .route("/workflows", post(registry::create_workflow).get(registry::list_workflows))
+        .route("/workflows/{name}", get(registry::get_workflow).put(registry::update_workflow))
+        .route("/runs", post(registry::start_run).get(registry::list_runs))
+        .route("/runs/{id}", get(registry::get_run))
+        .route("/runs/{id}/end", post(registry::end_run))
+        .route("/tokens", post(tokens::mint).get(tokens::list))
+        .route("/tokens/{id}", get(tokens::get))
+        .route("/explain", post(tokens::explain))
+        .route("/revocations", post(tokens::revoke))
+        .route("/audit/events", get(audit::events))
+        .route("/audit/verify", get(audit::verify))
+}
+
+/// Routes outside `/v1`.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(audit::health))
+        .route("/metrics", get(audit::metrics))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/oauth2/introspect", post(oauth::introspect))
+}

@@ -1,0 +1,41 @@
+//! The OpenAPI 3.1 document at `/v1/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{audit, dto, oauth, registry, tokens};
+use crate::error::Problem;
+
+struct OperatorAuth;
+
+impl Modify for OperatorAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme("operator", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("The operator credential from DIR/operator.token")).build()));
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Leash", description = "Control plane for the tokens AI agents and automations use. Every /v1 call needs the operator credential as a Bearer token; errors are RFC 9457 problem details (see the Problem schema)."),
+    paths(
+        registry::create_owner, registry::list_owners, registry::get_owner, registry::offboard_owner,
+        registry::create_workload, registry::list_workloads, registry::get_workload,
+        registry::create_workflow, registry::list_workflows, registry::get_workflow, registry::update_workflow,
+        registry::start_run, registry::list_runs, registry::get_run, registry::end_run,
+        tokens::mint, tokens::list, tokens::get, tokens::explain, tokens::revoke,
+        audit::events, audit::verify, audit::health, audit::metrics,
+        oauth::introspect, oauth::jwks,
+    ),
+    components(schemas(Problem, dto::Ttl)),
+    modifiers(&OperatorAuth),
+    security(("operator" = [])),
+)]
+pub struct ApiDoc;
+
+/// Serve the document.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

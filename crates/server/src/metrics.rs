@@ -1,0 +1,79 @@
+//! Prometheus metrics: mints, refusals by rule, revocations by trigger,
+//! request latency.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FormatLabel {
+    pub format: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabel {
+    pub trigger: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0])
+}
+
+/// Every metric Leash exports.
+pub struct Metrics {
+    registry: Registry,
+    pub mints: Family<FormatLabel, Counter>,
+    pub refusals: Family<RuleLabel, Counter>,
+    pub revocations: Family<TriggerLabel, Counter>,
+    pub requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("leash");
+        let mints = Family::<FormatLabel, Counter>::default();
+        let refusals = Family::<RuleLabel, Counter>::default();
+        let revocations = Family::<TriggerLabel, Counter>::default();
+        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register("mints", "Tokens minted", mints.clone());
+        registry.register("mint_refusals", "Mints refused, by issuance rule", refusals.clone());
+        registry.register("revocations", "Tokens revoked, by trigger", revocations.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", requests.clone());
+        Metrics { registry, mints, refusals, revocations, requests }
+    }
+}
+
+impl Metrics {
+    /// Count a revocation result.
+    pub fn revoked(&self, r: &leash_store::Revoked) {
+        if let Some(t) = r.trigger {
+            let direct = r.count.saturating_sub(r.cascaded) as u64;
+            if direct > 0 {
+                self.revocations.get_or_create(&TriggerLabel { trigger: t.as_str().to_owned() }).inc_by(direct);
+            }
+        }
+        if r.cascaded > 0 {
+            self.revocations.get_or_create(&TriggerLabel { trigger: "parent_revoked".to_owned() }).inc_by(r.cascaded as u64);
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
