@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration;
-use crate::model::{Environment, Owner, OwnerStatus, Run, RunState, Workflow, Workload};
+use crate::model::{Environment, Millis, Owner, OwnerStatus, Run, RunState, Token, TokenStatus, Workflow, Workload};
 use crate::scope::{Scope, first_uncovered};
 
 /// Most scopes one token may carry.
@@ -85,6 +85,14 @@ pub enum MintRefusal {
     JustificationTooLong,
     #[error("ttl must be at least 1 second")]
     ZeroTtl,
+    #[error("parent token {parent} is {status}; only an active token can delegate")]
+    ParentNotActive { parent: String, status: crate::model::TokenStatus },
+    #[error("a delegated token cannot hold `{scope}`: parent {parent} does not hold it; ask for a subset of [{parent_scopes}]")]
+    DelegationScope { scope: String, parent: String, parent_scopes: String },
+    #[error("a delegated token cannot have audience `{audience}`: parent {parent} is limited to [{parent_audience}]")]
+    DelegationAudience { audience: String, parent: String, parent_audience: String },
+    #[error("a delegated token cannot outlive its parent {parent}, which expires in {left}; ask for a ttl of {left} or less")]
+    DelegationLifetime { parent: String, left: String },
 }
 
 impl MintRefusal {
@@ -103,6 +111,10 @@ impl MintRefusal {
             | MintRefusal::BadAudience(_)
             | MintRefusal::JustificationTooLong
             | MintRefusal::ZeroTtl => "request_shape",
+            MintRefusal::ParentNotActive { .. }
+            | MintRefusal::DelegationScope { .. }
+            | MintRefusal::DelegationAudience { .. }
+            | MintRefusal::DelegationLifetime { .. } => "delegation",
         }
     }
 }
@@ -189,6 +201,26 @@ pub fn check_mint(
     Ok(())
 }
 
+/// A delegated token never has more scope, audience or lifetime than its
+/// parent, and only an active parent can delegate.
+pub fn check_delegation(parent: &Token, req: &MintRequest, child_expires_at: Millis, now: Millis) -> Result<(), MintRefusal> {
+    let status = parent.status(now);
+    if status != TokenStatus::Active {
+        return Err(MintRefusal::ParentNotActive { parent: parent.id.clone(), status });
+    }
+    if let Some(scope) = first_uncovered(&parent.scopes, &req.scopes) {
+        return Err(MintRefusal::DelegationScope { scope: scope.to_string(), parent: parent.id.clone(), parent_scopes: join(&parent.scopes) });
+    }
+    if let Some(a) = req.audience.iter().find(|a| !parent.audience.contains(a)) {
+        return Err(MintRefusal::DelegationAudience { audience: a.clone(), parent: parent.id.clone(), parent_audience: parent.audience.join(", ") });
+    }
+    if child_expires_at > parent.expires_at {
+        let left = ((parent.expires_at - now).max(0) / 1000) as u64;
+        return Err(MintRefusal::DelegationLifetime { parent: parent.id.clone(), left: format_duration(left) });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +256,24 @@ mod tests {
         assert_eq!(e.rule(), "write_justification");
         assert!(check(&o, &w, &req(&["repo:acme/api:write"], 600, Some("release fix"))).is_ok());
         assert_eq!(check(&o, &w, &req(&[], 600, None)).unwrap_err(), MintRefusal::NoScopes);
+    }
+
+    #[test]
+    fn delegation_narrows_only() {
+        let parent = Token {
+            id: "tok_p".into(), format: crate::model::TokenFormat::Jwt, owner_id: 1, workload_id: 7, run_id: None, workflow_id: None,
+            scopes: vec!["repo:acme/*:write".parse().unwrap(), "tickets:read".parse().unwrap()], audience: vec!["api".into()],
+            issued_at: 0, expires_at: 100_000, parent_id: None, justification: Some("j".into()), revocation: None,
+        };
+        let ok = MintRequest { scopes: vec!["repo:acme/api:write".parse().unwrap()], ttl_secs: 10, audience: vec!["api".into()], justification: Some("j".into()) };
+        assert!(check_delegation(&parent, &ok, 50_000, 1_000).is_ok());
+        let wider = MintRequest { scopes: vec!["repo:write".parse().unwrap()], ..ok.clone() };
+        assert!(matches!(check_delegation(&parent, &wider, 50_000, 1_000), Err(MintRefusal::DelegationScope { .. })));
+        let aud = MintRequest { audience: vec!["other".into()], ..ok.clone() };
+        assert!(matches!(check_delegation(&parent, &aud, 50_000, 1_000), Err(MintRefusal::DelegationAudience { .. })));
+        assert!(matches!(check_delegation(&parent, &ok, 200_000, 1_000), Err(MintRefusal::DelegationLifetime { .. })));
+        assert!(matches!(check_delegation(&parent, &ok, 50_000, 100_000), Err(MintRefusal::ParentNotActive { .. })));
+        assert_eq!(check_delegation(&parent, &ok, 200_000, 1_000).unwrap_err().rule(), "delegation");
     }
 
     #[test]

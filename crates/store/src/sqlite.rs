@@ -100,7 +100,7 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-65536")
+        .pragma("mmap_size", "1073741824")
         .statement_cache_capacity(256)
         .disable_statement_logging()
 }
@@ -310,6 +310,8 @@ impl Writer {
     }
 
     async fn run_batch(&mut self, jobs: Vec<Job>) {
+        let started = std::time::Instant::now();
+        let size = jobs.len();
         if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await {
             let msg = format!("could not start a transaction: {e}");
             tracing::error!(error = %msg, "store: begin failed");
@@ -354,6 +356,7 @@ impl Writer {
         for a in acks {
             a(outcome.clone());
         }
+        tracing::trace!(size, micros = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "store: batch committed");
     }
 
     /// After a failed batch, memory may hold changes that never committed:
@@ -665,6 +668,11 @@ impl Writer {
         let ctx = MintContext { owner: &owner, workload: &workload, run: run_pair.as_ref().map(|(r, w)| (r, w)) };
         let reg = self.registry.clone();
         check_mint(ctx, &plan.request, &self.caps, |id| reg.read().workload(id).map(|w| w.name.clone()).unwrap_or_default())?;
+        if let Some(pid) = &t.parent_id {
+            let row = sqlx::query(select_tokens!("WHERE id = ?")).bind(pid).fetch_optional(&mut self.conn).await?;
+            let parent = row.map(|r| token_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound { what: "parent token", key: pid.clone() })?;
+            leash_core::issuance::check_delegation(&parent, &plan.request, t.expires_at, now)?;
+        }
         if t.issued_at > now + 60_000 || t.expires_at <= t.issued_at {
             return Err(StoreError::Conflict("token times are inconsistent".into()));
         }

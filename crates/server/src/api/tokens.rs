@@ -49,7 +49,15 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
         Ttl::Seconds(s) => s,
         Ttl::Text(t) => parse_duration(&t).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
-    let audience = if b.audience.is_empty() { vec![app.default_audience.clone()] } else { b.audience };
+    let parent = match &b.parent {
+        Some(p) => Some(resolve(app, p).await?),
+        None => None,
+    };
+    let audience = match (b.audience.is_empty(), &parent) {
+        (false, _) => b.audience,
+        (true, Some(p)) => p.audience.clone(),
+        (true, None) => vec![app.default_audience.clone()],
+    };
     let request = MintRequest { scopes, ttl_secs, audience, justification: b.justification.filter(|j| !j.trim().is_empty()) };
 
     // pre-check against the registry; the store checks again at commit
@@ -70,7 +78,11 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
         let pair = run.zip(workflow);
         check_mint(MintContext { owner, workload, run: pair }, &request, &app.store.ttl_caps(), |id| reg.workload(id).map(|w| w.name.clone()).unwrap_or_default())
             .map_err(StoreError::from)?;
-        let id = leash_token::new_token_id().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
+        let exp_secs = now.div_euclid(1000) + ttl_secs as i64;
+        if let Some(p) = &parent {
+            leash_core::issuance::check_delegation(p, &request, exp_secs * 1000, now).map_err(StoreError::from)?;
+        }
+        let id = leash_token::new_token_id(now).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
         let exp_secs = now.div_euclid(1000) + ttl_secs as i64;
         let token = Token {
             id: id.clone(),
@@ -83,7 +95,7 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
             audience: request.audience.clone(),
             issued_at: now,
             expires_at: exp_secs * 1000,
-            parent_id: None,
+            parent_id: parent.as_ref().map(|p| p.id.clone()),
             justification: request.justification.clone(),
             revocation: None,
         };
