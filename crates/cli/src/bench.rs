@@ -118,15 +118,34 @@ struct Load {
 type MakeRequest = Arc<dyn Fn(u64) -> (hyper::Method, String, Option<Bytes>) + Send + Sync>;
 
 fn addr_of(api: &Api) -> Result<(SocketAddr, String)> {
-    let rest = api.base().strip_prefix("http://").ok_or_else(|| anyhow!("bench drives plain http:// servers; LEASH_URL is {}", api.base()))?;
+    let rest = api.base().strip_prefix("http://").ok_or_else(|| {
+        anyhow!(
+            "bench drives plain http:// servers; LEASH_URL is {}",
+            api.base()
+        )
+    })?;
     let host = rest.split('/').next().unwrap_or(rest).to_owned();
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&host).with_context(|| format!("resolving {host}"))?.next().ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&host)
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
     Ok((addr, host))
 }
 
-async fn drive(api: &Api, what: &str, load: Load, make: MakeRequest, progress: bool) -> Result<Report> {
+async fn drive(
+    api: &Api,
+    what: &str,
+    load: Load,
+    make: MakeRequest,
+    progress: bool,
+) -> Result<Report> {
     let (addr, host) = addr_of(api)?;
-    let auth = format!("Bearer {}", api.token().ok_or_else(|| anyhow!("bench needs the operator credential (LEASH_TOKEN or LEASH_DATA)"))?);
+    let auth = format!(
+        "Bearer {}",
+        api.token().ok_or_else(|| anyhow!(
+            "bench needs the operator credential (LEASH_TOKEN or LEASH_DATA)"
+        ))?
+    );
     let ticket = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -144,7 +163,12 @@ async fn drive(api: &Api, what: &str, load: Load, make: MakeRequest, progress: b
             Some(n) => ProgressBar::new(n),
             None => ProgressBar::new(deadline.map(|d| (d - start).as_secs()).unwrap_or(0)),
         };
-        b.set_style(ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         b.set_message(what.to_owned());
         Some(b)
     } else {
@@ -152,13 +176,21 @@ async fn drive(api: &Api, what: &str, load: Load, make: MakeRequest, progress: b
     };
     let mut tasks = Vec::new();
     for _ in 0..load.clients.max(1) {
-        let (ticket, errors, first_error, make, auth, host) = (ticket.clone(), errors.clone(), first_error.clone(), make.clone(), auth.clone(), host.clone());
+        let (ticket, errors, first_error, make, auth, host) = (
+            ticket.clone(),
+            errors.clone(),
+            first_error.clone(),
+            make.clone(),
+            auth.clone(),
+            host.clone(),
+        );
         let bar = bar.clone();
         let rate = load.rate;
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             let mut lat: Vec<u32> = Vec::with_capacity(4096);
             loop {
@@ -193,7 +225,13 @@ async fn drive(api: &Api, what: &str, load: Load, make: MakeRequest, progress: b
                     errors.fetch_add(1, Ordering::Relaxed);
                     let mut fe = first_error.lock().unwrap_or_else(|e| e.into_inner());
                     if fe.is_none() {
-                        *fe = Some(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>()));
+                        *fe = Some(format!(
+                            "{status}: {}",
+                            String::from_utf8_lossy(&body)
+                                .chars()
+                                .take(300)
+                                .collect::<String>()
+                        ));
                     }
                 }
                 if let Some(b) = &bar {
@@ -235,7 +273,10 @@ async fn drive(api: &Api, what: &str, load: Load, make: MakeRequest, progress: b
         p90_ms: pct(0.9),
         p99_ms: pct(0.99),
         max_ms: all.last().map(|v| f64::from(*v) / 1000.0).unwrap_or(0.0),
-        first_error: first_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        first_error: first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
     })
 }
 
@@ -245,7 +286,16 @@ fn print_report(r: &Report, json_out: bool) -> Result<()> {
     } else {
         println!(
             "{}: {} requests in {:.2}s with {} clients = {:.0}/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
-            r.what, r.requests, r.seconds, r.clients, r.per_second, r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.errors
+            r.what,
+            r.requests,
+            r.seconds,
+            r.clients,
+            r.per_second,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.errors
         );
         if let Some(e) = &r.first_error {
             println!("first error: {e}");
@@ -256,7 +306,13 @@ fn print_report(r: &Report, json_out: bool) -> Result<()> {
 
 /// Create a fresh owner, workload and (optionally) workflow + run to mint into.
 async fn setup(api: &Api, with_run: bool) -> Result<(String, Option<i64>)> {
-    let tag = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default());
+    let tag = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
     let owner = format!("bench-owner-{tag}");
     let workload = format!("bench-wl-{tag}");
     let _: Value = api.post("/v1/owners", &json!({"name": owner, "email": "bench@example.com", "kind": "team", "business_owner": true})).await?;
@@ -266,7 +322,9 @@ async fn setup(api: &Api, with_run: bool) -> Result<(String, Option<i64>)> {
     }
     let wf = format!("bench-wf-{tag}");
     let _: Value = api.post("/v1/workflows", &json!({"name": wf, "owner": owner, "definition": format!("bench {tag}"), "tools": ["git"]})).await?;
-    let run: RunView = api.post("/v1/runs", &json!({"workflow": wf, "workload": workload})).await?;
+    let run: RunView = api
+        .post("/v1/runs", &json!({"workflow": wf, "workload": workload}))
+        .await?;
     Ok((workload, Some(run.id)))
 }
 
@@ -274,8 +332,16 @@ fn mint_maker(workload: String, run: Option<i64>, format: &str) -> Result<MakeRe
     if format != "jwt" && format != "opaque" {
         bail!("--format must be jwt or opaque");
     }
-    let body = Bytes::from(serde_json::to_vec(&json!({"workload": workload, "run": run, "scopes": ["tickets:read"], "ttl": "1h", "format": format}))?);
-    Ok(Arc::new(move |_| (hyper::Method::POST, "/v1/tokens".to_owned(), Some(body.clone()))))
+    let body = Bytes::from(serde_json::to_vec(
+        &json!({"workload": workload, "run": run, "scopes": ["tickets:read"], "ttl": "1h", "format": format}),
+    )?);
+    Ok(Arc::new(move |_| {
+        (
+            hyper::Method::POST,
+            "/v1/tokens".to_owned(),
+            Some(body.clone()),
+        )
+    }))
 }
 
 pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
@@ -288,37 +354,84 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 Some(r) => format!("mint ({}, {r:.0}/s offered)", b.common.format),
                 None => format!("mint ({})", b.common.format),
             };
-            let r = drive(&api, &what, Load { clients: b.common.clients, rate: b.rate, stop: Stop::After(Duration::from_secs(d)) }, mint_maker(workload, None, &b.common.format)?, progress).await?;
+            let r = drive(
+                &api,
+                &what,
+                Load {
+                    clients: b.common.clients,
+                    rate: b.rate,
+                    stop: Stop::After(Duration::from_secs(d)),
+                },
+                mint_maker(workload, None, &b.common.format)?,
+                progress,
+            )
+            .await?;
             print_report(&r, json_out)?;
         }
         BenchCmd::Populate(b) => {
             let (workload, _) = setup(&api, false).await?;
-            let r = drive(&api, "populate", Load { clients: b.common.clients, rate: None, stop: Stop::Count(b.tokens) }, mint_maker(workload, None, &b.common.format)?, progress).await?;
+            let r = drive(
+                &api,
+                "populate",
+                Load {
+                    clients: b.common.clients,
+                    rate: None,
+                    stop: Stop::Count(b.tokens),
+                },
+                mint_maker(workload, None, &b.common.format)?,
+                progress,
+            )
+            .await?;
             print_report(&r, json_out)?;
         }
         BenchCmd::RunEnd(b) => {
             let (workload, run) = setup(&api, true).await?;
             let run = run.ok_or_else(|| anyhow!("no run was created"))?;
-            let fill = drive(&api, "mint into run", Load { clients: b.common.clients, rate: None, stop: Stop::Count(b.tokens) }, mint_maker(workload, Some(run), &b.common.format)?, progress).await?;
+            let fill = drive(
+                &api,
+                "mint into run",
+                Load {
+                    clients: b.common.clients,
+                    rate: None,
+                    stop: Stop::Count(b.tokens),
+                },
+                mint_maker(workload, Some(run), &b.common.format)?,
+                progress,
+            )
+            .await?;
             if fill.errors > 0 {
-                bail!("minting into the run failed: {}", fill.first_error.unwrap_or_default());
+                bail!(
+                    "minting into the run failed: {}",
+                    fill.first_error.unwrap_or_default()
+                );
             }
             let t0 = Instant::now();
-            let ended: RunEnded = api.post(&format!("/v1/runs/{run}/end"), &json!({"status": "succeeded"})).await?;
+            let ended: RunEnded = api
+                .post(
+                    &format!("/v1/runs/{run}/end"),
+                    &json!({"status": "succeeded"}),
+                )
+                .await?;
             let secs = t0.elapsed().as_secs_f64();
             let out = json!({"run": run, "tokens_minted": fill.requests, "tokens_revoked": ended.revoked.count, "end_run_seconds": secs, "mint": fill});
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print_report(&fill, false)?;
-                println!("run-end: ending run {run} revoked {} tokens in {:.3}s (request to durable response)", ended.revoked.count, secs);
+                println!(
+                    "run-end: ending run {run} revoked {} tokens in {:.3}s (request to durable response)",
+                    ended.revoked.count, secs
+                );
             }
         }
         BenchCmd::Explain(b) => {
             // sample ids spread over the id space with random cursors
             let mut ids: Vec<String> = Vec::new();
             let alphabet = leash_token::base62::ALPHABET;
-            let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
+            let mut seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7);
             let mut tries = 0;
             while ids.len() < b.sample && tries < b.sample * 2 {
                 tries += 1;
@@ -327,18 +440,40 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 seed ^= seed << 17;
                 let c1 = char::from(alphabet[(seed % 62) as usize]);
                 let c2 = char::from(alphabet[((seed >> 8) % 62) as usize]);
-                let page: Vec<TokenView> = api.get(&format!("/v1/tokens?after=tok_{c1}{c2}&limit=20")).await?;
+                let page: Vec<TokenView> = api
+                    .get(&format!("/v1/tokens?after=tok_{c1}{c2}&limit=20"))
+                    .await?;
                 ids.extend(page.into_iter().map(|t| t.id));
             }
             if ids.is_empty() {
                 bail!("no tokens to explain; run `leash bench populate` first");
             }
             let ids = Arc::new(ids);
-            let bodies: Vec<Bytes> = ids.iter().map(|id| Bytes::from(format!(r#"{{"token_or_id":"{id}"}}"#))).collect();
+            let bodies: Vec<Bytes> = ids
+                .iter()
+                .map(|id| Bytes::from(format!(r#"{{"token_or_id":"{id}"}}"#)))
+                .collect();
             let bodies = Arc::new(bodies);
-            let make: MakeRequest = Arc::new(move |i| (hyper::Method::POST, "/v1/explain".to_owned(), Some(bodies[(i as usize * 7919) % bodies.len()].clone())));
+            let make: MakeRequest = Arc::new(move |i| {
+                (
+                    hyper::Method::POST,
+                    "/v1/explain".to_owned(),
+                    Some(bodies[(i as usize * 7919) % bodies.len()].clone()),
+                )
+            });
             let d = leash_core::duration::parse_duration(&b.duration)?;
-            let r = drive(&api, &format!("explain ({} sampled ids)", ids.len()), Load { clients: b.clients, rate: None, stop: Stop::After(Duration::from_secs(d)) }, make, progress).await?;
+            let r = drive(
+                &api,
+                &format!("explain ({} sampled ids)", ids.len()),
+                Load {
+                    clients: b.clients,
+                    rate: None,
+                    stop: Stop::After(Duration::from_secs(d)),
+                },
+                make,
+                progress,
+            )
+            .await?;
             print_report(&r, json_out)?;
         }
     }

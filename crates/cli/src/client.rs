@@ -20,14 +20,26 @@ pub fn find_token(explicit: Option<String>) -> Option<String> {
     if let Some(t) = explicit.filter(|t| !t.trim().is_empty()) {
         return Some(t.trim().to_owned());
     }
-    let dir = std::env::var_os("LEASH_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".leash"));
-    std::fs::read_to_string(dir.join("operator.token")).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    let dir = std::env::var_os("LEASH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".leash"));
+    std::fs::read_to_string(dir.join("operator.token"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 impl Api {
     pub fn new(base: &str, token: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build().context("building the HTTP client")?;
-        Ok(Api { http, base: base.trim_end_matches('/').to_owned(), token })
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -39,7 +51,12 @@ impl Api {
     }
 
     /// Call the API; a non-2xx answer becomes an error carrying the server's `detail`.
-    pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -47,21 +64,39 @@ impl Api {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| anyhow!("cannot reach Leash at {}: {e}; start it with `leash serve` or set LEASH_URL", self.base))?;
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach Leash at {}: {e}; start it with `leash serve` or set LEASH_URL",
+                self.base
+            )
+        })?;
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the response")?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).with_context(|| format!("the server answered {status} with a body that is not the expected JSON"));
+            return serde_json::from_slice(&bytes).with_context(|| {
+                format!("the server answered {status} with a body that is not the expected JSON")
+            });
         }
         if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
-            bail!("no operator credential: set LEASH_TOKEN, or LEASH_DATA to the server's data directory (it holds operator.token)");
+            bail!(
+                "no operator credential: set LEASH_TOKEN, or LEASH_DATA to the server's data directory (it holds operator.token)"
+            );
         }
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let detail = v.get("detail").and_then(Value::as_str).or_else(|| v.get("error_description").and_then(Value::as_str));
+        let detail = v
+            .get("detail")
+            .and_then(Value::as_str)
+            .or_else(|| v.get("error_description").and_then(Value::as_str));
         match (detail, v.get("rule").and_then(Value::as_str)) {
             (Some(d), Some(rule)) => bail!("refused ({rule}): {d}"),
             (Some(d), None) => bail!("{d}"),
-            (None, _) => bail!("the server answered {status}: {}", String::from_utf8_lossy(&bytes).chars().take(500).collect::<String>()),
+            (None, _) => bail!(
+                "the server answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            ),
         }
     }
 

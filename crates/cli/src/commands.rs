@@ -12,7 +12,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{Api, enc, find_token};
-use crate::{AuditCmd, Cli, Command, OwnerCmd, RunCmd, ServeArgs, TokensCmd, WorkflowCmd, WorkloadCmd};
+use crate::{
+    AuditCmd, Cli, Command, OwnerCmd, RunCmd, ServeArgs, TokensCmd, WorkflowCmd, WorkloadCmd,
+};
 
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -37,7 +39,11 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
@@ -53,7 +59,9 @@ fn or_dash(v: Option<&str>) -> String {
 fn read_arg(v: &str) -> Result<String> {
     if v == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
         Ok(s.trim().to_owned())
     } else {
         Ok(v.to_owned())
@@ -61,17 +69,27 @@ fn read_arg(v: &str) -> Result<String> {
 }
 
 fn read_definition(path: &std::path::Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("definition file {} cannot be read", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("definition file {} cannot be read", path.display()))?;
     if meta.len() > 900 * 1024 {
         bail!("definition file {} is larger than 900 KiB", path.display());
     }
-    std::fs::read_to_string(path).with_context(|| format!("definition file {} cannot be read as UTF-8 text", path.display()))
+    std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "definition file {} cannot be read as UTF-8 text",
+            path.display()
+        )
+    })
 }
 
 fn revoked_line(r: &RevokedView) -> String {
     match r.count {
         0 => "no live tokens to revoke".to_owned(),
-        n => format!("revoked {n} token(s) ({} via delegation), audit event #{}", r.cascaded, r.event.unwrap_or_default()),
+        n => format!(
+            "revoked {n} token(s) ({} via delegation), audit event #{}",
+            r.cascaded,
+            r.event.unwrap_or_default()
+        ),
     }
 }
 
@@ -79,7 +97,9 @@ fn revoked_line(r: &RevokedView) -> String {
 fn ttl_caps(list: &[String]) -> Result<TtlCaps> {
     let mut caps = TtlCaps::default();
     for item in list {
-        let (env, dur) = item.split_once('=').with_context(|| format!("--ttl-cap `{item}`: write it as ENV=DURATION, e.g. prod=30m"))?;
+        let (env, dur) = item.split_once('=').with_context(|| {
+            format!("--ttl-cap `{item}`: write it as ENV=DURATION, e.g. prod=30m")
+        })?;
         let secs = parse_duration(dur)?;
         match env {
             "dev" => caps.dev = secs,
@@ -100,13 +120,14 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {},
                 _ = term.recv() => {},
@@ -141,12 +162,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 // the token alone on stdout, so TOKEN=$(leash mint …) works
                 println!("{}", m.token);
-                eprintln!("minted {} for workload {} (owner {}), scopes [{}], expires {}{}", m.id, m.workload, m.owner, m.scopes.join(", "), m.expires_at, m.run.map(|r| format!(", run {r}")).unwrap_or_default());
+                eprintln!(
+                    "minted {} for workload {} (owner {}), scopes [{}], expires {}{}",
+                    m.id,
+                    m.workload,
+                    m.owner,
+                    m.scopes.join(", "),
+                    m.expires_at,
+                    m.run.map(|r| format!(", run {r}")).unwrap_or_default()
+                );
             }
         }
         Command::Revoke(a) => {
             let t = read_arg(&a.token_or_id)?;
-            let r: RevokedView = api()?.post("/v1/revocations", &json!({"token_or_id": t, "reason": a.reason})).await?;
+            let r: RevokedView = api()?
+                .post(
+                    "/v1/revocations",
+                    &json!({"token_or_id": t, "reason": a.reason}),
+                )
+                .await?;
             show(j, &r, |r| {
                 if r.count == 0 {
                     println!("nothing revoked: the token was already revoked or expired");
@@ -157,12 +191,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Explain(a) => {
             let t = read_arg(&a.token_or_id)?;
-            let e: Explanation = api()?.post("/v1/explain", &json!({"token_or_id": t})).await?;
+            let e: Explanation = api()?
+                .post("/v1/explain", &json!({"token_or_id": t}))
+                .await?;
             show(j, &e, print_explanation)?;
         }
-        Command::Tokens(TokensCmd::List { owner, workload, run, status, limit, after }) => {
+        Command::Tokens(TokensCmd::List {
+            owner,
+            workload,
+            run,
+            status,
+            limit,
+            after,
+        }) => {
             let mut q = vec![format!("limit={limit}")];
-            for (k, v) in [("owner", owner), ("workload", workload), ("status", status), ("after", after)] {
+            for (k, v) in [
+                ("owner", owner),
+                ("workload", workload),
+                ("status", status),
+                ("after", after),
+            ] {
                 if let Some(v) = v {
                     q.push(format!("{k}={}", enc(&v)));
                 }
@@ -173,19 +221,38 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let list: Vec<TokenView> = api()?.get(&format!("/v1/tokens?{}", q.join("&"))).await?;
             show(j, &list, |l| {
                 table(
-                    &["id", "status", "owner", "workload", "run", "scopes", "expires"],
-                    l.iter().map(|t| vec![t.id.clone(), t.status.clone(), t.owner.clone(), t.workload.clone(), t.run.map(|r| r.to_string()).unwrap_or("-".into()), t.scopes.join(" "), t.expires_at.clone()]).collect(),
+                    &[
+                        "id", "status", "owner", "workload", "run", "scopes", "expires",
+                    ],
+                    l.iter()
+                        .map(|t| {
+                            vec![
+                                t.id.clone(),
+                                t.status.clone(),
+                                t.owner.clone(),
+                                t.workload.clone(),
+                                t.run.map(|r| r.to_string()).unwrap_or("-".into()),
+                                t.scopes.join(" "),
+                                t.expires_at.clone(),
+                            ]
+                        })
+                        .collect(),
                 )
             })?;
         }
         Command::Audit(AuditCmd::Verify { data }) => {
             let v = match data {
-                Some(dir) => AuditVerification::from_result(leash_store::verify_audit_offline(&dir).await?),
+                Some(dir) => {
+                    AuditVerification::from_result(leash_store::verify_audit_offline(&dir).await?)
+                }
                 None => api()?.get("/v1/audit/verify").await?,
             };
             show(j, &v, |v| {
                 if v.ok {
-                    println!("audit chain OK: {} events, head #{} {}", v.events, v.head_seq, v.head_hash);
+                    println!(
+                        "audit chain OK: {} events, head #{} {}",
+                        v.events, v.head_seq, v.head_hash
+                    );
                 } else {
                     println!("audit chain BROKEN:");
                     for p in &v.problems {
@@ -199,13 +266,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit(AuditCmd::Tail { lines, follow }) => {
             let api = api()?;
-            let mut evs: Vec<EventView> = api.get(&format!("/v1/audit/events?limit={}", lines.clamp(1, 1000))).await?;
+            let mut evs: Vec<EventView> = api
+                .get(&format!("/v1/audit/events?limit={}", lines.clamp(1, 1000)))
+                .await?;
             loop {
                 for e in &evs {
                     if j {
                         println!("{}", serde_json::to_string(e)?);
                     } else {
-                        println!("#{:<6} {}  {:<18} {:<10} {}  {}", e.seq, e.time, e.kind, e.actor, e.subject, e.data);
+                        println!(
+                            "#{:<6} {}  {:<18} {:<10} {}  {}",
+                            e.seq, e.time, e.kind, e.actor, e.subject, e.data
+                        );
                     }
                 }
                 if !follow {
@@ -214,7 +286,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 let after = evs.last().map(|e| e.seq);
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 evs = match after {
-                    Some(a) => api.get(&format!("/v1/audit/events?after={a}&limit=1000")).await?,
+                    Some(a) => {
+                        api.get(&format!("/v1/audit/events?after={a}&limit=1000"))
+                            .await?
+                    }
                     None => api.get("/v1/audit/events?limit=1000").await?,
                 };
             }
@@ -224,21 +299,53 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn print_explanation(e: &Explanation) {
-    println!("token      {} ({}, {})", e.id, e.format, e.status.to_uppercase());
-    println!("owner      {} <{}> ({}, {}{})", e.owner.name, e.owner.email, e.owner.kind, e.owner.status, if e.owner.business_owner { ", business owner" } else { "" });
-    println!("workload   {} [{}] identity {}", e.workload.name, e.workload.environment, or_dash(e.workload.identity.as_deref()));
+    println!(
+        "token      {} ({}, {})",
+        e.id,
+        e.format,
+        e.status.to_uppercase()
+    );
+    println!(
+        "owner      {} <{}> ({}, {}{})",
+        e.owner.name,
+        e.owner.email,
+        e.owner.kind,
+        e.owner.status,
+        if e.owner.business_owner {
+            ", business owner"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "workload   {} [{}] identity {}",
+        e.workload.name,
+        e.workload.environment,
+        or_dash(e.workload.identity.as_deref())
+    );
     if let Some(w) = &e.workflow {
-        println!("workflow   {} digest {}", w.name, &w.digest[..w.digest.len().min(16)]);
+        println!(
+            "workflow   {} digest {}",
+            w.name,
+            &w.digest[..w.digest.len().min(16)]
+        );
     }
     if let Some(r) = &e.run {
         println!("run        {} ({})", r.id, r.state);
     }
     println!("scopes     {}", e.privileges.scopes.join(" "));
     if !e.privileges.write_scopes.is_empty() {
-        println!("writes     {} — justified: {}", e.privileges.write_scopes.join(" "), or_dash(e.privileges.justification.as_deref()));
+        println!(
+            "writes     {} — justified: {}",
+            e.privileges.write_scopes.join(" "),
+            or_dash(e.privileges.justification.as_deref())
+        );
     }
     println!("audience   {}", e.privileges.audience.join(" "));
-    println!("expires    {} ({}s left)", e.privileges.expires_at, e.privileges.expires_in);
+    println!(
+        "expires    {} ({}s left)",
+        e.privileges.expires_at, e.privileges.expires_in
+    );
     println!("revoked by {}", e.revocation_triggers.join(", "));
     if let Some(p) = &e.parent {
         println!("parent     {p}");
@@ -257,37 +364,108 @@ fn print_explanation(e: &Explanation) {
 }
 
 async fn owner(api: &Api, cmd: OwnerCmd, j: bool) -> Result<()> {
-    let one = |o: &OwnerView| println!("{} <{}> {} {}{}", o.name, o.email, o.kind, o.status, if o.business_owner { " (business owner)" } else { "" });
+    let one = |o: &OwnerView| {
+        println!(
+            "{} <{}> {} {}{}",
+            o.name,
+            o.email,
+            o.kind,
+            o.status,
+            if o.business_owner {
+                " (business owner)"
+            } else {
+                ""
+            }
+        )
+    };
     match cmd {
-        OwnerCmd::Add { name, email, kind, business_owner } => {
+        OwnerCmd::Add {
+            name,
+            email,
+            kind,
+            business_owner,
+        } => {
             let o: OwnerView = api.post("/v1/owners", &json!({"name": name, "email": email, "kind": kind, "business_owner": business_owner})).await?;
             show(j, &o, one)
         }
         OwnerCmd::List => {
             let l: Vec<OwnerView> = api.get("/v1/owners").await?;
-            show(j, &l, |l| table(&["name", "email", "kind", "status", "business"], l.iter().map(|o| vec![o.name.clone(), o.email.clone(), o.kind.clone(), o.status.clone(), o.business_owner.to_string()]).collect()))
+            show(j, &l, |l| {
+                table(
+                    &["name", "email", "kind", "status", "business"],
+                    l.iter()
+                        .map(|o| {
+                            vec![
+                                o.name.clone(),
+                                o.email.clone(),
+                                o.kind.clone(),
+                                o.status.clone(),
+                                o.business_owner.to_string(),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
         }
         OwnerCmd::Show { name } => {
             let o: OwnerView = api.get(&format!("/v1/owners/{}", enc(&name))).await?;
             show(j, &o, one)
         }
         OwnerCmd::Offboard { name } => {
-            let r: OwnerOffboarded = api.call(Method::POST, &format!("/v1/owners/{}/offboard", enc(&name)), None).await?;
-            show(j, &r, |r| println!("offboarded {}: {}", r.owner.name, revoked_line(&r.revoked)))
+            let r: OwnerOffboarded = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/owners/{}/offboard", enc(&name)),
+                    None,
+                )
+                .await?;
+            show(j, &r, |r| {
+                println!("offboarded {}: {}", r.owner.name, revoked_line(&r.revoked))
+            })
         }
     }
 }
 
 async fn workload(api: &Api, cmd: WorkloadCmd, j: bool) -> Result<()> {
-    let one = |w: &WorkloadView| println!("{} owner {} [{}] identity {} ceiling [{}]", w.name, w.owner, w.environment, or_dash(w.identity.as_deref()), w.scope_ceiling.join(", "));
+    let one = |w: &WorkloadView| {
+        println!(
+            "{} owner {} [{}] identity {} ceiling [{}]",
+            w.name,
+            w.owner,
+            w.environment,
+            or_dash(w.identity.as_deref()),
+            w.scope_ceiling.join(", ")
+        )
+    };
     match cmd {
-        WorkloadCmd::Add { name, owner, identity, environment, ceiling } => {
+        WorkloadCmd::Add {
+            name,
+            owner,
+            identity,
+            environment,
+            ceiling,
+        } => {
             let w: WorkloadView = api.post("/v1/workloads", &json!({"name": name, "owner": owner, "identity": identity, "environment": environment, "scope_ceiling": ceiling})).await?;
             show(j, &w, one)
         }
         WorkloadCmd::List => {
             let l: Vec<WorkloadView> = api.get("/v1/workloads").await?;
-            show(j, &l, |l| table(&["name", "owner", "env", "identity", "ceiling"], l.iter().map(|w| vec![w.name.clone(), w.owner.clone(), w.environment.clone(), or_dash(w.identity.as_deref()), w.scope_ceiling.join(" ")]).collect()))
+            show(j, &l, |l| {
+                table(
+                    &["name", "owner", "env", "identity", "ceiling"],
+                    l.iter()
+                        .map(|w| {
+                            vec![
+                                w.name.clone(),
+                                w.owner.clone(),
+                                w.environment.clone(),
+                                or_dash(w.identity.as_deref()),
+                                w.scope_ceiling.join(" "),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
         }
         WorkloadCmd::Show { name } => {
             let w: WorkloadView = api.get(&format!("/v1/workloads/{}", enc(&name))).await?;
@@ -297,22 +475,75 @@ async fn workload(api: &Api, cmd: WorkloadCmd, j: bool) -> Result<()> {
 }
 
 async fn workflow(api: &Api, cmd: WorkflowCmd, j: bool) -> Result<()> {
-    let one = |w: &WorkflowView| println!("{} owner {} digest {} tools [{}]", w.name, w.owner, w.digest, w.tools.join(", "));
+    let one = |w: &WorkflowView| {
+        println!(
+            "{} owner {} digest {} tools [{}]",
+            w.name,
+            w.owner,
+            w.digest,
+            w.tools.join(", ")
+        )
+    };
     match cmd {
-        WorkflowCmd::Add { name, owner, definition, tools } => {
+        WorkflowCmd::Add {
+            name,
+            owner,
+            definition,
+            tools,
+        } => {
             let def = read_definition(&definition)?;
-            let w: WorkflowView = api.post("/v1/workflows", &json!({"name": name, "owner": owner, "definition": def, "tools": tools})).await?;
+            let w: WorkflowView = api
+                .post(
+                    "/v1/workflows",
+                    &json!({"name": name, "owner": owner, "definition": def, "tools": tools}),
+                )
+                .await?;
             show(j, &w, one)
         }
-        WorkflowCmd::Update { name, definition, tools } => {
+        WorkflowCmd::Update {
+            name,
+            definition,
+            tools,
+        } => {
             let def = read_definition(&definition)?;
-            let tools = if tools.is_empty() { Value::Null } else { json!(tools) };
-            let u: WorkflowUpdated = api.call(Method::PUT, &format!("/v1/workflows/{}", enc(&name)), Some(&json!({"definition": def, "tools": tools}))).await?;
-            show(j, &u, |u| println!("workflow {} now at digest {}: {}", u.workflow.name, u.workflow.digest, revoked_line(&u.revoked)))
+            let tools = if tools.is_empty() {
+                Value::Null
+            } else {
+                json!(tools)
+            };
+            let u: WorkflowUpdated = api
+                .call(
+                    Method::PUT,
+                    &format!("/v1/workflows/{}", enc(&name)),
+                    Some(&json!({"definition": def, "tools": tools})),
+                )
+                .await?;
+            show(j, &u, |u| {
+                println!(
+                    "workflow {} now at digest {}: {}",
+                    u.workflow.name,
+                    u.workflow.digest,
+                    revoked_line(&u.revoked)
+                )
+            })
         }
         WorkflowCmd::List => {
             let l: Vec<WorkflowView> = api.get("/v1/workflows").await?;
-            show(j, &l, |l| table(&["name", "owner", "digest", "tools"], l.iter().map(|w| vec![w.name.clone(), w.owner.clone(), w.digest[..16.min(w.digest.len())].to_owned(), w.tools.join(" ")]).collect()))
+            show(j, &l, |l| {
+                table(
+                    &["name", "owner", "digest", "tools"],
+                    l.iter()
+                        .map(|w| {
+                            vec![
+                                w.name.clone(),
+                                w.owner.clone(),
+                                w.digest[..16.min(w.digest.len())].to_owned(),
+                                w.tools.join(" "),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
         }
         WorkflowCmd::Show { name } => {
             let w: WorkflowView = api.get(&format!("/v1/workflows/{}", enc(&name))).await?;
@@ -322,10 +553,28 @@ async fn workflow(api: &Api, cmd: WorkflowCmd, j: bool) -> Result<()> {
 }
 
 async fn run_cmd(api: &Api, cmd: RunCmd, j: bool) -> Result<()> {
-    let one = |r: &RunView| println!("run {} of {} by {}: {} (started {}{})", r.id, r.workflow, r.workload, r.state, r.started_at, r.ended_at.as_ref().map(|e| format!(", ended {e}")).unwrap_or_default());
+    let one = |r: &RunView| {
+        println!(
+            "run {} of {} by {}: {} (started {}{})",
+            r.id,
+            r.workflow,
+            r.workload,
+            r.state,
+            r.started_at,
+            r.ended_at
+                .as_ref()
+                .map(|e| format!(", ended {e}"))
+                .unwrap_or_default()
+        )
+    };
     match cmd {
         RunCmd::Start { workflow, workload } => {
-            let r: RunView = api.post("/v1/runs", &json!({"workflow": workflow, "workload": workload})).await?;
+            let r: RunView = api
+                .post(
+                    "/v1/runs",
+                    &json!({"workflow": workflow, "workload": workload}),
+                )
+                .await?;
             if j {
                 print_json(&r)
             } else {
@@ -336,8 +585,17 @@ async fn run_cmd(api: &Api, cmd: RunCmd, j: bool) -> Result<()> {
             }
         }
         RunCmd::End { run, status } => {
-            let r: RunEnded = api.post(&format!("/v1/runs/{run}/end"), &json!({"status": status})).await?;
-            show(j, &r, |r| println!("run {} {}: {}", r.run.id, r.run.state, revoked_line(&r.revoked)))
+            let r: RunEnded = api
+                .post(&format!("/v1/runs/{run}/end"), &json!({"status": status}))
+                .await?;
+            show(j, &r, |r| {
+                println!(
+                    "run {} {}: {}",
+                    r.run.id,
+                    r.run.state,
+                    revoked_line(&r.revoked)
+                )
+            })
         }
         RunCmd::List { workflow, limit } => {
             let mut path = format!("/v1/runs?limit={limit}");
@@ -345,7 +603,23 @@ async fn run_cmd(api: &Api, cmd: RunCmd, j: bool) -> Result<()> {
                 path.push_str(&format!("&workflow={}", enc(&w)));
             }
             let l: Vec<RunView> = api.get(&path).await?;
-            show(j, &l, |l| table(&["id", "workflow", "workload", "state", "started", "ended"], l.iter().map(|r| vec![r.id.to_string(), r.workflow.clone(), r.workload.clone(), r.state.clone(), r.started_at.clone(), or_dash(r.ended_at.as_deref())]).collect()))
+            show(j, &l, |l| {
+                table(
+                    &["id", "workflow", "workload", "state", "started", "ended"],
+                    l.iter()
+                        .map(|r| {
+                            vec![
+                                r.id.to_string(),
+                                r.workflow.clone(),
+                                r.workload.clone(),
+                                r.state.clone(),
+                                r.started_at.clone(),
+                                or_dash(r.ended_at.as_deref()),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
         }
         RunCmd::Show { run } => {
             let r: RunView = api.get(&format!("/v1/runs/{run}")).await?;

@@ -22,7 +22,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "leash", version, about, propagate_version = true)]
 pub struct Cli {
     /// Leash server URL.
-    #[arg(long, global = true, env = "LEASH_URL", default_value = "http://127.0.0.1:8420")]
+    #[arg(
+        long,
+        global = true,
+        env = "LEASH_URL",
+        default_value = "http://127.0.0.1:8420"
+    )]
     pub url: String,
     /// Operator credential (default: read from $LEASH_DATA/operator.token, LEASH_DATA defaulting to ./.leash).
     #[arg(long, global = true, env = "LEASH_TOKEN", hide_env_values = true)]
@@ -126,7 +131,9 @@ pub enum WorkloadCmd {
         ceiling: Vec<String>,
     },
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -152,7 +159,9 @@ pub enum WorkflowCmd {
         tools: Vec<String>,
     },
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,7 +185,9 @@ pub enum RunCmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    Show { run: i64 },
+    Show {
+        run: i64,
+    },
 }
 
 #[derive(Args)]
@@ -185,7 +196,7 @@ pub struct MintArgs {
     pub workload: String,
     #[arg(long)]
     pub run: Option<i64>,
-    /// Scopes (repeat), each TYPE[:ID_PATTERN]:ACTION.
+    /// Scopes (repeat), each `TYPE[:ID_PATTERN]:ACTION`.
     #[arg(long = "scope", required = true)]
     pub scopes: Vec<String>,
     /// Lifetime, e.g. 15m, 1h.
@@ -259,9 +270,16 @@ pub enum AuditCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEASH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEASH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

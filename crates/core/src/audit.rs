@@ -47,7 +47,14 @@ mod hex32 {
 }
 
 /// Compute an event's hash from its content and the previous hash.
-pub fn event_hash(prev: &[u8; 32], time: Millis, kind: &str, actor: &str, subject: &str, data: &str) -> [u8; 32] {
+pub fn event_hash(
+    prev: &[u8; 32],
+    time: Millis,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    data: &str,
+) -> [u8; 32] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(prev);
     ctx.update(&8u64.to_be_bytes());
@@ -80,7 +87,10 @@ pub struct ChainHead {
 
 impl ChainHead {
     /// An empty log.
-    pub const EMPTY: ChainHead = ChainHead { seq: 0, hash: GENESIS };
+    pub const EMPTY: ChainHead = ChainHead {
+        seq: 0,
+        hash: GENESIS,
+    };
 
     /// Chain one event onto the head, advancing it.
     pub fn append(&mut self, e: NewEvent) -> Event {
@@ -107,10 +117,16 @@ impl ChainHead {
 pub enum ChainBreak {
     #[error("event {seq} was edited: its content no longer matches its hash")]
     Edited { seq: i64 },
-    #[error("events {from} to {to} were deleted: event {next} links to a predecessor that is missing")]
+    #[error(
+        "events {from} to {to} were deleted: event {next} links to a predecessor that is missing"
+    )]
     Deleted { from: i64, to: i64, next: i64 },
     #[error("event {seq} is out of order: it links to event {links_to}, not to event {previous}")]
-    Reordered { seq: i64, links_to: i64, previous: i64 },
+    Reordered {
+        seq: i64,
+        links_to: i64,
+        previous: i64,
+    },
     #[error("event {seq} links to an event that is not in the log (deleted and renumbered)")]
     Unlinked { seq: i64 },
 }
@@ -157,8 +173,16 @@ impl ChainVerifier {
             Some(ChainBreak::Edited { seq: e.seq })
         } else if e.prev_hash != prev.hash {
             Some(match self.by_hash.get(&e.prev_hash) {
-                Some(&links_to) => ChainBreak::Reordered { seq: e.seq, links_to, previous: prev.seq },
-                None if e.seq > prev.seq + 1 => ChainBreak::Deleted { from: prev.seq + 1, to: e.seq - 1, next: e.seq },
+                Some(&links_to) => ChainBreak::Reordered {
+                    seq: e.seq,
+                    links_to,
+                    previous: prev.seq,
+                },
+                None if e.seq > prev.seq + 1 => ChainBreak::Deleted {
+                    from: prev.seq + 1,
+                    to: e.seq - 1,
+                    next: e.seq,
+                },
                 None => ChainBreak::Unlinked { seq: e.seq },
             })
         } else if e.seq != prev.seq + 1 {
@@ -167,20 +191,27 @@ impl ChainVerifier {
         } else {
             None
         };
-        if let Some(b) = found {
-            if self.breaks.len() < MAX_BREAKS {
-                self.breaks.push(b);
-            }
+        if let Some(b) = found
+            && self.breaks.len() < MAX_BREAKS
+        {
+            self.breaks.push(b);
         }
         self.count += 1;
-        self.prev = Some(ChainHead { seq: e.seq, hash: e.hash });
+        self.prev = Some(ChainHead {
+            seq: e.seq,
+            hash: e.hash,
+        });
     }
 
     /// The verdict.
     pub fn finish(self) -> Result<ChainSummary, Vec<ChainBreak>> {
         let head = self.prev.unwrap_or(ChainHead::EMPTY);
         if self.breaks.is_empty() {
-            Ok(ChainSummary { events: self.count, head_seq: head.seq, head_hash: head.hash })
+            Ok(ChainSummary {
+                events: self.count,
+                head_seq: head.seq,
+                head_hash: head.hash,
+            })
         } else {
             Err(self.breaks)
         }
@@ -207,7 +238,15 @@ mod tests {
     fn log(n: usize) -> Vec<Event> {
         let mut head = ChainHead::EMPTY;
         (0..n)
-            .map(|i| head.append(NewEvent { time: i as i64, kind: "k".into(), actor: "op".into(), subject: format!("s{i}"), data: "{}".into() }))
+            .map(|i| {
+                head.append(NewEvent {
+                    time: i as i64,
+                    kind: "k".into(),
+                    actor: "op".into(),
+                    subject: format!("s{i}"),
+                    data: "{}".into(),
+                })
+            })
             .collect()
     }
 
@@ -224,18 +263,35 @@ mod tests {
     fn detects_edit_delete_reorder() {
         let mut l = log(6);
         l[2].subject = "tampered".into();
-        assert_eq!(verify_chain(&l).unwrap_err()[0], ChainBreak::Edited { seq: 3 });
+        assert_eq!(
+            verify_chain(&l).unwrap_err()[0],
+            ChainBreak::Edited { seq: 3 }
+        );
 
         let mut l = log(6);
         l.remove(3);
-        assert_eq!(verify_chain(&l).unwrap_err()[0], ChainBreak::Deleted { from: 4, to: 4, next: 5 });
+        assert_eq!(
+            verify_chain(&l).unwrap_err()[0],
+            ChainBreak::Deleted {
+                from: 4,
+                to: 4,
+                next: 5
+            }
+        );
 
         let mut l = log(6);
         l.swap(2, 3);
         let (a, b) = (l[2].seq, l[3].seq);
         l[2].seq = b;
         l[3].seq = a;
-        assert_eq!(verify_chain(&l).unwrap_err()[0], ChainBreak::Reordered { seq: 3, links_to: 4, previous: 2 });
+        assert_eq!(
+            verify_chain(&l).unwrap_err()[0],
+            ChainBreak::Reordered {
+                seq: 3,
+                links_to: 4,
+                previous: 2
+            }
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 /// Why a duration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("duration `{0}` is not understood; use a number with a unit, e.g. `90s`, `15m`, `1h` or `1h30m`")]
+#[error(
+    "duration `{0}` is not understood; use a number with a unit, e.g. `90s`, `15m`, `1h` or `1h30m`"
+)]
 pub struct DurationError(pub String);
 
 /// Parse a duration into seconds.
@@ -16,7 +18,12 @@ pub fn parse_duration(text: &str) -> Result<u64, DurationError> {
     let mut num: Option<u64> = None;
     for c in t.chars() {
         if let Some(d) = c.to_digit(10) {
-            num = Some(num.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(u64::from(d))).ok_or_else(err)?);
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(err)?,
+            );
             continue;
         }
         let unit = match c {
@@ -27,7 +34,10 @@ pub fn parse_duration(text: &str) -> Result<u64, DurationError> {
             _ => return Err(err()),
         };
         let n = num.take().ok_or_else(err)?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(err)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(err)?;
     }
     if let Some(n) = num {
         // a bare number is seconds

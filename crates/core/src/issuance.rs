@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration;
-use crate::model::{Environment, Millis, Owner, OwnerStatus, Run, RunState, Token, TokenStatus, Workflow, Workload};
+use crate::model::{
+    Environment, Millis, Owner, OwnerStatus, Run, RunState, Token, TokenStatus, Workflow, Workload,
+};
 use crate::scope::{Scope, first_uncovered};
 
 /// Most scopes one token may carry.
@@ -26,7 +28,11 @@ pub struct TtlCaps {
 
 impl Default for TtlCaps {
     fn default() -> Self {
-        TtlCaps { dev: 8 * 3600, stage: 4 * 3600, prod: 3600 }
+        TtlCaps {
+            dev: 8 * 3600,
+            stage: 4 * 3600,
+            prod: 3600,
+        }
     }
 }
 
@@ -61,24 +67,54 @@ pub struct MintContext<'a> {
 /// Why a mint was refused. Each variant is one rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MintRefusal {
-    #[error("owner `{owner}` of workload `{workload}` is {status}, and no token may exist without an active owner; hand the workload to an active owner first")]
-    OwnerNotActive { owner: String, workload: String, status: OwnerStatus },
-    #[error("workload `{workload}` may not hold `{scope}`: it is above its scope ceiling [{ceiling}]; ask for a narrower scope or have the owner raise the ceiling")]
-    ScopeAboveCeiling { workload: String, scope: String, ceiling: String },
+    #[error(
+        "owner `{owner}` of workload `{workload}` is {status}, and no token may exist without an active owner; hand the workload to an active owner first"
+    )]
+    OwnerNotActive {
+        owner: String,
+        workload: String,
+        status: OwnerStatus,
+    },
+    #[error(
+        "workload `{workload}` may not hold `{scope}`: it is above its scope ceiling [{ceiling}]; ask for a narrower scope or have the owner raise the ceiling"
+    )]
+    ScopeAboveCeiling {
+        workload: String,
+        scope: String,
+        ceiling: String,
+    },
     #[error("ttl {ttl} is above the {env} cap of {cap}; ask for {cap} or less")]
-    TtlAboveCap { ttl: String, cap: String, env: Environment },
-    #[error("write scope `{scope}` needs a justification; pass --justification with the business reason for it")]
+    TtlAboveCap {
+        ttl: String,
+        cap: String,
+        env: Environment,
+    },
+    #[error(
+        "write scope `{scope}` needs a justification; pass --justification with the business reason for it"
+    )]
     WriteWithoutJustification { scope: String },
     #[error("run {run} is {state}; tokens are minted only for running runs, so start a new run")]
     RunNotRunning { run: i64, state: RunState },
-    #[error("run {run} belongs to workload `{run_workload}`, not `{workload}`; mint for the run's own workload")]
-    RunOfOtherWorkload { run: i64, run_workload: String, workload: String },
-    #[error("run {run} started on an older definition of workflow `{workflow}` that has since changed; start a new run")]
+    #[error(
+        "run {run} belongs to workload `{run_workload}`, not `{workload}`; mint for the run's own workload"
+    )]
+    RunOfOtherWorkload {
+        run: i64,
+        run_workload: String,
+        workload: String,
+    },
+    #[error(
+        "run {run} started on an older definition of workflow `{workflow}` that has since changed; start a new run"
+    )]
     RunOnStaleDefinition { run: i64, workflow: String },
     #[error("a token needs at least one scope; pass --scope TYPE[:ID]:ACTION")]
     NoScopes,
     #[error("{what} has too many entries ({got}); at most {max}")]
-    TooMany { what: &'static str, got: usize, max: usize },
+    TooMany {
+        what: &'static str,
+        got: usize,
+        max: usize,
+    },
     #[error("audience `{0}` is not valid: use 1-256 printable characters without spaces")]
     BadAudience(String),
     #[error("the justification is longer than {MAX_JUSTIFICATION} characters")]
@@ -86,12 +122,29 @@ pub enum MintRefusal {
     #[error("ttl must be at least 1 second")]
     ZeroTtl,
     #[error("parent token {parent} is {status}; only an active token can delegate")]
-    ParentNotActive { parent: String, status: crate::model::TokenStatus },
-    #[error("a delegated token cannot hold `{scope}`: parent {parent} does not hold it; ask for a subset of [{parent_scopes}]")]
-    DelegationScope { scope: String, parent: String, parent_scopes: String },
-    #[error("a delegated token cannot have audience `{audience}`: parent {parent} is limited to [{parent_audience}]")]
-    DelegationAudience { audience: String, parent: String, parent_audience: String },
-    #[error("a delegated token cannot outlive its parent {parent}, which expires in {left}; ask for a ttl of {left} or less")]
+    ParentNotActive {
+        parent: String,
+        status: crate::model::TokenStatus,
+    },
+    #[error(
+        "a delegated token cannot hold `{scope}`: parent {parent} does not hold it; ask for a subset of [{parent_scopes}]"
+    )]
+    DelegationScope {
+        scope: String,
+        parent: String,
+        parent_scopes: String,
+    },
+    #[error(
+        "a delegated token cannot have audience `{audience}`: parent {parent} is limited to [{parent_audience}]"
+    )]
+    DelegationAudience {
+        audience: String,
+        parent: String,
+        parent_audience: String,
+    },
+    #[error(
+        "a delegated token cannot outlive its parent {parent}, which expires in {left}; ask for a ttl of {left} or less"
+    )]
     DelegationLifetime { parent: String, left: String },
 }
 
@@ -120,7 +173,11 @@ impl MintRefusal {
 }
 
 fn join(scopes: &[Scope]) -> String {
-    scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    scopes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Judge a mint. `run_workload_name` resolves a run's workload for the error
@@ -136,19 +193,29 @@ pub fn check_mint(
         return Err(MintRefusal::NoScopes);
     }
     if req.scopes.len() > MAX_SCOPES {
-        return Err(MintRefusal::TooMany { what: "scopes", got: req.scopes.len(), max: MAX_SCOPES });
+        return Err(MintRefusal::TooMany {
+            what: "scopes",
+            got: req.scopes.len(),
+            max: MAX_SCOPES,
+        });
     }
     if req.audience.len() > MAX_AUDIENCES {
-        return Err(MintRefusal::TooMany { what: "audience", got: req.audience.len(), max: MAX_AUDIENCES });
+        return Err(MintRefusal::TooMany {
+            what: "audience",
+            got: req.audience.len(),
+            max: MAX_AUDIENCES,
+        });
     }
-    if let Some(a) = req
-        .audience
-        .iter()
-        .find(|a| a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
+    if let Some(a) = req.audience.iter().find(|a| {
+        a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
         return Err(MintRefusal::BadAudience(a.chars().take(80).collect()));
     }
-    if req.justification.as_ref().is_some_and(|j| j.chars().count() > MAX_JUSTIFICATION) {
+    if req
+        .justification
+        .as_ref()
+        .is_some_and(|j| j.chars().count() > MAX_JUSTIFICATION)
+    {
         return Err(MintRefusal::JustificationTooLong);
     }
     if req.ttl_secs == 0 {
@@ -164,7 +231,10 @@ pub fn check_mint(
     }
     if let Some((run, workflow)) = ctx.run {
         if run.state != RunState::Running {
-            return Err(MintRefusal::RunNotRunning { run: run.id, state: run.state });
+            return Err(MintRefusal::RunNotRunning {
+                run: run.id,
+                state: run.state,
+            });
         }
         if run.workload_id != ctx.workload.id {
             return Err(MintRefusal::RunOfOtherWorkload {
@@ -174,7 +244,10 @@ pub fn check_mint(
             });
         }
         if run.digest != workflow.digest {
-            return Err(MintRefusal::RunOnStaleDefinition { run: run.id, workflow: workflow.name.clone() });
+            return Err(MintRefusal::RunOnStaleDefinition {
+                run: run.id,
+                workflow: workflow.name.clone(),
+            });
         }
     }
     if let Some(scope) = first_uncovered(&ctx.workload.scope_ceiling, &req.scopes) {
@@ -192,31 +265,53 @@ pub fn check_mint(
             env: ctx.workload.environment,
         });
     }
-    let justified = req.justification.as_ref().is_some_and(|j| !j.trim().is_empty());
-    if !justified {
-        if let Some(w) = req.scopes.iter().find(|s| s.is_write()) {
-            return Err(MintRefusal::WriteWithoutJustification { scope: w.to_string() });
-        }
+    let justified = req
+        .justification
+        .as_ref()
+        .is_some_and(|j| !j.trim().is_empty());
+    if !justified && let Some(w) = req.scopes.iter().find(|s| s.is_write()) {
+        return Err(MintRefusal::WriteWithoutJustification {
+            scope: w.to_string(),
+        });
     }
     Ok(())
 }
 
 /// A delegated token never has more scope, audience or lifetime than its
 /// parent, and only an active parent can delegate.
-pub fn check_delegation(parent: &Token, req: &MintRequest, child_expires_at: Millis, now: Millis) -> Result<(), MintRefusal> {
+pub fn check_delegation(
+    parent: &Token,
+    req: &MintRequest,
+    child_expires_at: Millis,
+    now: Millis,
+) -> Result<(), MintRefusal> {
     let status = parent.status(now);
     if status != TokenStatus::Active {
-        return Err(MintRefusal::ParentNotActive { parent: parent.id.clone(), status });
+        return Err(MintRefusal::ParentNotActive {
+            parent: parent.id.clone(),
+            status,
+        });
     }
     if let Some(scope) = first_uncovered(&parent.scopes, &req.scopes) {
-        return Err(MintRefusal::DelegationScope { scope: scope.to_string(), parent: parent.id.clone(), parent_scopes: join(&parent.scopes) });
+        return Err(MintRefusal::DelegationScope {
+            scope: scope.to_string(),
+            parent: parent.id.clone(),
+            parent_scopes: join(&parent.scopes),
+        });
     }
     if let Some(a) = req.audience.iter().find(|a| !parent.audience.contains(a)) {
-        return Err(MintRefusal::DelegationAudience { audience: a.clone(), parent: parent.id.clone(), parent_audience: parent.audience.join(", ") });
+        return Err(MintRefusal::DelegationAudience {
+            audience: a.clone(),
+            parent: parent.id.clone(),
+            parent_audience: parent.audience.join(", "),
+        });
     }
     if child_expires_at > parent.expires_at {
         let left = ((parent.expires_at - now).max(0) / 1000) as u64;
-        return Err(MintRefusal::DelegationLifetime { parent: parent.id.clone(), left: format_duration(left) });
+        return Err(MintRefusal::DelegationLifetime {
+            parent: parent.id.clone(),
+            left: format_duration(left),
+        });
     }
     Ok(())
 }
@@ -227,23 +322,62 @@ mod tests {
     use crate::model::{OwnerKind, Run};
 
     fn owner(status: OwnerStatus) -> Owner {
-        Owner { id: 1, name: "alice".into(), email: "a@x.io".into(), kind: OwnerKind::Person, business_owner: true, status, created_at: 0, offboarded_at: None }
+        Owner {
+            id: 1,
+            name: "alice".into(),
+            email: "a@x.io".into(),
+            kind: OwnerKind::Person,
+            business_owner: true,
+            status,
+            created_at: 0,
+            offboarded_at: None,
+        }
     }
     fn workload(env: Environment) -> Workload {
-        Workload { id: 7, name: "triage-bot".into(), owner_id: 1, identity: None, environment: env, scope_ceiling: vec!["tickets:read".parse().unwrap(), "repo:acme/*:write".parse().unwrap()], created_at: 0 }
+        Workload {
+            id: 7,
+            name: "triage-bot".into(),
+            owner_id: 1,
+            identity: None,
+            environment: env,
+            scope_ceiling: vec![
+                "tickets:read".parse().unwrap(),
+                "repo:acme/*:write".parse().unwrap(),
+            ],
+            created_at: 0,
+        }
     }
     fn req(scopes: &[&str], ttl: u64, just: Option<&str>) -> MintRequest {
-        MintRequest { scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(), ttl_secs: ttl, audience: vec![], justification: just.map(Into::into) }
+        MintRequest {
+            scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(),
+            ttl_secs: ttl,
+            audience: vec![],
+            justification: just.map(Into::into),
+        }
     }
     fn check(o: &Owner, w: &Workload, r: &MintRequest) -> Result<(), MintRefusal> {
-        check_mint(MintContext { owner: o, workload: w, run: None }, r, &TtlCaps::default(), |_| "x".into())
+        check_mint(
+            MintContext {
+                owner: o,
+                workload: w,
+                run: None,
+            },
+            r,
+            &TtlCaps::default(),
+            |_| "x".into(),
+        )
     }
 
     #[test]
     fn each_rule_refuses_and_names_itself() {
         let (o, w) = (owner(OwnerStatus::Active), workload(Environment::Prod));
         assert!(check(&o, &w, &req(&["tickets:read"], 600, None)).is_ok());
-        let e = check(&owner(OwnerStatus::Offboarded), &w, &req(&["tickets:read"], 600, None)).unwrap_err();
+        let e = check(
+            &owner(OwnerStatus::Offboarded),
+            &w,
+            &req(&["tickets:read"], 600, None),
+        )
+        .unwrap_err();
         assert_eq!(e.rule(), "owner_active");
         let e = check(&o, &w, &req(&["repo:evil/x:write"], 600, Some("j"))).unwrap_err();
         assert_eq!(e.rule(), "scope_ceiling");
@@ -251,38 +385,123 @@ mod tests {
         let e = check(&o, &w, &req(&["tickets:read"], 7200, None)).unwrap_err();
         assert_eq!(e.rule(), "ttl_cap");
         assert!(e.to_string().contains("prod cap of 1h"), "{e}");
-        assert!(check(&o, &workload(Environment::Dev), &req(&["tickets:read"], 7200, None)).is_ok());
+        assert!(
+            check(
+                &o,
+                &workload(Environment::Dev),
+                &req(&["tickets:read"], 7200, None)
+            )
+            .is_ok()
+        );
         let e = check(&o, &w, &req(&["repo:acme/api:write"], 600, None)).unwrap_err();
         assert_eq!(e.rule(), "write_justification");
-        assert!(check(&o, &w, &req(&["repo:acme/api:write"], 600, Some("release fix"))).is_ok());
-        assert_eq!(check(&o, &w, &req(&[], 600, None)).unwrap_err(), MintRefusal::NoScopes);
+        assert!(
+            check(
+                &o,
+                &w,
+                &req(&["repo:acme/api:write"], 600, Some("release fix"))
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            check(&o, &w, &req(&[], 600, None)).unwrap_err(),
+            MintRefusal::NoScopes
+        );
     }
 
     #[test]
     fn delegation_narrows_only() {
         let parent = Token {
-            id: "tok_p".into(), format: crate::model::TokenFormat::Jwt, owner_id: 1, workload_id: 7, run_id: None, workflow_id: None,
-            scopes: vec!["repo:acme/*:write".parse().unwrap(), "tickets:read".parse().unwrap()], audience: vec!["api".into()],
-            issued_at: 0, expires_at: 100_000, parent_id: None, justification: Some("j".into()), revocation: None,
+            id: "tok_p".into(),
+            format: crate::model::TokenFormat::Jwt,
+            owner_id: 1,
+            workload_id: 7,
+            run_id: None,
+            workflow_id: None,
+            scopes: vec![
+                "repo:acme/*:write".parse().unwrap(),
+                "tickets:read".parse().unwrap(),
+            ],
+            audience: vec!["api".into()],
+            issued_at: 0,
+            expires_at: 100_000,
+            parent_id: None,
+            justification: Some("j".into()),
+            revocation: None,
         };
-        let ok = MintRequest { scopes: vec!["repo:acme/api:write".parse().unwrap()], ttl_secs: 10, audience: vec!["api".into()], justification: Some("j".into()) };
+        let ok = MintRequest {
+            scopes: vec!["repo:acme/api:write".parse().unwrap()],
+            ttl_secs: 10,
+            audience: vec!["api".into()],
+            justification: Some("j".into()),
+        };
         assert!(check_delegation(&parent, &ok, 50_000, 1_000).is_ok());
-        let wider = MintRequest { scopes: vec!["repo:write".parse().unwrap()], ..ok.clone() };
-        assert!(matches!(check_delegation(&parent, &wider, 50_000, 1_000), Err(MintRefusal::DelegationScope { .. })));
-        let aud = MintRequest { audience: vec!["other".into()], ..ok.clone() };
-        assert!(matches!(check_delegation(&parent, &aud, 50_000, 1_000), Err(MintRefusal::DelegationAudience { .. })));
-        assert!(matches!(check_delegation(&parent, &ok, 200_000, 1_000), Err(MintRefusal::DelegationLifetime { .. })));
-        assert!(matches!(check_delegation(&parent, &ok, 50_000, 100_000), Err(MintRefusal::ParentNotActive { .. })));
-        assert_eq!(check_delegation(&parent, &ok, 200_000, 1_000).unwrap_err().rule(), "delegation");
+        let wider = MintRequest {
+            scopes: vec!["repo:write".parse().unwrap()],
+            ..ok.clone()
+        };
+        assert!(matches!(
+            check_delegation(&parent, &wider, 50_000, 1_000),
+            Err(MintRefusal::DelegationScope { .. })
+        ));
+        let aud = MintRequest {
+            audience: vec!["other".into()],
+            ..ok.clone()
+        };
+        assert!(matches!(
+            check_delegation(&parent, &aud, 50_000, 1_000),
+            Err(MintRefusal::DelegationAudience { .. })
+        ));
+        assert!(matches!(
+            check_delegation(&parent, &ok, 200_000, 1_000),
+            Err(MintRefusal::DelegationLifetime { .. })
+        ));
+        assert!(matches!(
+            check_delegation(&parent, &ok, 50_000, 100_000),
+            Err(MintRefusal::ParentNotActive { .. })
+        ));
+        assert_eq!(
+            check_delegation(&parent, &ok, 200_000, 1_000)
+                .unwrap_err()
+                .rule(),
+            "delegation"
+        );
     }
 
     #[test]
     fn run_rules() {
         let (o, w) = (owner(OwnerStatus::Active), workload(Environment::Prod));
-        let wf = Workflow { id: 3, name: "triage".into(), owner_id: 1, digest: "aa".into(), tools: vec![], created_at: 0, updated_at: 0 };
-        let mut run = Run { id: 42, workflow_id: 3, workload_id: 7, digest: "aa".into(), state: RunState::Running, started_at: 0, ended_at: None };
+        let wf = Workflow {
+            id: 3,
+            name: "triage".into(),
+            owner_id: 1,
+            digest: "aa".into(),
+            tools: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut run = Run {
+            id: 42,
+            workflow_id: 3,
+            workload_id: 7,
+            digest: "aa".into(),
+            state: RunState::Running,
+            started_at: 0,
+            ended_at: None,
+        };
         let r = req(&["tickets:read"], 60, None);
-        let go = |run: &Run| check_mint(MintContext { owner: &o, workload: &w, run: Some((run, &wf)) }, &r, &TtlCaps::default(), |_| "other".into());
+        let go = |run: &Run| {
+            check_mint(
+                MintContext {
+                    owner: &o,
+                    workload: &w,
+                    run: Some((run, &wf)),
+                },
+                &r,
+                &TtlCaps::default(),
+                |_| "other".into(),
+            )
+        };
         assert!(go(&run).is_ok());
         run.digest = "bb".into();
         assert_eq!(go(&run).unwrap_err().rule(), "run_definition");

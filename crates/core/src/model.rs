@@ -13,7 +13,9 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Why an input value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidInput {
-    #[error("{what} `{value}` is not a valid name: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit")]
+    #[error(
+        "{what} `{value}` is not a valid name: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+    )]
     Name { what: &'static str, value: String },
     #[error("email `{0}` is not valid: expected something like `alice@example.com`")]
     Email(String),
@@ -22,19 +24,31 @@ pub enum InvalidInput {
     #[error("{what} has too many entries: at most {max}")]
     TooMany { what: &'static str, max: usize },
     #[error("`{value}` is not a valid {what}; expected one of: {expected}")]
-    Choice { what: &'static str, value: String, expected: &'static str },
+    Choice {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// Check a registry name (owner, workload, workflow).
 pub fn validate_name(what: &'static str, value: &str) -> Result<(), InvalidInput> {
     let ok = !value.is_empty()
         && value.len() <= MAX_NAME_LEN
-        && value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(InvalidInput::Name { what, value: value.chars().take(80).collect() })
+        Err(InvalidInput::Name {
+            what,
+            value: value.chars().take(80).collect(),
+        })
     }
 }
 
@@ -42,13 +56,23 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), InvalidInput
 pub fn validate_email(value: &str) -> Result<(), InvalidInput> {
     let ok = value.len() <= 254
         && !value.chars().any(|c| c.is_whitespace() || c.is_control())
-        && value.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
-    if ok { Ok(()) } else { Err(InvalidInput::Email(value.chars().take(80).collect())) }
+        && value
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::Email(value.chars().take(80).collect()))
+    }
 }
 
 /// Check a free-text field's length.
 pub fn validate_len(what: &'static str, value: &str, max: usize) -> Result<(), InvalidInput> {
-    if value.chars().count() > max { Err(InvalidInput::TooLong { what, max }) } else { Ok(()) }
+    if value.chars().count() > max {
+        Err(InvalidInput::TooLong { what, max })
+    } else {
+        Ok(())
+    }
 }
 
 macro_rules! string_enum {
@@ -239,7 +263,11 @@ pub fn declared_triggers(has_run: bool, has_parent: bool) -> Vec<RevocationTrigg
     if has_parent {
         t.push(RevocationTrigger::ParentRevoked);
     }
-    t.extend([RevocationTrigger::Exposure, RevocationTrigger::PolicyViolation, RevocationTrigger::Manual]);
+    t.extend([
+        RevocationTrigger::Exposure,
+        RevocationTrigger::PolicyViolation,
+        RevocationTrigger::Manual,
+    ]);
     t
 }
 
@@ -269,13 +297,28 @@ mod tests {
     #[test]
     fn status_prefers_revoked() {
         let mut t = Token {
-            id: "t".into(), format: TokenFormat::Jwt, owner_id: 1, workload_id: 1, run_id: None,
-            workflow_id: None, scopes: vec![], audience: vec![], issued_at: 0, expires_at: 10,
-            parent_id: None, justification: None, revocation: None,
+            id: "t".into(),
+            format: TokenFormat::Jwt,
+            owner_id: 1,
+            workload_id: 1,
+            run_id: None,
+            workflow_id: None,
+            scopes: vec![],
+            audience: vec![],
+            issued_at: 0,
+            expires_at: 10,
+            parent_id: None,
+            justification: None,
+            revocation: None,
         };
         assert_eq!(t.status(5), TokenStatus::Active);
         assert_eq!(t.status(10), TokenStatus::Expired);
-        t.revocation = Some(Revocation { at: 3, trigger: RevocationTrigger::Manual, reason: "x".into(), event: 1 });
+        t.revocation = Some(Revocation {
+            at: 3,
+            trigger: RevocationTrigger::Manual,
+            reason: "x".into(),
+            event: 1,
+        });
         assert_eq!(t.status(20), TokenStatus::Revoked);
     }
 }

@@ -41,7 +41,9 @@ pub struct Scope {
 /// Why a scope string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
-    #[error("scope `{scope}` is malformed: {why}; write it as TYPE[:ID_PATTERN]:ACTION, e.g. `tickets:read` or `repo:acme/api:write`")]
+    #[error(
+        "scope `{scope}` is malformed: {why}; write it as TYPE[:ID_PATTERN]:ACTION, e.g. `tickets:read` or `repo:acme/api:write`"
+    )]
     Malformed { scope: String, why: &'static str },
 }
 
@@ -164,7 +166,11 @@ impl FromStr for Scope {
         let last = s.rfind(':').unwrap_or(first);
         let resource_type = &s[..first];
         let action = &s[last + 1..];
-        let id = if last > first { Some(&s[first + 1..last]) } else { None };
+        let id = if last > first {
+            Some(&s[first + 1..last])
+        } else {
+            None
+        };
         if resource_type.is_empty() || !resource_type.chars().all(is_name_char) {
             return Err(bad("the TYPE must be letters, digits, `_`, `-` or `.`"));
         }
@@ -176,7 +182,9 @@ impl FromStr for Scope {
                 return Err(bad("the ID_PATTERN between the colons is empty"));
             }
             if !id.chars().all(is_id_char) {
-                return Err(bad("the ID_PATTERN has whitespace, quotes, commas or control characters"));
+                return Err(bad(
+                    "the ID_PATTERN has whitespace, quotes, commas or control characters",
+                ));
             }
         }
         Ok(Scope {
@@ -228,13 +236,25 @@ mod tests {
     fn parses_the_three_shapes() {
         assert_eq!(s("tickets:read").id_pattern(), None);
         assert_eq!(s("repo:acme/api:write").id_pattern(), Some("acme/api"));
-        assert_eq!(s("db:postgres://x:5432/y:read").id_pattern(), Some("postgres://x:5432/y"));
+        assert_eq!(
+            s("db:postgres://x:5432/y:read").id_pattern(),
+            Some("postgres://x:5432/y")
+        );
         assert_eq!(s("repo:acme/api:write").action(), "write");
     }
 
     #[test]
     fn refuses_malformed_scopes_with_a_reason() {
-        for bad in ["", "repo", ":read", "repo:", "repo::write", "re po:read", "repo:a b:write", "repo:x:wr!te"] {
+        for bad in [
+            "",
+            "repo",
+            ":read",
+            "repo:",
+            "repo::write",
+            "re po:read",
+            "repo:a b:write",
+            "repo:x:wr!te",
+        ] {
             let err = bad.parse::<Scope>().unwrap_err().to_string();
             assert!(err.contains("TYPE[:ID_PATTERN]:ACTION"), "{bad}: {err}");
         }

@@ -16,7 +16,8 @@ pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
 pub const KEYS_DIR: &str = "keys";
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    let io = |e: std::io::Error| ServerError::Setup(format!("cannot write {}: {e}", path.display()));
+    let io =
+        |e: std::io::Error| ServerError::Setup(format!("cannot write {}: {e}", path.display()));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -33,7 +34,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
 /// key (by file name, which starts with its creation time) signs.
 pub fn load_or_create_keys(dir: &Path) -> Result<KeyRing, ServerError> {
     let keys_dir = dir.join(KEYS_DIR);
-    fs::create_dir_all(&keys_dir).map_err(|e| ServerError::Setup(format!("cannot create {}: {e}", keys_dir.display())))?;
+    fs::create_dir_all(&keys_dir)
+        .map_err(|e| ServerError::Setup(format!("cannot create {}: {e}", keys_dir.display())))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -49,13 +51,20 @@ pub fn load_or_create_keys(dir: &Path) -> Result<KeyRing, ServerError> {
     names.reverse();
     let mut keys = Vec::new();
     for p in names {
-        let bytes = fs::read(&p).map_err(|e| ServerError::Setup(format!("cannot read {}: {e}", p.display())))?;
-        keys.push(SigningKey::from_pkcs8(&bytes).map_err(|e| ServerError::Setup(format!("{}: {e}", p.display())))?);
+        let bytes = fs::read(&p)
+            .map_err(|e| ServerError::Setup(format!("cannot read {}: {e}", p.display())))?;
+        keys.push(
+            SigningKey::from_pkcs8(&bytes)
+                .map_err(|e| ServerError::Setup(format!("{}: {e}", p.display())))?,
+        );
     }
     if keys.is_empty() {
         let (key, pk8) = SigningKey::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        write_private(&keys_dir.join(format!("{stamp:012}-{}.pk8", key.kid())), &pk8)?;
+        write_private(
+            &keys_dir.join(format!("{stamp:012}-{}.pk8", key.kid())),
+            &pk8,
+        )?;
         tracing::info!(kid = key.kid(), "created Ed25519 signing key");
         keys.push(key);
     }
@@ -70,17 +79,24 @@ pub fn load_or_create_operator(dir: &Path) -> Result<[u8; 32], ServerError> {
         Ok(text) => {
             let t = text.trim();
             if t.len() < 32 {
-                return Err(ServerError::Setup(format!("{} is too short to be an operator credential; delete it and restart to create a new one", path.display())));
+                return Err(ServerError::Setup(format!(
+                    "{} is too short to be an operator credential; delete it and restart to create a new one",
+                    path.display()
+                )));
             }
             Ok(leash_token::sha256(t.as_bytes()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let (secret, _) = leash_token::opaque::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
+            let (secret, _) =
+                leash_token::opaque::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
             let cred = format!("lshop_{}", &secret[4..]);
             write_private(&path, format!("{cred}\n").as_bytes())?;
             tracing::info!(path = %path.display(), "created operator credential (mode 0600)");
             Ok(leash_token::sha256(cred.as_bytes()))
         }
-        Err(e) => Err(ServerError::Setup(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(ServerError::Setup(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }

@@ -43,7 +43,12 @@ pub struct Problem {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), rule: None }
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            rule: None,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
@@ -68,7 +73,9 @@ impl From<StoreError> for ApiError {
             StoreError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
             StoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            StoreError::Storage(_) | StoreError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            StoreError::Storage(_) | StoreError::Corrupt(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage")
+            }
             StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         let rule = match &e {
@@ -78,7 +85,12 @@ impl From<StoreError> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed in storage");
         }
-        ApiError { status, code, detail: e.to_string(), rule }
+        ApiError {
+            status,
+            code,
+            detail: e.to_string(),
+            rule,
+        }
     }
 }
 
@@ -93,9 +105,15 @@ impl IntoResponse for ApiError {
             detail: self.detail,
         };
         let mut resp = (self.status, Json(body)).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"leash\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"leash\""),
+            );
         }
         resp
     }

@@ -52,7 +52,10 @@ pub enum ServerError {
     #[error(transparent)]
     Store(#[from] leash_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server stopped with an error: {0}")]
     Serve(std::io::Error),
 }
@@ -72,7 +75,13 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Defaults for a data directory and address.
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
-        ServerConfig { data_dir, listen, issuer: None, ttl_caps: TtlCaps::default(), default_audience: "urn:leash:any".into() }
+        ServerConfig {
+            data_dir,
+            listen,
+            issuer: None,
+            ttl_caps: TtlCaps::default(),
+            default_audience: "urn:leash:any".into(),
+        }
     }
 }
 
@@ -99,17 +108,39 @@ pub type AppState = Arc<App>;
 
 /// Open the data directory and build the application.
 pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServerError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        ServerError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display()))
+    })?;
     let keys = bootstrap::load_or_create_keys(&cfg.data_dir)?;
     let operator_hash = bootstrap::load_or_create_operator(&cfg.data_dir)?;
-    let store = SqliteStore::open(&cfg.data_dir, StoreConfig { ttl_caps: cfg.ttl_caps, ..StoreConfig::default() }).await?;
-    let issuer = cfg.issuer.clone().unwrap_or_else(|| format!("http://{}", cfg.listen));
-    Ok(Arc::new(App { store: Arc::new(store), keys, metrics: Metrics::default(), issuer, default_audience: cfg.default_audience.clone(), operator_hash }))
+    let store = SqliteStore::open(
+        &cfg.data_dir,
+        StoreConfig {
+            ttl_caps: cfg.ttl_caps,
+            ..StoreConfig::default()
+        },
+    )
+    .await?;
+    let issuer = cfg
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.listen));
+    Ok(Arc::new(App {
+        store: Arc::new(store),
+        keys,
+        metrics: Metrics::default(),
+        issuer,
+        default_audience: cfg.default_audience.clone(),
+        operator_hash,
+    }))
 }
 
 /// The full router.
 pub fn router(app: AppState) -> Router {
-    let v1 = api::v1_routes().route_layer(middleware::from_fn_with_state(app.clone(), require_operator));
+    let v1 = api::v1_routes().route_layer(middleware::from_fn_with_state(
+        app.clone(),
+        require_operator,
+    ));
     Router::new()
         .nest("/v1", v1)
         .merge(api::public_routes())
@@ -119,12 +150,23 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// Run until `shutdown` resolves.
-pub async fn serve(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn serve(
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let app = build_app(&cfg).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| ServerError::Listen { addr: cfg.listen, source })?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!(addr = %local, data = %cfg.data_dir.display(), kid = app.keys.active().kid(), "leash listening");
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await.map_err(ServerError::Serve)
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve)
 }
 
 /// Bearer operator credential on every `/v1` call except the OpenAPI document.
@@ -133,7 +175,11 @@ async fn require_operator(State(app): State<AppState>, req: Request, next: Next)
         return next.run(req).await;
     }
     let ok = bearer(&req).is_some_and(|t| app.is_operator(t));
-    if ok { next.run(req).await } else { ApiError::unauthorized().into_response() }
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
 }
 
 /// The Bearer token of a request, if any.
@@ -148,11 +194,22 @@ pub fn bearer(req: &Request) -> Option<&str> {
 async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let resp = next.run(req).await;
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
-    app.metrics.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).observe(secs);
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .observe(secs);
     tracing::debug!(%method, %route, status, ms = secs * 1000.0, "request");
     resp
 }

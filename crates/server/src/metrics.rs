@@ -27,7 +27,9 @@ pub struct RequestLabels {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0])
+    Histogram::new([
+        0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+    ])
 }
 
 /// Every metric Leash exports.
@@ -45,12 +47,32 @@ impl Default for Metrics {
         let mints = Family::<FormatLabel, Counter>::default();
         let refusals = Family::<RuleLabel, Counter>::default();
         let revocations = Family::<TriggerLabel, Counter>::default();
-        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
         registry.register("mints", "Tokens minted", mints.clone());
-        registry.register("mint_refusals", "Mints refused, by issuance rule", refusals.clone());
-        registry.register("revocations", "Tokens revoked, by trigger", revocations.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency", requests.clone());
-        Metrics { registry, mints, refusals, revocations, requests }
+        registry.register(
+            "mint_refusals",
+            "Mints refused, by issuance rule",
+            refusals.clone(),
+        );
+        registry.register(
+            "revocations",
+            "Tokens revoked, by trigger",
+            revocations.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            requests.clone(),
+        );
+        Metrics {
+            registry,
+            mints,
+            refusals,
+            revocations,
+            requests,
+        }
     }
 }
 
@@ -60,11 +82,19 @@ impl Metrics {
         if let Some(t) = r.trigger {
             let direct = r.count.saturating_sub(r.cascaded) as u64;
             if direct > 0 {
-                self.revocations.get_or_create(&TriggerLabel { trigger: t.as_str().to_owned() }).inc_by(direct);
+                self.revocations
+                    .get_or_create(&TriggerLabel {
+                        trigger: t.as_str().to_owned(),
+                    })
+                    .inc_by(direct);
             }
         }
         if r.cascaded > 0 {
-            self.revocations.get_or_create(&TriggerLabel { trigger: "parent_revoked".to_owned() }).inc_by(r.cascaded as u64);
+            self.revocations
+                .get_or_create(&TriggerLabel {
+                    trigger: "parent_revoked".to_owned(),
+                })
+                .inc_by(r.cascaded as u64);
         }
     }
 

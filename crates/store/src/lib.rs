@@ -29,7 +29,10 @@ use std::pin::Pin;
 use leash_core::audit::{ChainBreak, ChainSummary, Event};
 use leash_core::issuance::{MintRefusal, MintRequest, TtlCaps};
 use leash_core::scope::Scope;
-use leash_core::{Environment, InvalidInput, Millis, Owner, OwnerKind, Run, RunState, Token, TokenStatus, Workflow, Workload};
+use leash_core::{
+    Environment, InvalidInput, Millis, Owner, OwnerKind, Run, RunState, Token, TokenStatus,
+    Workflow, Workload,
+};
 use serde::Serialize;
 
 pub use registry::{Registry, SharedRegistry};
@@ -74,7 +77,11 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { ttl_caps: TtlCaps::default(), max_batch: 1024, readers: 4 }
+        StoreConfig {
+            ttl_caps: TtlCaps::default(),
+            max_batch: 1024,
+            readers: 4,
+        }
     }
 }
 
@@ -157,14 +164,29 @@ pub trait Store: Send + Sync {
 
     fn create_owner(&self, new: NewOwner, actor: &str) -> StoreFuture<'_, Owner>;
     /// Offboard an owner and revoke all their tokens.
-    fn offboard_owner_and_revoke(&self, name: &str, actor: &str) -> StoreFuture<'_, (Owner, Revoked)>;
+    fn offboard_owner_and_revoke(
+        &self,
+        name: &str,
+        actor: &str,
+    ) -> StoreFuture<'_, (Owner, Revoked)>;
     fn create_workload(&self, new: NewWorkload, actor: &str) -> StoreFuture<'_, Workload>;
     fn create_workflow(&self, new: NewWorkflow, actor: &str) -> StoreFuture<'_, Workflow>;
     /// Change a workflow's definition; tokens of runs on the old digest are revoked.
-    fn update_workflow_and_revoke(&self, name: &str, digest: String, tools: Option<Vec<String>>, actor: &str) -> StoreFuture<'_, (Workflow, Revoked)>;
+    fn update_workflow_and_revoke(
+        &self,
+        name: &str,
+        digest: String,
+        tools: Option<Vec<String>>,
+        actor: &str,
+    ) -> StoreFuture<'_, (Workflow, Revoked)>;
     fn start_run(&self, workflow: &str, workload: &str, actor: &str) -> StoreFuture<'_, Run>;
     /// End a run; every live token of it (and descendants) is revoked in the same transaction.
-    fn end_run_and_revoke(&self, run: i64, state: RunState, actor: &str) -> StoreFuture<'_, (Run, Revoked)>;
+    fn end_run_and_revoke(
+        &self,
+        run: i64,
+        state: RunState,
+        actor: &str,
+    ) -> StoreFuture<'_, (Run, Revoked)>;
     fn record_mint(&self, plan: MintPlan, actor: &str) -> StoreFuture<'_, Token>;
     /// Revoke one token by hand, with its descendants.
     fn revoke_token(&self, id: &str, reason: String, actor: &str) -> StoreFuture<'_, Revoked>;
@@ -195,5 +217,7 @@ pub struct TokenCounts {
 
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> Millis {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos().div_euclid(1_000_000) as Millis
+    time::OffsetDateTime::now_utc()
+        .unix_timestamp_nanos()
+        .div_euclid(1_000_000) as Millis
 }

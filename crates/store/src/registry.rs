@@ -28,19 +28,25 @@ impl Registry {
         self.owners.get(&id)
     }
     pub fn owner_by_name(&self, name: &str) -> Option<&Owner> {
-        self.owner_names.get(name).and_then(|id| self.owners.get(id))
+        self.owner_names
+            .get(name)
+            .and_then(|id| self.owners.get(id))
     }
     pub fn workload(&self, id: i64) -> Option<&Workload> {
         self.workloads.get(&id)
     }
     pub fn workload_by_name(&self, name: &str) -> Option<&Workload> {
-        self.workload_names.get(name).and_then(|id| self.workloads.get(id))
+        self.workload_names
+            .get(name)
+            .and_then(|id| self.workloads.get(id))
     }
     pub fn workflow(&self, id: i64) -> Option<&Workflow> {
         self.workflows.get(&id)
     }
     pub fn workflow_by_name(&self, name: &str) -> Option<&Workflow> {
-        self.workflow_names.get(name).and_then(|id| self.workflows.get(id))
+        self.workflow_names
+            .get(name)
+            .and_then(|id| self.workflows.get(id))
     }
     /// A run, only while it is running.
     pub fn running_run(&self, id: i64) -> Option<&Run> {

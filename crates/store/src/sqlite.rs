@@ -8,16 +8,22 @@ use leash_core::audit::{ChainBreak, ChainHead, ChainSummary, ChainVerifier, Even
 use leash_core::issuance::{MintContext, TtlCaps, check_mint};
 use leash_core::scope::Scope;
 use leash_core::{
-    InvalidInput, Millis, Owner, OwnerStatus, Revocation, RevocationTrigger, Run, RunState, Token, TokenStatus, Workflow, Workload,
-    validate_email, validate_len, validate_name,
+    InvalidInput, Millis, Owner, OwnerStatus, Revocation, RevocationTrigger, Run, RunState, Token,
+    TokenStatus, Workflow, Workload, validate_email, validate_len, validate_name,
 };
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::registry::{Registry, SharedRegistry};
-use crate::{MintPlan, NewOwner, NewWorkflow, NewWorkload, Revoked, Store, StoreConfig, StoreError, StoreFuture, TokenCounts, TokenFilter, now_ms};
+use crate::{
+    MintPlan, NewOwner, NewWorkflow, NewWorkload, Revoked, Store, StoreConfig, StoreError,
+    StoreFuture, TokenCounts, TokenFilter, now_ms,
+};
 
 /// Most ids echoed back from a revocation.
 const ECHO_IDS: usize = 100;
@@ -36,7 +42,13 @@ enum Job {
     Offboard(String, String, Reply<(Owner, Revoked)>),
     CreateWorkload(NewWorkload, String, Reply<Workload>),
     CreateWorkflow(NewWorkflow, String, Reply<Workflow>),
-    UpdateWorkflow(String, String, Option<Vec<String>>, String, Reply<(Workflow, Revoked)>),
+    UpdateWorkflow(
+        String,
+        String,
+        Option<Vec<String>>,
+        String,
+        Reply<(Workflow, Revoked)>,
+    ),
     StartRun(String, String, String, Reply<Run>),
     EndRun(i64, RunState, String, Reply<(Run, Revoked)>),
     Mint(Box<MintPlan>, String, Reply<Token>),
@@ -75,9 +87,12 @@ fn settle<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> 
         })),
         Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Closed)) => {
             let msg = e.to_string();
-            Step::Abort(msg, Box::new(move |commit| {
-                let _ = reply.send(Err(StoreError::Storage(commit.err().unwrap_or_default())));
-            }))
+            Step::Abort(
+                msg,
+                Box::new(move |commit| {
+                    let _ = reply.send(Err(StoreError::Storage(commit.err().unwrap_or_default())));
+                }),
+            )
         }
         // a refusal wrote nothing: it stands whatever the commit does
         Err(e) => Step::Done(Box::new(move |_| {
@@ -109,11 +124,19 @@ impl SqliteStore {
     /// Open (creating if needed) the store in `dir`, run migrations, load
     /// the registry and start the writer.
     pub async fn open(dir: &Path, cfg: StoreConfig) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("cannot create data directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Storage(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
         let path = dir.join("leash.db");
         let opts = connect_options(&path);
         let mut conn = opts.clone().create_if_missing(true).connect().await?;
-        sqlx::migrate!("./migrations").run(&mut conn).await.map_err(|e| StoreError::Storage(format!("migration failed: {e}")))?;
+        sqlx::migrate!("./migrations")
+            .run(&mut conn)
+            .await
+            .map_err(|e| StoreError::Storage(format!("migration failed: {e}")))?;
         let registry = SharedRegistry::new(load_registry(&mut conn).await?);
         let head = load_head(&mut conn).await?;
         let reads = SqlitePoolOptions::new()
@@ -121,49 +144,84 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel(cfg.max_batch.max(1) * 4);
-        let writer = Writer { conn, registry: registry.clone(), head, caps: cfg.ttl_caps, tokens: Vec::new(), events: Vec::new(), max_batch: cfg.max_batch.max(1) };
+        let writer = Writer {
+            conn,
+            registry: registry.clone(),
+            head,
+            caps: cfg.ttl_caps,
+            tokens: Vec::new(),
+            events: Vec::new(),
+            max_batch: cfg.max_batch.max(1),
+        };
         tokio::spawn(writer.run(rx));
-        Ok(SqliteStore { reads, jobs: tx, registry, caps: cfg.ttl_caps })
+        Ok(SqliteStore {
+            reads,
+            jobs: tx,
+            registry,
+            caps: cfg.ttl_caps,
+        })
     }
 
     async fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
 async fn load_registry(conn: &mut SqliteConnection) -> Result<Registry, StoreError> {
     let mut r = Registry::default();
-    for row in sqlx::query("SELECT * FROM owners").fetch_all(&mut *conn).await? {
+    for row in sqlx::query("SELECT * FROM owners")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         r.put_owner(owner_from_row(&row)?);
     }
-    for row in sqlx::query("SELECT * FROM workloads").fetch_all(&mut *conn).await? {
+    for row in sqlx::query("SELECT * FROM workloads")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         r.put_workload(workload_from_row(&row)?);
     }
-    for row in sqlx::query("SELECT * FROM workflows").fetch_all(&mut *conn).await? {
+    for row in sqlx::query("SELECT * FROM workflows")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         r.put_workflow(workflow_from_row(&row)?);
     }
-    for row in sqlx::query("SELECT * FROM runs WHERE state = 'running'").fetch_all(&mut *conn).await? {
+    for row in sqlx::query("SELECT * FROM runs WHERE state = 'running'")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         r.put_run(run_from_row(&row)?);
     }
     Ok(r)
 }
 
 async fn load_head(conn: &mut SqliteConnection) -> Result<ChainHead, StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await?;
+    let row = sqlx::query("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
     match row {
         None => Ok(ChainHead::EMPTY),
-        Some(row) => Ok(ChainHead { seq: row.try_get("seq")?, hash: hash32(row.try_get("hash")?)? }),
+        Some(row) => Ok(ChainHead {
+            seq: row.try_get("seq")?,
+            hash: hash32(row.try_get("hash")?)?,
+        }),
     }
 }
 
 fn hash32(v: Vec<u8>) -> Result<[u8; 32], StoreError> {
-    v.try_into().map_err(|_| StoreError::Corrupt("an audit hash is not 32 bytes".into()))
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("an audit hash is not 32 bytes".into()))
 }
 
 fn parse<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
-    s.parse().map_err(|_| StoreError::Corrupt(format!("bad {what} `{s}`")))
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad {what} `{s}`")))
 }
 
 fn scopes_from(text: &str) -> Result<Vec<Scope>, StoreError> {
@@ -171,7 +229,11 @@ fn scopes_from(text: &str) -> Result<Vec<Scope>, StoreError> {
 }
 
 fn join_scopes(scopes: &[Scope]) -> String {
-    scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn owner_from_row(row: &SqliteRow) -> Result<Owner, StoreError> {
@@ -240,9 +302,17 @@ fn token_from_row(row: &SqliteRow) -> Result<Token, StoreError> {
         None => None,
         Some(at) => Some(Revocation {
             at,
-            trigger: parse("revocation trigger", row.try_get::<Option<&str>, _>("revoked_trigger")?.unwrap_or_default())?,
-            reason: row.try_get::<Option<String>, _>("revoked_reason")?.unwrap_or_default(),
-            event: row.try_get::<Option<i64>, _>("revoked_event")?.unwrap_or_default(),
+            trigger: parse(
+                "revocation trigger",
+                row.try_get::<Option<&str>, _>("revoked_trigger")?
+                    .unwrap_or_default(),
+            )?,
+            reason: row
+                .try_get::<Option<String>, _>("revoked_reason")?
+                .unwrap_or_default(),
+            event: row
+                .try_get::<Option<i64>, _>("revoked_event")?
+                .unwrap_or_default(),
         }),
     };
     let audience: String = row.try_get("audience")?;
@@ -331,10 +401,10 @@ impl Writer {
                 }
             }
         }
-        if abort.is_none() {
-            if let Err(e) = self.flush().await {
-                abort = Some(e.to_string());
-            }
+        if abort.is_none()
+            && let Err(e) = self.flush().await
+        {
+            abort = Some(e.to_string());
         }
         let outcome = match abort {
             None => match sqlx::query("COMMIT").execute(&mut self.conn).await {
@@ -356,18 +426,28 @@ impl Writer {
         for a in acks {
             a(outcome.clone());
         }
-        tracing::trace!(size, micros = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "store: batch committed");
+        tracing::trace!(
+            size,
+            micros = started.elapsed().as_micros() as u64,
+            ok = outcome.is_ok(),
+            "store: batch committed"
+        );
     }
 
     /// After a failed batch, memory may hold changes that never committed:
     /// reload the registry and the chain head from disk.
     async fn resync(&mut self) {
-        match (load_registry(&mut self.conn).await, load_head(&mut self.conn).await) {
+        match (
+            load_registry(&mut self.conn).await,
+            load_head(&mut self.conn).await,
+        ) {
             (Ok(r), Ok(h)) => {
                 self.registry.replace(r);
                 self.head = h;
             }
-            (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "store: could not reload state after a failed batch"),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "store: could not reload state after a failed batch")
+            }
         }
     }
 
@@ -376,18 +456,45 @@ impl Writer {
         match job {
             Job::CreateOwner(new, actor, r) => settle(r, self.create_owner(new, &actor, now).await),
             Job::Offboard(name, actor, r) => settle(r, self.offboard(&name, &actor, now).await),
-            Job::CreateWorkload(new, actor, r) => settle(r, self.create_workload(new, &actor, now).await),
-            Job::CreateWorkflow(new, actor, r) => settle(r, self.create_workflow(new, &actor, now).await),
-            Job::UpdateWorkflow(name, digest, tools, actor, r) => settle(r, self.update_workflow(&name, digest, tools, &actor, now).await),
-            Job::StartRun(wf, wl, actor, r) => settle(r, self.start_run(&wf, &wl, &actor, now).await),
-            Job::EndRun(id, state, actor, r) => settle(r, self.end_run(id, state, &actor, now).await),
+            Job::CreateWorkload(new, actor, r) => {
+                settle(r, self.create_workload(new, &actor, now).await)
+            }
+            Job::CreateWorkflow(new, actor, r) => {
+                settle(r, self.create_workflow(new, &actor, now).await)
+            }
+            Job::UpdateWorkflow(name, digest, tools, actor, r) => settle(
+                r,
+                self.update_workflow(&name, digest, tools, &actor, now)
+                    .await,
+            ),
+            Job::StartRun(wf, wl, actor, r) => {
+                settle(r, self.start_run(&wf, &wl, &actor, now).await)
+            }
+            Job::EndRun(id, state, actor, r) => {
+                settle(r, self.end_run(id, state, &actor, now).await)
+            }
             Job::Mint(plan, actor, r) => settle(r, self.mint(*plan, &actor, now).await),
-            Job::Revoke(id, reason, actor, r) => settle(r, self.revoke(&id, reason, &actor, now).await),
+            Job::Revoke(id, reason, actor, r) => {
+                settle(r, self.revoke(&id, reason, &actor, now).await)
+            }
         }
     }
 
-    fn append(&mut self, time: Millis, kind: &str, actor: &str, subject: String, data: serde_json::Value) -> i64 {
-        let ev = self.head.append(NewEvent { time, kind: kind.to_owned(), actor: actor.to_owned(), subject, data: data.to_string() });
+    fn append(
+        &mut self,
+        time: Millis,
+        kind: &str,
+        actor: &str,
+        subject: String,
+        data: serde_json::Value,
+    ) -> i64 {
+        let ev = self.head.append(NewEvent {
+            time,
+            kind: kind.to_owned(),
+            actor: actor.to_owned(),
+            subject,
+            data: data.to_string(),
+        });
         let seq = ev.seq;
         self.events.push(ev);
         seq
@@ -427,7 +534,9 @@ impl Writer {
         while !self.events.is_empty() {
             let n = self.events.len().min(INSERT_CHUNK * 2);
             let chunk: Vec<_> = self.events.drain(..n).collect();
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO events (seq, time, kind, actor, subject, data, prev_hash, hash) ");
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO events (seq, time, kind, actor, subject, data, prev_hash, hash) ",
+            );
             q.push_values(chunk, |mut b, e| {
                 b.push_bind(e.seq)
                     .push_bind(e.time)
@@ -443,11 +552,19 @@ impl Writer {
         Ok(())
     }
 
-    async fn create_owner(&mut self, new: NewOwner, actor: &str, now: Millis) -> Result<Owner, StoreError> {
+    async fn create_owner(
+        &mut self,
+        new: NewOwner,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Owner, StoreError> {
         validate_name("owner name", &new.name)?;
         validate_email(&new.email)?;
         if self.registry.read().owner_by_name(&new.name).is_some() {
-            return Err(StoreError::Duplicate { what: "owner", name: new.name });
+            return Err(StoreError::Duplicate {
+                what: "owner",
+                name: new.name,
+            });
         }
         self.flush_tokens().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO owners (name, email, kind, business_owner, status, created_at) VALUES (?, ?, ?, ?, 'active', ?) RETURNING id")
@@ -458,50 +575,125 @@ impl Writer {
             .bind(now)
             .fetch_one(&mut self.conn)
             .await?;
-        let owner = Owner { id, name: new.name, email: new.email, kind: new.kind, business_owner: new.business_owner, status: OwnerStatus::Active, created_at: now, offboarded_at: None };
+        let owner = Owner {
+            id,
+            name: new.name,
+            email: new.email,
+            kind: new.kind,
+            business_owner: new.business_owner,
+            status: OwnerStatus::Active,
+            created_at: now,
+            offboarded_at: None,
+        };
         self.append(now, "owner.created", actor, format!("owner:{}", owner.name), json!({"email": owner.email, "kind": owner.kind, "business_owner": owner.business_owner}));
         self.registry.write().put_owner(owner.clone());
         Ok(owner)
     }
 
-    async fn offboard(&mut self, name: &str, actor: &str, now: Millis) -> Result<(Owner, Revoked), StoreError> {
-        let mut owner = self.registry.read().owner_by_name(name).cloned().ok_or_else(|| StoreError::NotFound { what: "owner", key: name.to_owned() })?;
+    async fn offboard(
+        &mut self,
+        name: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(Owner, Revoked), StoreError> {
+        let mut owner = self
+            .registry
+            .read()
+            .owner_by_name(name)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                what: "owner",
+                key: name.to_owned(),
+            })?;
         if owner.status == OwnerStatus::Offboarded {
-            return Err(StoreError::Conflict(format!("owner `{name}` is already offboarded")));
+            return Err(StoreError::Conflict(format!(
+                "owner `{name}` is already offboarded"
+            )));
         }
         self.flush_tokens().await?;
-        sqlx::query("UPDATE owners SET status = 'offboarded', offboarded_at = ? WHERE id = ?").bind(now).bind(owner.id).execute(&mut self.conn).await?;
+        sqlx::query("UPDATE owners SET status = 'offboarded', offboarded_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(owner.id)
+            .execute(&mut self.conn)
+            .await?;
         owner.status = OwnerStatus::Offboarded;
         owner.offboarded_at = Some(now);
-        let cause = self.append(now, "owner.offboarded", actor, format!("owner:{name}"), json!({}));
+        let cause = self.append(
+            now,
+            "owner.offboarded",
+            actor,
+            format!("owner:{name}"),
+            json!({}),
+        );
         self.registry.write().put_owner(owner.clone());
-        let revoked = self.revoke_cascade(Root::Owner(owner.id), RevocationTrigger::OwnerOffboarded, &format!("owner {name} was offboarded"), cause, actor, now, false).await?;
+        let revoked = self
+            .revoke_cascade(
+                Root::Owner(owner.id),
+                RevocationTrigger::OwnerOffboarded,
+                &format!("owner {name} was offboarded"),
+                cause,
+                actor,
+                now,
+                false,
+            )
+            .await?;
         Ok((owner, revoked))
     }
 
-    async fn create_workload(&mut self, new: NewWorkload, actor: &str, now: Millis) -> Result<Workload, StoreError> {
+    async fn create_workload(
+        &mut self,
+        new: NewWorkload,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Workload, StoreError> {
         validate_name("workload name", &new.name)?;
         if let Some(identity) = &new.identity {
             validate_len("identity", identity, 512)?;
-            if identity.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(InvalidInput::Choice { what: "identity", value: identity.chars().take(60).collect(), expected: "a SPIFFE ID or OIDC subject without spaces" }.into());
+            if identity
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(InvalidInput::Choice {
+                    what: "identity",
+                    value: identity.chars().take(60).collect(),
+                    expected: "a SPIFFE ID or OIDC subject without spaces",
+                }
+                .into());
             }
         }
         if new.scope_ceiling.is_empty() {
-            return Err(StoreError::Conflict("a workload needs a scope ceiling: pass at least one --ceiling TYPE[:ID]:ACTION".into()));
+            return Err(StoreError::Conflict(
+                "a workload needs a scope ceiling: pass at least one --ceiling TYPE[:ID]:ACTION"
+                    .into(),
+            ));
         }
         if new.scope_ceiling.len() > MAX_LIST {
-            return Err(InvalidInput::TooMany { what: "scope ceiling", max: MAX_LIST }.into());
+            return Err(InvalidInput::TooMany {
+                what: "scope ceiling",
+                max: MAX_LIST,
+            }
+            .into());
         }
         let owner = {
             let reg = self.registry.read();
             if reg.workload_by_name(&new.name).is_some() {
-                return Err(StoreError::Duplicate { what: "workload", name: new.name });
+                return Err(StoreError::Duplicate {
+                    what: "workload",
+                    name: new.name,
+                });
             }
-            reg.owner_by_name(&new.owner).cloned().ok_or_else(|| StoreError::NotFound { what: "owner", key: new.owner.clone() })?
+            reg.owner_by_name(&new.owner)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "owner",
+                    key: new.owner.clone(),
+                })?
         };
         if owner.status != OwnerStatus::Active {
-            return Err(StoreError::Conflict(format!("owner `{}` is offboarded; a workload needs an active owner", owner.name)));
+            return Err(StoreError::Conflict(format!(
+                "owner `{}` is offboarded; a workload needs an active owner",
+                owner.name
+            )));
         }
         self.flush_tokens().await?;
         let ceiling = join_scopes(&new.scope_ceiling);
@@ -514,7 +706,15 @@ impl Writer {
             .bind(now)
             .fetch_one(&mut self.conn)
             .await?;
-        let w = Workload { id, name: new.name, owner_id: owner.id, identity: new.identity, environment: new.environment, scope_ceiling: new.scope_ceiling, created_at: now };
+        let w = Workload {
+            id,
+            name: new.name,
+            owner_id: owner.id,
+            identity: new.identity,
+            environment: new.environment,
+            scope_ceiling: new.scope_ceiling,
+            created_at: now,
+        };
         self.append(now, "workload.created", actor, format!("workload:{}", w.name), json!({"owner": owner.name, "identity": w.identity, "environment": w.environment, "scope_ceiling": ceiling}));
         self.registry.write().put_workload(w.clone());
         Ok(w)
@@ -522,10 +722,19 @@ impl Writer {
 
     fn check_workflow_fields(digest: &str, tools: &[String]) -> Result<(), StoreError> {
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(InvalidInput::Choice { what: "definition digest", value: digest.chars().take(70).collect(), expected: "64 hex characters (SHA-256)" }.into());
+            return Err(InvalidInput::Choice {
+                what: "definition digest",
+                value: digest.chars().take(70).collect(),
+                expected: "64 hex characters (SHA-256)",
+            }
+            .into());
         }
         if tools.len() > MAX_LIST {
-            return Err(InvalidInput::TooMany { what: "tools", max: MAX_LIST }.into());
+            return Err(InvalidInput::TooMany {
+                what: "tools",
+                max: MAX_LIST,
+            }
+            .into());
         }
         for t in tools {
             validate_name("tool name", t)?;
@@ -533,18 +742,34 @@ impl Writer {
         Ok(())
     }
 
-    async fn create_workflow(&mut self, new: NewWorkflow, actor: &str, now: Millis) -> Result<Workflow, StoreError> {
+    async fn create_workflow(
+        &mut self,
+        new: NewWorkflow,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Workflow, StoreError> {
         validate_name("workflow name", &new.name)?;
         Self::check_workflow_fields(&new.digest, &new.tools)?;
         let owner = {
             let reg = self.registry.read();
             if reg.workflow_by_name(&new.name).is_some() {
-                return Err(StoreError::Duplicate { what: "workflow", name: new.name });
+                return Err(StoreError::Duplicate {
+                    what: "workflow",
+                    name: new.name,
+                });
             }
-            reg.owner_by_name(&new.owner).cloned().ok_or_else(|| StoreError::NotFound { what: "owner", key: new.owner.clone() })?
+            reg.owner_by_name(&new.owner)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "owner",
+                    key: new.owner.clone(),
+                })?
         };
         if owner.status != OwnerStatus::Active {
-            return Err(StoreError::Conflict(format!("owner `{}` is offboarded; a workflow needs an active owner", owner.name)));
+            return Err(StoreError::Conflict(format!(
+                "owner `{}` is offboarded; a workflow needs an active owner",
+                owner.name
+            )));
         }
         self.flush_tokens().await?;
         let tools = new.tools.join(" ");
@@ -557,14 +782,43 @@ impl Writer {
             .bind(now)
             .fetch_one(&mut self.conn)
             .await?;
-        let w = Workflow { id, name: new.name, owner_id: owner.id, digest: new.digest, tools: new.tools, created_at: now, updated_at: now };
-        self.append(now, "workflow.created", actor, format!("workflow:{}", w.name), json!({"owner": owner.name, "digest": w.digest, "tools": w.tools}));
+        let w = Workflow {
+            id,
+            name: new.name,
+            owner_id: owner.id,
+            digest: new.digest,
+            tools: new.tools,
+            created_at: now,
+            updated_at: now,
+        };
+        self.append(
+            now,
+            "workflow.created",
+            actor,
+            format!("workflow:{}", w.name),
+            json!({"owner": owner.name, "digest": w.digest, "tools": w.tools}),
+        );
         self.registry.write().put_workflow(w.clone());
         Ok(w)
     }
 
-    async fn update_workflow(&mut self, name: &str, digest: String, tools: Option<Vec<String>>, actor: &str, now: Millis) -> Result<(Workflow, Revoked), StoreError> {
-        let mut wf = self.registry.read().workflow_by_name(name).cloned().ok_or_else(|| StoreError::NotFound { what: "workflow", key: name.to_owned() })?;
+    async fn update_workflow(
+        &mut self,
+        name: &str,
+        digest: String,
+        tools: Option<Vec<String>>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(Workflow, Revoked), StoreError> {
+        let mut wf = self
+            .registry
+            .read()
+            .workflow_by_name(name)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                what: "workflow",
+                key: name.to_owned(),
+            })?;
         let tools = tools.unwrap_or_else(|| wf.tools.clone());
         Self::check_workflow_fields(&digest, &tools)?;
         let none = Revoked::default();
@@ -582,23 +836,63 @@ impl Writer {
         let old = std::mem::replace(&mut wf.digest, digest);
         wf.tools = tools;
         wf.updated_at = now;
-        let cause = self.append(now, "workflow.updated", actor, format!("workflow:{name}"), json!({"old_digest": old, "digest": wf.digest, "tools": wf.tools}));
+        let cause = self.append(
+            now,
+            "workflow.updated",
+            actor,
+            format!("workflow:{name}"),
+            json!({"old_digest": old, "digest": wf.digest, "tools": wf.tools}),
+        );
         self.registry.write().put_workflow(wf.clone());
         if old == wf.digest {
             return Ok((wf, none));
         }
-        let reason = format!("workflow {name} definition changed from {} to {}", &old[..12], &wf.digest[..12]);
-        let revoked = self.revoke_cascade(Root::StaleRuns { workflow: wf.id, digest: &wf.digest.clone() }, RevocationTrigger::WorkflowChanged, &reason, cause, actor, now, false).await?;
+        let reason = format!(
+            "workflow {name} definition changed from {} to {}",
+            &old[..12],
+            &wf.digest[..12]
+        );
+        let revoked = self
+            .revoke_cascade(
+                Root::StaleRuns {
+                    workflow: wf.id,
+                    digest: &wf.digest.clone(),
+                },
+                RevocationTrigger::WorkflowChanged,
+                &reason,
+                cause,
+                actor,
+                now,
+                false,
+            )
+            .await?;
         Ok((wf, revoked))
     }
 
-    async fn start_run(&mut self, workflow: &str, workload: &str, actor: &str, now: Millis) -> Result<Run, StoreError> {
-        let (wf, wl) = {
-            let reg = self.registry.read();
-            let wf = reg.workflow_by_name(workflow).cloned().ok_or_else(|| StoreError::NotFound { what: "workflow", key: workflow.to_owned() })?;
-            let wl = reg.workload_by_name(workload).cloned().ok_or_else(|| StoreError::NotFound { what: "workload", key: workload.to_owned() })?;
-            (wf, wl)
-        };
+    async fn start_run(
+        &mut self,
+        workflow: &str,
+        workload: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Run, StoreError> {
+        let (wf, wl) =
+            {
+                let reg = self.registry.read();
+                let wf = reg.workflow_by_name(workflow).cloned().ok_or_else(|| {
+                    StoreError::NotFound {
+                        what: "workflow",
+                        key: workflow.to_owned(),
+                    }
+                })?;
+                let wl = reg.workload_by_name(workload).cloned().ok_or_else(|| {
+                    StoreError::NotFound {
+                        what: "workload",
+                        key: workload.to_owned(),
+                    }
+                })?;
+                (wf, wl)
+            };
         self.flush_tokens().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO runs (workflow_id, workload_id, digest, state, started_at) VALUES (?, ?, ?, 'running', ?) RETURNING id")
             .bind(wf.id)
@@ -607,51 +901,129 @@ impl Writer {
             .bind(now)
             .fetch_one(&mut self.conn)
             .await?;
-        let run = Run { id, workflow_id: wf.id, workload_id: wl.id, digest: wf.digest.clone(), state: RunState::Running, started_at: now, ended_at: None };
-        self.append(now, "run.started", actor, format!("run:{id}"), json!({"workflow": wf.name, "workload": wl.name, "digest": wf.digest}));
+        let run = Run {
+            id,
+            workflow_id: wf.id,
+            workload_id: wl.id,
+            digest: wf.digest.clone(),
+            state: RunState::Running,
+            started_at: now,
+            ended_at: None,
+        };
+        self.append(
+            now,
+            "run.started",
+            actor,
+            format!("run:{id}"),
+            json!({"workflow": wf.name, "workload": wl.name, "digest": wf.digest}),
+        );
         self.registry.write().put_run(run.clone());
         Ok(run)
     }
 
     async fn stored_run(&mut self, id: i64) -> Result<Run, StoreError> {
-        let row = sqlx::query("SELECT * FROM runs WHERE id = ?").bind(id).fetch_optional(&mut self.conn).await?;
-        row.map(|r| run_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound { what: "run", key: id.to_string() })
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut self.conn)
+            .await?;
+        row.map(|r| run_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "run",
+                key: id.to_string(),
+            })
     }
 
-    async fn end_run(&mut self, id: i64, state: RunState, actor: &str, now: Millis) -> Result<(Run, Revoked), StoreError> {
+    async fn end_run(
+        &mut self,
+        id: i64,
+        state: RunState,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(Run, Revoked), StoreError> {
         if state == RunState::Running {
-            return Err(InvalidInput::Choice { what: "final run status", value: "running".into(), expected: "succeeded failed cancelled" }.into());
+            return Err(InvalidInput::Choice {
+                what: "final run status",
+                value: "running".into(),
+                expected: "succeeded failed cancelled",
+            }
+            .into());
         }
         let running = self.registry.read().running_run(id).cloned();
         let mut run = match running {
             Some(r) => r,
             None => {
                 let r = self.stored_run(id).await?;
-                return Err(StoreError::Conflict(format!("run {id} already ended ({})", r.state)));
+                return Err(StoreError::Conflict(format!(
+                    "run {id} already ended ({})",
+                    r.state
+                )));
             }
         };
         self.flush_tokens().await?;
-        sqlx::query("UPDATE runs SET state = ?, ended_at = ? WHERE id = ?").bind(state.as_str()).bind(now).bind(id).execute(&mut self.conn).await?;
+        sqlx::query("UPDATE runs SET state = ?, ended_at = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(now)
+            .bind(id)
+            .execute(&mut self.conn)
+            .await?;
         run.state = state;
         run.ended_at = Some(now);
-        let cause = self.append(now, "run.ended", actor, format!("run:{id}"), json!({"status": state}));
+        let cause = self.append(
+            now,
+            "run.ended",
+            actor,
+            format!("run:{id}"),
+            json!({"status": state}),
+        );
         self.registry.write().put_run(run.clone());
-        let revoked = self.revoke_cascade(Root::Run(id), RevocationTrigger::RunEnded, &format!("run {id} ended ({state})"), cause, actor, now, false).await?;
+        let revoked = self
+            .revoke_cascade(
+                Root::Run(id),
+                RevocationTrigger::RunEnded,
+                &format!("run {id} ended ({state})"),
+                cause,
+                actor,
+                now,
+                false,
+            )
+            .await?;
         Ok((run, revoked))
     }
 
-    async fn mint(&mut self, plan: MintPlan, actor: &str, now: Millis) -> Result<Token, StoreError> {
+    async fn mint(
+        &mut self,
+        plan: MintPlan,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Token, StoreError> {
         let t = &plan.token;
         let (owner, workload, run, workflow) = {
             let reg = self.registry.read();
-            let workload = reg.workload(t.workload_id).cloned().ok_or_else(|| StoreError::NotFound { what: "workload", key: t.workload_id.to_string() })?;
-            let owner = reg.owner(workload.owner_id).cloned().ok_or_else(|| StoreError::NotFound { what: "owner", key: workload.owner_id.to_string() })?;
+            let workload =
+                reg.workload(t.workload_id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "workload",
+                        key: t.workload_id.to_string(),
+                    })?;
+            let owner =
+                reg.owner(workload.owner_id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "owner",
+                        key: workload.owner_id.to_string(),
+                    })?;
             let run = t.run_id.and_then(|id| reg.running_run(id).cloned());
-            let workflow = run.as_ref().and_then(|r| reg.workflow(r.workflow_id).cloned());
+            let workflow = run
+                .as_ref()
+                .and_then(|r| reg.workflow(r.workflow_id).cloned());
             (owner, workload, run, workflow)
         };
         if owner.id != t.owner_id {
-            return Err(StoreError::Conflict("the workload changed owner while the token was being minted; try again".into()));
+            return Err(StoreError::Conflict(
+                "the workload changed owner while the token was being minted; try again".into(),
+            ));
         }
         let run_pair = match (t.run_id, run, workflow) {
             (None, _, _) => None,
@@ -659,18 +1031,45 @@ impl Writer {
             (Some(id), _, _) => {
                 // not running: say what it is
                 let r = self.stored_run(id).await?;
-                return Err(leash_core::issuance::MintRefusal::RunNotRunning { run: id, state: r.state }.into());
+                return Err(leash_core::issuance::MintRefusal::RunNotRunning {
+                    run: id,
+                    state: r.state,
+                }
+                .into());
             }
         };
-        if run_pair.as_ref().is_some_and(|(_, w)| Some(w.id) != t.workflow_id) {
-            return Err(StoreError::Conflict("the token's workflow does not match its run".into()));
+        if run_pair
+            .as_ref()
+            .is_some_and(|(_, w)| Some(w.id) != t.workflow_id)
+        {
+            return Err(StoreError::Conflict(
+                "the token's workflow does not match its run".into(),
+            ));
         }
-        let ctx = MintContext { owner: &owner, workload: &workload, run: run_pair.as_ref().map(|(r, w)| (r, w)) };
+        let ctx = MintContext {
+            owner: &owner,
+            workload: &workload,
+            run: run_pair.as_ref().map(|(r, w)| (r, w)),
+        };
         let reg = self.registry.clone();
-        check_mint(ctx, &plan.request, &self.caps, |id| reg.read().workload(id).map(|w| w.name.clone()).unwrap_or_default())?;
+        check_mint(ctx, &plan.request, &self.caps, |id| {
+            reg.read()
+                .workload(id)
+                .map(|w| w.name.clone())
+                .unwrap_or_default()
+        })?;
         if let Some(pid) = &t.parent_id {
-            let row = sqlx::query(select_tokens!("WHERE id = ?")).bind(pid).fetch_optional(&mut self.conn).await?;
-            let parent = row.map(|r| token_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound { what: "parent token", key: pid.clone() })?;
+            let row = sqlx::query(select_tokens!("WHERE id = ?"))
+                .bind(pid)
+                .fetch_optional(&mut self.conn)
+                .await?;
+            let parent = row
+                .map(|r| token_from_row(&r))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "parent token",
+                    key: pid.clone(),
+                })?;
             leash_core::issuance::check_delegation(&parent, &plan.request, t.expires_at, now)?;
         }
         if t.issued_at > now + 60_000 || t.expires_at <= t.issued_at {
@@ -686,20 +1085,53 @@ impl Writer {
         Ok(token)
     }
 
-    async fn revoke(&mut self, id: &str, reason: String, actor: &str, now: Millis) -> Result<Revoked, StoreError> {
+    async fn revoke(
+        &mut self,
+        id: &str,
+        reason: String,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Revoked, StoreError> {
         validate_len("reason", &reason, 1000)?;
         self.flush_tokens().await?;
-        let row = sqlx::query(select_tokens!("WHERE id = ?")).bind(id).fetch_optional(&mut self.conn).await?;
-        let token = row.map(|r| token_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound { what: "token", key: id.to_owned() })?;
+        let row = sqlx::query(select_tokens!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut self.conn)
+            .await?;
+        let token = row
+            .map(|r| token_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "token",
+                key: id.to_owned(),
+            })?;
         match token.status(now) {
             TokenStatus::Revoked | TokenStatus::Expired => {
                 // idempotent (RFC 7009): nothing live to revoke, nothing appended
-                return Ok(Revoked { event: token.revocation.map(|r| r.event), ..Revoked::default() });
+                return Ok(Revoked {
+                    event: token.revocation.map(|r| r.event),
+                    ..Revoked::default()
+                });
             }
             TokenStatus::Active => {}
         }
-        let cause = self.append(now, "token.revoked", actor, id.to_owned(), json!({"trigger": RevocationTrigger::Manual, "reason": reason}));
-        self.revoke_cascade(Root::Token(id), RevocationTrigger::Manual, &reason, cause, actor, now, true).await
+        let cause = self.append(
+            now,
+            "token.revoked",
+            actor,
+            id.to_owned(),
+            json!({"trigger": RevocationTrigger::Manual, "reason": reason}),
+        );
+        self.revoke_cascade(
+            Root::Token(id),
+            RevocationTrigger::Manual,
+            &reason,
+            cause,
+            actor,
+            now,
+            true,
+        )
+        .await
     }
 
     /// Revoke every live token the root selects, and all their live
@@ -707,12 +1139,23 @@ impl Writer {
     /// `token.revoked` event is appended per token (except the root's own
     /// when `cause` already is that token's event).
     #[allow(clippy::too_many_arguments)]
-    async fn revoke_cascade(&mut self, root: Root<'_>, trigger: RevocationTrigger, reason: &str, cause: i64, actor: &str, now: Millis, cause_is_root_event: bool) -> Result<Revoked, StoreError> {
+    async fn revoke_cascade(
+        &mut self,
+        root: Root<'_>,
+        trigger: RevocationTrigger,
+        reason: &str,
+        cause: i64,
+        actor: &str,
+        now: Millis,
+        cause_is_root_event: bool,
+    ) -> Result<Revoked, StoreError> {
         let cond = match root {
             Root::Run(_) => "run_id = ?5",
             Root::Owner(_) => "owner_id = ?5",
             Root::Token(_) => "id = ?5",
-            Root::StaleRuns { .. } => "run_id IN (SELECT id FROM runs WHERE workflow_id = ?5 AND digest <> ?6)",
+            Root::StaleRuns { .. } => {
+                "run_id IN (SELECT id FROM runs WHERE workflow_id = ?5 AND digest <> ?6)"
+            }
         };
         let sql = format!(
             "WITH RECURSIVE hit(id, direct) AS ( \
@@ -725,7 +1168,11 @@ impl Writer {
              WHERE id IN (SELECT id FROM hit) RETURNING id, revoked_trigger"
         );
         // `cond` is one of the fixed fragments above; every value is bound
-        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(cause).bind(trigger.as_str()).bind(reason);
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(cause)
+            .bind(trigger.as_str())
+            .bind(reason);
         let q = match root {
             Root::Run(id) | Root::Owner(id) => q.bind(id),
             Root::Token(id) => q.bind(id),
@@ -740,13 +1187,25 @@ impl Writer {
             let is_root = trig == trigger.as_str();
             cascaded += usize::from(!is_root);
             if !(cause_is_root_event && is_root) {
-                self.append(now, "token.revoked", actor, id.clone(), json!({"trigger": trig, "cause": cause}));
+                self.append(
+                    now,
+                    "token.revoked",
+                    actor,
+                    id.clone(),
+                    json!({"trigger": trig, "cause": cause}),
+                );
             }
             if ids.len() < ECHO_IDS {
                 ids.push(id);
             }
         }
-        Ok(Revoked { event: Some(cause), trigger: Some(trigger), count: rows.len(), cascaded, tokens: ids })
+        Ok(Revoked {
+            event: Some(cause),
+            trigger: Some(trigger),
+            count: rows.len(),
+            cascaded,
+            tokens: ids,
+        })
     }
 }
 
@@ -761,7 +1220,11 @@ impl Store for SqliteStore {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::CreateOwner(new, actor, r)))
     }
-    fn offboard_owner_and_revoke(&self, name: &str, actor: &str) -> StoreFuture<'_, (Owner, Revoked)> {
+    fn offboard_owner_and_revoke(
+        &self,
+        name: &str,
+        actor: &str,
+    ) -> StoreFuture<'_, (Owner, Revoked)> {
         let (name, actor) = (name.to_owned(), actor.to_owned());
         Box::pin(self.submit(move |r| Job::Offboard(name, actor, r)))
     }
@@ -773,7 +1236,13 @@ impl Store for SqliteStore {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::CreateWorkflow(new, actor, r)))
     }
-    fn update_workflow_and_revoke(&self, name: &str, digest: String, tools: Option<Vec<String>>, actor: &str) -> StoreFuture<'_, (Workflow, Revoked)> {
+    fn update_workflow_and_revoke(
+        &self,
+        name: &str,
+        digest: String,
+        tools: Option<Vec<String>>,
+        actor: &str,
+    ) -> StoreFuture<'_, (Workflow, Revoked)> {
         let (name, actor) = (name.to_owned(), actor.to_owned());
         Box::pin(self.submit(move |r| Job::UpdateWorkflow(name, digest, tools, actor, r)))
     }
@@ -781,7 +1250,12 @@ impl Store for SqliteStore {
         let (wf, wl, actor) = (workflow.to_owned(), workload.to_owned(), actor.to_owned());
         Box::pin(self.submit(move |r| Job::StartRun(wf, wl, actor, r)))
     }
-    fn end_run_and_revoke(&self, run: i64, state: RunState, actor: &str) -> StoreFuture<'_, (Run, Revoked)> {
+    fn end_run_and_revoke(
+        &self,
+        run: i64,
+        state: RunState,
+        actor: &str,
+    ) -> StoreFuture<'_, (Run, Revoked)> {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::EndRun(run, state, actor, r)))
     }
@@ -796,15 +1270,34 @@ impl Store for SqliteStore {
 
     fn get_run(&self, id: i64) -> StoreFuture<'_, Run> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM runs WHERE id = ?").bind(id).fetch_optional(&self.reads).await?;
-            row.map(|r| run_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound { what: "run", key: id.to_string() })
+            let row = sqlx::query("SELECT * FROM runs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.reads)
+                .await?;
+            row.map(|r| run_from_row(&r))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "run",
+                    key: id.to_string(),
+                })
         })
     }
     fn list_runs(&self, workflow_id: Option<i64>, limit: u32) -> StoreFuture<'_, Vec<Run>> {
         Box::pin(async move {
             let rows = match workflow_id {
-                Some(w) => sqlx::query("SELECT * FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT ?").bind(w).bind(limit).fetch_all(&self.reads).await?,
-                None => sqlx::query("SELECT * FROM runs ORDER BY id DESC LIMIT ?").bind(limit).fetch_all(&self.reads).await?,
+                Some(w) => {
+                    sqlx::query("SELECT * FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT ?")
+                        .bind(w)
+                        .bind(limit)
+                        .fetch_all(&self.reads)
+                        .await?
+                }
+                None => {
+                    sqlx::query("SELECT * FROM runs ORDER BY id DESC LIMIT ?")
+                        .bind(limit)
+                        .fetch_all(&self.reads)
+                        .await?
+                }
             };
             rows.iter().map(run_from_row).collect()
         })
@@ -812,14 +1305,30 @@ impl Store for SqliteStore {
     fn get_token(&self, id: &str) -> StoreFuture<'_, Token> {
         let id = id.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(select_tokens!("WHERE id = ?")).bind(&id).fetch_optional(&self.reads).await?;
-            row.map(|r| token_from_row(&r)).transpose()?.ok_or(StoreError::NotFound { what: "token", key: id })
+            let row = sqlx::query(select_tokens!("WHERE id = ?"))
+                .bind(&id)
+                .fetch_optional(&self.reads)
+                .await?;
+            row.map(|r| token_from_row(&r))
+                .transpose()?
+                .ok_or(StoreError::NotFound {
+                    what: "token",
+                    key: id,
+                })
         })
     }
     fn find_token_by_secret_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Token> {
         Box::pin(async move {
-            let row = sqlx::query(select_tokens!("WHERE secret_hash = ?")).bind(hash.to_vec()).fetch_optional(&self.reads).await?;
-            row.map(|r| token_from_row(&r)).transpose()?.ok_or(StoreError::NotFound { what: "token", key: "(by secret)".into() })
+            let row = sqlx::query(select_tokens!("WHERE secret_hash = ?"))
+                .bind(hash.to_vec())
+                .fetch_optional(&self.reads)
+                .await?;
+            row.map(|r| token_from_row(&r))
+                .transpose()?
+                .ok_or(StoreError::NotFound {
+                    what: "token",
+                    key: "(by secret)".into(),
+                })
         })
     }
     fn list_tokens(&self, f: TokenFilter, now: Millis) -> StoreFuture<'_, Vec<Token>> {
@@ -836,13 +1345,15 @@ impl Store for SqliteStore {
             }
             match f.status {
                 Some(TokenStatus::Active) => {
-                    q.push(" AND revoked_at IS NULL AND expires_at > ").push_bind(now);
+                    q.push(" AND revoked_at IS NULL AND expires_at > ")
+                        .push_bind(now);
                 }
                 Some(TokenStatus::Revoked) => {
                     q.push(" AND revoked_at IS NOT NULL");
                 }
                 Some(TokenStatus::Expired) => {
-                    q.push(" AND revoked_at IS NULL AND expires_at <= ").push_bind(now);
+                    q.push(" AND revoked_at IS NULL AND expires_at <= ")
+                        .push_bind(now);
                 }
                 None => {}
             }
@@ -856,19 +1367,34 @@ impl Store for SqliteStore {
     }
     fn get_event(&self, seq: i64) -> StoreFuture<'_, Event> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM events WHERE seq = ?").bind(seq).fetch_optional(&self.reads).await?;
-            row.map(|r| event_from_row(&r)).transpose()?.ok_or_else(|| StoreError::NotFound { what: "event", key: seq.to_string() })
+            let row = sqlx::query("SELECT * FROM events WHERE seq = ?")
+                .bind(seq)
+                .fetch_optional(&self.reads)
+                .await?;
+            row.map(|r| event_from_row(&r))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "event",
+                    key: seq.to_string(),
+                })
         })
     }
     fn events_after(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<Event>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?").bind(after).bind(limit).fetch_all(&self.reads).await?;
+            let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.reads)
+                .await?;
             rows.iter().map(event_from_row).collect()
         })
     }
     fn latest_events(&self, limit: u32) -> StoreFuture<'_, Vec<Event>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT * FROM events ORDER BY seq DESC LIMIT ?").bind(limit).fetch_all(&self.reads).await?;
+            let rows = sqlx::query("SELECT * FROM events ORDER BY seq DESC LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.reads)
+                .await?;
             let mut v: Vec<Event> = rows.iter().map(event_from_row).collect::<Result<_, _>>()?;
             v.reverse();
             Ok(v)
@@ -886,17 +1412,27 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_one(&self.reads)
             .await?;
-            Ok(TokenCounts { active: row.try_get::<i64, _>("active")? as u64, revoked: row.try_get::<i64, _>("revoked")? as u64, expired: row.try_get::<i64, _>("expired")? as u64 })
+            Ok(TokenCounts {
+                active: row.try_get::<i64, _>("active")? as u64,
+                revoked: row.try_get::<i64, _>("revoked")? as u64,
+                expired: row.try_get::<i64, _>("expired")? as u64,
+            })
         })
     }
 }
 
 /// Walk the audit log in two keyset-paged passes (hashes, then events).
-async fn verify_pool(pool: &SqlitePool) -> Result<Result<ChainSummary, Vec<ChainBreak>>, StoreError> {
+async fn verify_pool(
+    pool: &SqlitePool,
+) -> Result<Result<ChainSummary, Vec<ChainBreak>>, StoreError> {
     let mut v = ChainVerifier::new();
     let mut after = i64::MIN;
     loop {
-        let rows = sqlx::query("SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?").bind(after).bind(VERIFY_PAGE).fetch_all(pool).await?;
+        let rows = sqlx::query("SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(VERIFY_PAGE)
+            .fetch_all(pool)
+            .await?;
         let Some(last) = rows.last() else { break };
         after = last.try_get("seq")?;
         for r in &rows {
@@ -905,7 +1441,11 @@ async fn verify_pool(pool: &SqlitePool) -> Result<Result<ChainSummary, Vec<Chain
     }
     let mut after = i64::MIN;
     loop {
-        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?").bind(after).bind(VERIFY_PAGE).fetch_all(pool).await?;
+        let rows = sqlx::query("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(VERIFY_PAGE)
+            .fetch_all(pool)
+            .await?;
         let Some(last) = rows.last() else { break };
         after = last.try_get("seq")?;
         for r in &rows {
@@ -916,13 +1456,25 @@ async fn verify_pool(pool: &SqlitePool) -> Result<Result<ChainSummary, Vec<Chain
 }
 
 /// Verify the audit chain of a data directory without a server (read-only).
-pub async fn verify_audit_offline(dir: &Path) -> Result<Result<ChainSummary, Vec<ChainBreak>>, StoreError> {
+pub async fn verify_audit_offline(
+    dir: &Path,
+) -> Result<Result<ChainSummary, Vec<ChainBreak>>, StoreError> {
     let path = dir.join("leash.db");
     if !path.exists() {
-        return Err(StoreError::NotFound { what: "database", key: path.display().to_string() });
+        return Err(StoreError::NotFound {
+            what: "database",
+            key: path.display().to_string(),
+        });
     }
-    let opts = SqliteConnectOptions::new().filename(&path).read_only(true).busy_timeout(Duration::from_secs(10)).disable_statement_logging();
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+    let opts = SqliteConnectOptions::new()
+        .filename(&path)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10))
+        .disable_statement_logging();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await?;
     let out = verify_pool(&pool).await;
     pool.close().await;
     out

@@ -23,7 +23,12 @@ pub fn is_base62(c: u8) -> bool {
 /// Map random bytes onto base62 characters without bias (rejection
 /// sampling: bytes ≥ 248 are skipped). Returns None if `bytes` ran out.
 pub fn from_random(bytes: &[u8], len: usize) -> Option<String> {
-    let out: String = bytes.iter().filter(|b| **b < 248).take(len).map(|b| char::from(ALPHABET[(*b % 62) as usize])).collect();
+    let out: String = bytes
+        .iter()
+        .filter(|b| **b < 248)
+        .take(len)
+        .map(|b| char::from(ALPHABET[(*b % 62) as usize]))
+        .collect();
     (out.len() == len).then_some(out)
 }
 

@@ -82,7 +82,12 @@ pub enum JwtError {
 /// Sign claims with the ring's active key.
 pub fn sign(ring: &KeyRing, claims: &AccessClaims) -> Result<String, JwtError> {
     let key = ring.active();
-    let header = serde_json::to_vec(&Header { alg: "EdDSA", typ: "at+jwt", kid: key.kid() }).map_err(|e| JwtError::Encode(e.to_string()))?;
+    let header = serde_json::to_vec(&Header {
+        alg: "EdDSA",
+        typ: "at+jwt",
+        kid: key.kid(),
+    })
+    .map_err(|e| JwtError::Encode(e.to_string()))?;
     let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Encode(e.to_string()))?;
     let mut out = String::with_capacity(header.len() * 2 + payload.len() * 2 + 90);
     B64.encode_string(&header, &mut out);
@@ -101,22 +106,30 @@ pub fn verify(ring: &KeyRing, token: &str) -> Result<AccessClaims, JwtError> {
         return Err(bad("longer than 16 KiB"));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad("a JWT has three dot-separated parts"));
     };
     let header_bytes = B64.decode(h).map_err(|_| bad("header is not base64url"))?;
-    let header: Header<'_> = serde_json::from_slice(&header_bytes).map_err(|_| bad("header is not a JSON object with alg, typ and kid"))?;
+    let header: Header<'_> = serde_json::from_slice(&header_bytes)
+        .map_err(|_| bad("header is not a JSON object with alg, typ and kid"))?;
     if header.alg != "EdDSA" || !header.typ.eq_ignore_ascii_case("at+jwt") {
         return Err(JwtError::WrongType);
     }
-    let key = ring.get(header.kid).ok_or_else(|| JwtError::UnknownKey(header.kid.chars().take(64).collect()))?;
-    let sig = B64.decode(s).map_err(|_| bad("signature is not base64url"))?;
+    let key = ring
+        .get(header.kid)
+        .ok_or_else(|| JwtError::UnknownKey(header.kid.chars().take(64).collect()))?;
+    let sig = B64
+        .decode(s)
+        .map_err(|_| bad("signature is not base64url"))?;
     let signed = &token[..h.len() + 1 + p.len()];
     UnparsedPublicKey::new(&ED25519, key.public_key())
         .verify(signed.as_bytes(), &sig)
         .map_err(|_| JwtError::BadSignature)?;
     let payload = B64.decode(p).map_err(|_| bad("payload is not base64url"))?;
-    serde_json::from_slice(&payload).map_err(|e| bad(&format!("claims are not Leash access-token claims: {e}")))
+    serde_json::from_slice(&payload)
+        .map_err(|e| bad(&format!("claims are not Leash access-token claims: {e}")))
 }
 
 /// Does this look like a JWT (three base64url parts)? Cheap, no crypto.
@@ -131,9 +144,19 @@ mod tests {
 
     fn claims() -> AccessClaims {
         AccessClaims {
-            iss: "http://127.0.0.1:8420".into(), sub: "spiffe://acme/bot".into(), aud: Audience::One("api".into()),
-            exp: 2_000_000_000, iat: 1_900_000_000, nbf: 1_900_000_000, jti: "tok_1".into(), client_id: "bot".into(),
-            scope: "tickets:read".into(), owner: "alice".into(), workload: "bot".into(), workflow: Some("triage".into()), run: Some(42),
+            iss: "http://127.0.0.1:8420".into(),
+            sub: "spiffe://acme/bot".into(),
+            aud: Audience::One("api".into()),
+            exp: 2_000_000_000,
+            iat: 1_900_000_000,
+            nbf: 1_900_000_000,
+            jti: "tok_1".into(),
+            client_id: "bot".into(),
+            scope: "tickets:read".into(),
+            owner: "alice".into(),
+            workload: "bot".into(),
+            workflow: Some("triage".into()),
+            run: Some(42),
         }
     }
 
@@ -148,13 +171,22 @@ mod tests {
         assert_eq!(SigningKey::from_pkcs8(&pk8).unwrap().kid(), kid);
 
         let mut parts: Vec<&str> = t.split('.').collect();
-        let forged = B64.encode(serde_json::to_vec(&AccessClaims { scope: "repo:admin".into(), ..claims() }).unwrap());
+        let forged = B64.encode(
+            serde_json::to_vec(&AccessClaims {
+                scope: "repo:admin".into(),
+                ..claims()
+            })
+            .unwrap(),
+        );
         parts[1] = &forged;
         assert_eq!(verify(&ring, &parts.join(".")), Err(JwtError::BadSignature));
 
         let (other, _) = SigningKey::generate().unwrap();
         let other_ring = KeyRing::new(vec![other]).unwrap();
-        assert!(matches!(verify(&other_ring, &t), Err(JwtError::UnknownKey(_))));
+        assert!(matches!(
+            verify(&other_ring, &t),
+            Err(JwtError::UnknownKey(_))
+        ));
         assert!(matches!(verify(&ring, "a.b"), Err(JwtError::Malformed(_))));
     }
 
@@ -163,7 +195,8 @@ mod tests {
         let (k, _) = SigningKey::generate().unwrap();
         let ring = KeyRing::new(vec![k]).unwrap();
         let t = sign(&ring, &claims()).unwrap();
-        let h: serde_json::Value = serde_json::from_slice(&B64.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+        let h: serde_json::Value =
+            serde_json::from_slice(&B64.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(h["typ"], "at+jwt");
         assert_eq!(h["alg"], "EdDSA");
         assert_eq!(h["kid"], ring.active().kid());

@@ -26,14 +26,16 @@ pub struct SigningKey {
 impl SigningKey {
     /// Load from PKCS#8 bytes.
     pub fn from_pkcs8(bytes: &[u8]) -> Result<Self, KeyError> {
-        let pair = Ed25519KeyPair::from_pkcs8(bytes).map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8(bytes).map_err(|e| KeyError::Invalid(e.to_string()))?;
         let kid = thumbprint(pair.public_key().as_ref());
         Ok(SigningKey { kid, pair })
     }
 
     /// Generate a key; returns it with the PKCS#8 bytes to persist.
     pub fn generate() -> Result<(Self, Vec<u8>), KeyError> {
-        let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).map_err(|_| KeyError::Random)?;
+        let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .map_err(|_| KeyError::Random)?;
         let bytes = doc.as_ref().to_vec();
         Ok((Self::from_pkcs8(&bytes)?, bytes))
     }
@@ -62,7 +64,10 @@ impl SigningKey {
 /// RFC 7638 JWK thumbprint of an Ed25519 public key.
 pub fn thumbprint(public: &[u8]) -> String {
     // members in lexicographic order, no whitespace
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, B64.encode(public));
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        B64.encode(public)
+    );
     B64.encode(crate::sha256(canonical.as_bytes()))
 }
 

@@ -56,7 +56,9 @@ pub fn parse(token: &str) -> Result<OpaqueToken, OpaqueError> {
     if checksum(random) != sum {
         return Err(OpaqueError::Checksum);
     }
-    Ok(OpaqueToken { hash: crate::sha256(token.as_bytes()) })
+    Ok(OpaqueToken {
+        hash: crate::sha256(token.as_bytes()),
+    })
 }
 
 #[cfg(test)]
@@ -81,7 +83,10 @@ mod tests {
         let changed = String::from_utf8(bytes).unwrap();
         assert_eq!(parse(&changed), Err(OpaqueError::Checksum));
         assert_eq!(parse("lsh_short"), Err(OpaqueError::Shape));
-        assert_eq!(parse("ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), Err(OpaqueError::Shape));
+        assert_eq!(
+            parse("ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            Err(OpaqueError::Shape)
+        );
     }
 
     proptest! {

@@ -22,7 +22,10 @@ pub struct EventQuery {
 }
 
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit", params(EventQuery), responses((status = 200, body = [EventView])))]
-pub async fn events(State(app): State<AppState>, ApiQuery(q): ApiQuery<EventQuery>) -> ApiResult<Json<Vec<EventView>>> {
+pub async fn events(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<Vec<EventView>>> {
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIST);
     let evs = match q.after {
         Some(after) => app.store.events_after(after, limit).await?,
@@ -33,15 +36,27 @@ pub async fn events(State(app): State<AppState>, ApiQuery(q): ApiQuery<EventQuer
 
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, body = AuditVerification)))]
 pub async fn verify(State(app): State<AppState>) -> ApiResult<Json<AuditVerification>> {
-    Ok(Json(AuditVerification::from_result(app.store.verify_audit().await?)))
+    Ok(Json(AuditVerification::from_result(
+        app.store.verify_audit().await?,
+    )))
 }
 
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
 pub async fn health(State(app): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), active_kid: app.keys.active().kid().to_owned() })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        active_kid: app.keys.active().kid().to_owned(),
+    })
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
 }

@@ -10,7 +10,10 @@ pub fn ts(ms: Millis) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -82,7 +85,10 @@ impl WorkloadView {
     pub fn new(w: &Workload, reg: &Registry) -> Self {
         WorkloadView {
             name: w.name.clone(),
-            owner: reg.owner(w.owner_id).map(|o| o.name.clone()).unwrap_or_default(),
+            owner: reg
+                .owner(w.owner_id)
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
             identity: w.identity.clone(),
             environment: w.environment.to_string(),
             scope_ceiling: w.scope_ceiling.iter().map(ToString::to_string).collect(),
@@ -134,7 +140,10 @@ impl WorkflowView {
     pub fn new(w: &Workflow, reg: &Registry) -> Self {
         WorkflowView {
             name: w.name.clone(),
-            owner: reg.owner(w.owner_id).map(|o| o.name.clone()).unwrap_or_default(),
+            owner: reg
+                .owner(w.owner_id)
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
             digest: w.digest.clone(),
             tools: w.tools.clone(),
             created_at: ts(w.created_at),
@@ -159,7 +168,13 @@ pub struct RevokedView {
 
 impl From<Revoked> for RevokedView {
     fn from(r: Revoked) -> Self {
-        RevokedView { event: r.event, trigger: r.trigger.map(|t| t.to_string()), count: r.count, cascaded: r.cascaded, tokens: r.tokens }
+        RevokedView {
+            event: r.event,
+            trigger: r.trigger.map(|t| t.to_string()),
+            count: r.count,
+            cascaded: r.cascaded,
+            tokens: r.tokens,
+        }
     }
 }
 
@@ -206,8 +221,14 @@ impl RunView {
     pub fn new(r: &Run, reg: &Registry) -> Self {
         RunView {
             id: r.id,
-            workflow: reg.workflow(r.workflow_id).map(|w| w.name.clone()).unwrap_or_default(),
-            workload: reg.workload(r.workload_id).map(|w| w.name.clone()).unwrap_or_default(),
+            workflow: reg
+                .workflow(r.workflow_id)
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
+            workload: reg
+                .workload(r.workload_id)
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
             digest: r.digest.clone(),
             state: r.state.to_string(),
             started_at: ts(r.started_at),
@@ -317,10 +338,19 @@ impl TokenView {
             id: t.id.clone(),
             status: t.status(now).to_string(),
             format: t.format.to_string(),
-            owner: reg.owner(t.owner_id).map(|o| o.name.clone()).unwrap_or_default(),
-            workload: reg.workload(t.workload_id).map(|w| w.name.clone()).unwrap_or_default(),
+            owner: reg
+                .owner(t.owner_id)
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
+            workload: reg
+                .workload(t.workload_id)
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
             run: t.run_id,
-            workflow: t.workflow_id.and_then(|id| reg.workflow(id)).map(|w| w.name.clone()),
+            workflow: t
+                .workflow_id
+                .and_then(|id| reg.workflow(id))
+                .map(|w| w.name.clone()),
             scopes: t.scopes.iter().map(ToString::to_string).collect(),
             audience: t.audience.clone(),
             issued_at: ts(t.issued_at),
@@ -438,7 +468,8 @@ impl From<&leash_core::audit::Event> for EventView {
             kind: e.kind.clone(),
             actor: e.actor.clone(),
             subject: e.subject.clone(),
-            data: serde_json::from_str(&e.data).unwrap_or(serde_json::Value::String(e.data.clone())),
+            data: serde_json::from_str(&e.data)
+                .unwrap_or(serde_json::Value::String(e.data.clone())),
             prev_hash: hex::encode(e.prev_hash),
             hash: hex::encode(e.hash),
         }
@@ -465,10 +496,18 @@ pub struct AuditVerification {
 
 impl AuditVerification {
     /// From a verifier's verdict.
-    pub fn from_result(r: Result<leash_core::audit::ChainSummary, Vec<leash_core::audit::ChainBreak>>) -> Self {
+    pub fn from_result(
+        r: Result<leash_core::audit::ChainSummary, Vec<leash_core::audit::ChainBreak>>,
+    ) -> Self {
         use leash_core::audit::ChainBreak as B;
         match r {
-            Ok(s) => AuditVerification { ok: true, events: s.events, head_seq: s.head_seq, head_hash: hex::encode(s.head_hash), problems: vec![] },
+            Ok(s) => AuditVerification {
+                ok: true,
+                events: s.events,
+                head_seq: s.head_seq,
+                head_hash: hex::encode(s.head_hash),
+                problems: vec![],
+            },
             Err(breaks) => AuditVerification {
                 ok: false,
                 events: 0,
@@ -483,7 +522,11 @@ impl AuditVerification {
                             B::Reordered { seq, .. } => ("reordered", *seq),
                             B::Unlinked { seq } => ("unlinked", *seq),
                         };
-                        ChainProblem { problem: problem.into(), seq, message: b.to_string() }
+                        ChainProblem {
+                            problem: problem.into(),
+                            seq,
+                            message: b.to_string(),
+                        }
                     })
                     .collect(),
             },

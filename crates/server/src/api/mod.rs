@@ -37,11 +37,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 fn json_rejection(rej: JsonRejection) -> ApiError {
     if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body is larger than {} bytes; send less", crate::MAX_BODY));
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "request body is larger than {} bytes; send less",
+                crate::MAX_BODY
+            ),
+        );
     }
     match rej {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request", "send the body as JSON with `Content-Type: application/json`"),
-        other => ApiError::bad_request(format!("the JSON body is not valid: {}", other.body_text())),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        other => {
+            ApiError::bad_request(format!("the JSON body is not valid: {}", other.body_text()))
+        }
     }
 }
 
@@ -60,20 +73,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 }
 
 fn query_rejection(rej: QueryRejection) -> ApiError {
-    ApiError::bad_request(format!("the query string is not valid: {}", rej.body_text()))
+    ApiError::bad_request(format!(
+        "the query string is not valid: {}",
+        rej.body_text()
+    ))
 }
 
 /// `/v1` routes (operator-authenticated).
 pub fn v1_routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi::document))
-        .route("/owners", post(registry::create_owner).get(registry::list_owners))
+        .route(
+            "/owners",
+            post(registry::create_owner).get(registry::list_owners),
+        )
         .route("/owners/{name}", get(registry::get_owner))
         .route("/owners/{name}/offboard", post(registry::offboard_owner))
-        .route("/workloads", post(registry::create_workload).get(registry::list_workloads))
+        .route(
+            "/workloads",
+            post(registry::create_workload).get(registry::list_workloads),
+        )
         .route("/workloads/{name}", get(registry::get_workload))
-        .route("/workflows", post(registry::create_workflow).get(registry::list_workflows))
-        .route("/workflows/{name}", get(registry::get_workflow).put(registry::update_workflow))
+        .route(
+            "/workflows",
+            post(registry::create_workflow).get(registry::list_workflows),
+        )
+        .route(
+            "/workflows/{name}",
+            get(registry::get_workflow).put(registry::update_workflow),
+        )
         .route("/runs", post(registry::start_run).get(registry::list_runs))
         .route("/runs/{id}", get(registry::get_run))
         .route("/runs/{id}/end", post(registry::end_run))

@@ -25,10 +25,18 @@ pub struct OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
-        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let mut r = (
+            self.status,
+            Json(json!({"error": self.error, "error_description": self.description})),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"leash\""));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"leash\""),
+            );
         }
         r
     }
@@ -73,23 +81,46 @@ pub struct Introspection {
 
 impl Introspection {
     fn inactive() -> Self {
-        Introspection { active: false, scope: None, client_id: None, token_type: None, exp: None, iat: None, sub: None, aud: None, iss: None, jti: None, owner: None, workload: None, run: None }
+        Introspection {
+            active: false,
+            scope: None,
+            client_id: None,
+            token_type: None,
+            exp: None,
+            iat: None,
+            sub: None,
+            aud: None,
+            iss: None,
+            jti: None,
+            owner: None,
+            workload: None,
+            run: None,
+        }
     }
 }
 
 #[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth",
     request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Introspection), (status = 401, description = "RFC 6749 error JSON")))]
-pub async fn introspect(State(app): State<AppState>, req: Request) -> Result<Json<Introspection>, OAuthError> {
+pub async fn introspect(
+    State(app): State<AppState>,
+    req: Request,
+) -> Result<Json<Introspection>, OAuthError> {
     let authorised = crate::bearer(&req).is_some_and(|t| app.is_operator(t));
     if !authorised {
-        return Err(OAuthError { status: StatusCode::UNAUTHORIZED, error: "invalid_client", description: "introspection needs the operator credential as a Bearer token".into() });
+        return Err(OAuthError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            description: "introspection needs the operator credential as a Bearer token".into(),
+        });
     }
-    let form = axum::Form::<IntrospectForm>::from_request(req, &app).await.map_err(|e| OAuthError {
-        status: StatusCode::BAD_REQUEST,
-        error: "invalid_request",
-        description: format!("send `token=…` form-encoded: {}", e.body_text()),
-    })?;
+    let form = axum::Form::<IntrospectForm>::from_request(req, &app)
+        .await
+        .map_err(|e| OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
+            description: format!("send `token=…` form-encoded: {}", e.body_text()),
+        })?;
     let token = form.0.token;
     // every failure to find a live token is simply "inactive" (RFC 7662 §2.2)
     let Ok(t) = super::tokens::resolve(&app, &token).await else {
@@ -102,7 +133,13 @@ pub async fn introspect(State(app): State<AppState>, req: Request) -> Result<Jso
     let workload = reg.workload(t.workload_id);
     Ok(Json(Introspection {
         active: true,
-        scope: Some(t.scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
+        scope: Some(
+            t.scopes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         client_id: workload.map(|w| w.name.clone()),
         token_type: Some("Bearer".into()),
         exp: Some(t.expires_at.div_euclid(1000)),

@@ -12,7 +12,15 @@ struct OperatorAuth;
 impl Modify for OperatorAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(c) = openapi.components.as_mut() {
-            c.add_security_scheme("operator", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("The operator credential from DIR/operator.token")).build()));
+            c.add_security_scheme(
+                "operator",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("The operator credential from DIR/operator.token"))
+                        .build(),
+                ),
+            );
         }
     }
 }

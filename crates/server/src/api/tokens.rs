@@ -24,15 +24,28 @@ use crate::{App, AppState};
         (status = 400, body = Problem, description = "Malformed scope, TTL or format"),
         (status = 403, body = Problem, description = "Refused by an issuance rule (see `rule`)"),
         (status = 404, body = Problem, description = "Unknown workload or run")))]
-pub async fn mint(State(app): State<AppState>, ApiJson(b): ApiJson<MintBody>) -> ApiResult<(StatusCode, Json<Minted>)> {
+pub async fn mint(
+    State(app): State<AppState>,
+    ApiJson(b): ApiJson<MintBody>,
+) -> ApiResult<(StatusCode, Json<Minted>)> {
     match mint_token(&app, b).await {
         Ok(m) => {
-            app.metrics.mints.get_or_create(&FormatLabel { format: m.format.clone() }).inc();
+            app.metrics
+                .mints
+                .get_or_create(&FormatLabel {
+                    format: m.format.clone(),
+                })
+                .inc();
             Ok((StatusCode::CREATED, Json(m)))
         }
         Err(e) => {
             if let Some(rule) = e.rule {
-                app.metrics.refusals.get_or_create(&RuleLabel { rule: rule.to_owned() }).inc();
+                app.metrics
+                    .refusals
+                    .get_or_create(&RuleLabel {
+                        rule: rule.to_owned(),
+                    })
+                    .inc();
             }
             Err(e)
         }
@@ -42,7 +55,9 @@ pub async fn mint(State(app): State<AppState>, ApiJson(b): ApiJson<MintBody>) ->
 async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
     let format = match b.format.as_deref() {
         None => TokenFormat::Jwt,
-        Some(f) => f.parse().map_err(|e: leash_core::InvalidInput| ApiError::bad_request(e.to_string()))?,
+        Some(f) => f
+            .parse()
+            .map_err(|e: leash_core::InvalidInput| ApiError::bad_request(e.to_string()))?,
     };
     let scopes = parse_scopes(&b.scopes, leash_core::issuance::MAX_SCOPES)?;
     let ttl_secs = match b.ttl {
@@ -58,31 +73,63 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
         (true, Some(p)) => p.audience.clone(),
         (true, None) => vec![app.default_audience.clone()],
     };
-    let request = MintRequest { scopes, ttl_secs, audience, justification: b.justification.filter(|j| !j.trim().is_empty()) };
+    let request = MintRequest {
+        scopes,
+        ttl_secs,
+        audience,
+        justification: b.justification.filter(|j| !j.trim().is_empty()),
+    };
 
     // pre-check against the registry; the store checks again at commit
     let ended_run = match b.run {
-        Some(id) if app.store.registry().read().running_run(id).is_none() => Some(app.store.get_run(id).await?),
+        Some(id) if app.store.registry().read().running_run(id).is_none() => {
+            Some(app.store.get_run(id).await?)
+        }
         _ => None,
     };
     if let Some(r) = ended_run {
-        return Err(StoreError::Refused(leash_core::issuance::MintRefusal::RunNotRunning { run: r.id, state: r.state }).into());
+        return Err(
+            StoreError::Refused(leash_core::issuance::MintRefusal::RunNotRunning {
+                run: r.id,
+                state: r.state,
+            })
+            .into(),
+        );
     }
     let now = now_ms();
     let (token, claims) = {
         let reg = app.store.registry().read();
-        let workload = reg.workload_by_name(&b.workload).ok_or_else(|| ApiError::not_found(format!("workload `{}` does not exist; create it with `leash workload add`", b.workload)))?;
-        let owner = reg.owner(workload.owner_id).ok_or_else(|| ApiError::not_found("the workload's owner does not exist"))?;
+        let workload = reg.workload_by_name(&b.workload).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "workload `{}` does not exist; create it with `leash workload add`",
+                b.workload
+            ))
+        })?;
+        let owner = reg
+            .owner(workload.owner_id)
+            .ok_or_else(|| ApiError::not_found("the workload's owner does not exist"))?;
         let run = b.run.and_then(|id| reg.running_run(id));
         let workflow = run.and_then(|r| reg.workflow(r.workflow_id));
         let pair = run.zip(workflow);
-        check_mint(MintContext { owner, workload, run: pair }, &request, &app.store.ttl_caps(), |id| reg.workload(id).map(|w| w.name.clone()).unwrap_or_default())
-            .map_err(StoreError::from)?;
+        check_mint(
+            MintContext {
+                owner,
+                workload,
+                run: pair,
+            },
+            &request,
+            &app.store.ttl_caps(),
+            |id| reg.workload(id).map(|w| w.name.clone()).unwrap_or_default(),
+        )
+        .map_err(StoreError::from)?;
         let exp_secs = now.div_euclid(1000) + ttl_secs as i64;
         if let Some(p) = &parent {
-            leash_core::issuance::check_delegation(p, &request, exp_secs * 1000, now).map_err(StoreError::from)?;
+            leash_core::issuance::check_delegation(p, &request, exp_secs * 1000, now)
+                .map_err(StoreError::from)?;
         }
-        let id = leash_token::new_token_id(now).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
+        let id = leash_token::new_token_id(now).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+        })?;
         let exp_secs = now.div_euclid(1000) + ttl_secs as i64;
         let token = Token {
             id: id.clone(),
@@ -101,14 +148,22 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
         };
         let claims = AccessClaims {
             iss: app.issuer.clone(),
-            sub: workload.identity.clone().unwrap_or_else(|| workload.name.clone()),
+            sub: workload
+                .identity
+                .clone()
+                .unwrap_or_else(|| workload.name.clone()),
             aud: Audience::from_list(&request.audience),
             exp: exp_secs,
             iat: now.div_euclid(1000),
             nbf: now.div_euclid(1000),
             jti: id,
             client_id: workload.name.clone(),
-            scope: request.scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+            scope: request
+                .scopes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
             owner: owner.name.clone(),
             workload: workload.name.clone(),
             workflow: workflow.map(|w| w.name.clone()),
@@ -117,13 +172,30 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
         (token, claims)
     };
     let (secret, secret_hash) = match format {
-        TokenFormat::Jwt => (leash_token::jwt::sign(&app.keys, &claims).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?, None),
+        TokenFormat::Jwt => (
+            leash_token::jwt::sign(&app.keys, &claims).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+            })?,
+            None,
+        ),
         TokenFormat::Opaque => {
-            let (t, h) = leash_token::opaque::generate().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
+            let (t, h) = leash_token::opaque::generate().map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+            })?;
             (t, Some(h))
         }
     };
-    let recorded = app.store.record_mint(MintPlan { token, secret_hash, request }, OPERATOR).await?;
+    let recorded = app
+        .store
+        .record_mint(
+            MintPlan {
+                token,
+                secret_hash,
+                request,
+            },
+            OPERATOR,
+        )
+        .await?;
     Ok(Minted {
         id: recorded.id.clone(),
         token: secret,
@@ -142,25 +214,39 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
 /// Find a token from a credential string or an id.
 pub async fn resolve(app: &App, given: &str) -> ApiResult<Token> {
     let s = given.trim();
-    let unknown = || ApiError::not_found("no token of this Leash matches; check that you copied all of it");
+    let unknown =
+        || ApiError::not_found("no token of this Leash matches; check that you copied all of it");
     if s.starts_with(leash_token::opaque::PREFIX) {
         let o = leash_token::opaque::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        return app.store.find_token_by_secret_hash(o.hash).await.map_err(|e| match e {
-            StoreError::NotFound { .. } => unknown(),
-            other => other.into(),
-        });
+        return app
+            .store
+            .find_token_by_secret_hash(o.hash)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => unknown(),
+                other => other.into(),
+            });
     }
     if leash_token::jwt::looks_like_jwt(s) {
-        let claims = leash_token::jwt::verify(&app.keys, s).map_err(|e| ApiError::bad_request(format!("{e}; only tokens minted by this Leash can be looked up")))?;
+        let claims = leash_token::jwt::verify(&app.keys, s).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{e}; only tokens minted by this Leash can be looked up"
+            ))
+        })?;
         return app.store.get_token(&claims.jti).await.map_err(|e| match e {
             StoreError::NotFound { .. } => unknown(),
             other => other.into(),
         });
     }
-    if s.starts_with("tok_") && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if s.starts_with("tok_")
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         return Ok(app.store.get_token(s).await?);
     }
-    Err(ApiError::bad_request("give a token (`lsh_…` or a JWT) or a token id (`tok_…`)"))
+    Err(ApiError::bad_request(
+        "give a token (`lsh_…` or a JWT) or a token id (`tok_…`)",
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -181,39 +267,73 @@ pub struct TokenQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", params(TokenQuery), responses((status = 200, body = [TokenView]), (status = 404, body = Problem)))]
-pub async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<TokenQuery>) -> ApiResult<Json<Vec<TokenView>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> ApiResult<Json<Vec<TokenView>>> {
     let status = match q.status.as_deref() {
         None => None,
-        Some(s) => Some(s.parse::<TokenStatus>().map_err(|e| ApiError::bad_request(e.to_string()))?),
+        Some(s) => Some(
+            s.parse::<TokenStatus>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
     };
-    let (owner_id, workload_id) = {
-        let reg = app.store.registry().read();
-        let o = match &q.owner {
-            None => None,
-            Some(n) => Some(reg.owner_by_name(n).map(|o| o.id).ok_or_else(|| ApiError::not_found(format!("owner `{n}` does not exist")))?),
+    let (owner_id, workload_id) =
+        {
+            let reg = app.store.registry().read();
+            let o =
+                match &q.owner {
+                    None => None,
+                    Some(n) => Some(reg.owner_by_name(n).map(|o| o.id).ok_or_else(|| {
+                        ApiError::not_found(format!("owner `{n}` does not exist"))
+                    })?),
+                };
+            let w = match &q.workload {
+                None => None,
+                Some(n) => Some(reg.workload_by_name(n).map(|w| w.id).ok_or_else(|| {
+                    ApiError::not_found(format!("workload `{n}` does not exist"))
+                })?),
+            };
+            (o, w)
         };
-        let w = match &q.workload {
-            None => None,
-            Some(n) => Some(reg.workload_by_name(n).map(|w| w.id).ok_or_else(|| ApiError::not_found(format!("workload `{n}` does not exist")))?),
-        };
-        (o, w)
-    };
     let now = now_ms();
-    let filter = TokenFilter { owner_id, workload_id, run_id: q.run, status, after: q.after, limit: q.limit.unwrap_or(100).clamp(1, MAX_LIST) };
+    let filter = TokenFilter {
+        owner_id,
+        workload_id,
+        run_id: q.run,
+        status,
+        after: q.after,
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_LIST),
+    };
     let tokens = app.store.list_tokens(filter, now).await?;
     let reg = app.store.registry().read();
-    Ok(Json(tokens.iter().map(|t| TokenView::new(t, &reg, now)).collect()))
+    Ok(Json(
+        tokens
+            .iter()
+            .map(|t| TokenView::new(t, &reg, now))
+            .collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/tokens/{id}", tag = "tokens", responses((status = 200, body = TokenView), (status = 404, body = Problem)))]
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TokenView>> {
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenView>> {
     let t = app.store.get_token(&id).await?;
-    Ok(Json(TokenView::new(&t, &app.store.registry().read(), now_ms())))
+    Ok(Json(TokenView::new(
+        &t,
+        &app.store.registry().read(),
+        now_ms(),
+    )))
 }
 
 #[utoipa::path(post, path = "/v1/explain", tag = "tokens", request_body = ExplainBody,
     responses((status = 200, body = Explanation, description = "The four questions: owner, workload, privileges, revocation"), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn explain(State(app): State<AppState>, ApiJson(b): ApiJson<ExplainBody>) -> ApiResult<Json<Explanation>> {
+pub async fn explain(
+    State(app): State<AppState>,
+    ApiJson(b): ApiJson<ExplainBody>,
+) -> ApiResult<Json<Explanation>> {
     let t = resolve(&app, &b.token_or_id).await?;
     let run = match t.run_id {
         Some(id) => Some(app.store.get_run(id).await?),
@@ -239,31 +359,65 @@ pub async fn explain(State(app): State<AppState>, ApiJson(b): ApiJson<ExplainBod
     };
     let now = now_ms();
     let reg = app.store.registry().read();
-    let owner = reg.owner(t.owner_id).ok_or_else(|| ApiError::not_found("the token's owner is missing from the registry"))?;
-    let workload = reg.workload(t.workload_id).ok_or_else(|| ApiError::not_found("the token's workload is missing from the registry"))?;
+    let owner = reg
+        .owner(t.owner_id)
+        .ok_or_else(|| ApiError::not_found("the token's owner is missing from the registry"))?;
+    let workload = reg
+        .workload(t.workload_id)
+        .ok_or_else(|| ApiError::not_found("the token's workload is missing from the registry"))?;
     Ok(Json(Explanation {
         id: t.id.clone(),
         status: t.status(now).to_string(),
         format: t.format.to_string(),
-        owner: OwnerBrief { name: owner.name.clone(), email: owner.email.clone(), kind: owner.kind.to_string(), status: owner.status.to_string(), business_owner: owner.business_owner },
+        owner: OwnerBrief {
+            name: owner.name.clone(),
+            email: owner.email.clone(),
+            kind: owner.kind.to_string(),
+            status: owner.status.to_string(),
+            business_owner: owner.business_owner,
+        },
         workload: WorkloadBrief {
             name: workload.name.clone(),
             identity: workload.identity.clone(),
             environment: workload.environment.to_string(),
-            scope_ceiling: workload.scope_ceiling.iter().map(ToString::to_string).collect(),
+            scope_ceiling: workload
+                .scope_ceiling
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         },
-        workflow: t.workflow_id.and_then(|id| reg.workflow(id)).map(|w| WorkflowBrief { name: w.name.clone(), digest: w.digest.clone(), tools: w.tools.clone() }),
-        run: run.map(|r| RunBrief { id: r.id, state: r.state.to_string(), digest: r.digest }),
+        workflow: t
+            .workflow_id
+            .and_then(|id| reg.workflow(id))
+            .map(|w| WorkflowBrief {
+                name: w.name.clone(),
+                digest: w.digest.clone(),
+                tools: w.tools.clone(),
+            }),
+        run: run.map(|r| RunBrief {
+            id: r.id,
+            state: r.state.to_string(),
+            digest: r.digest,
+        }),
         privileges: Privileges {
             scopes: t.scopes.iter().map(ToString::to_string).collect(),
-            write_scopes: t.scopes.iter().filter(|s| s.is_write()).map(ToString::to_string).collect(),
+            write_scopes: t
+                .scopes
+                .iter()
+                .filter(|s| s.is_write())
+                .map(ToString::to_string)
+                .collect(),
             audience: t.audience.clone(),
             issued_at: ts(t.issued_at),
             expires_at: ts(t.expires_at),
             expires_in: (t.expires_at - now).max(0).div_euclid(1000),
             justification: t.justification.clone(),
         },
-        revocation_triggers: t.revocation_triggers().iter().map(ToString::to_string).collect(),
+        revocation_triggers: t
+            .revocation_triggers()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         revoked,
         parent: t.parent_id.clone(),
     }))
@@ -271,9 +425,14 @@ pub async fn explain(State(app): State<AppState>, ApiJson(b): ApiJson<ExplainBod
 
 #[utoipa::path(post, path = "/v1/revocations", tag = "tokens", request_body = RevokeBody,
     responses((status = 200, body = RevokedView, description = "Revoked with all descendants (count 0 if it was already revoked or expired)"), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn revoke(State(app): State<AppState>, ApiJson(b): ApiJson<RevokeBody>) -> ApiResult<Json<RevokedView>> {
+pub async fn revoke(
+    State(app): State<AppState>,
+    ApiJson(b): ApiJson<RevokeBody>,
+) -> ApiResult<Json<RevokedView>> {
     if b.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("a revocation needs a reason: pass --reason TEXT"));
+        return Err(ApiError::bad_request(
+            "a revocation needs a reason: pass --reason TEXT",
+        ));
     }
     let t = resolve(&app, &b.token_or_id).await?;
     let revoked = app.store.revoke_token(&t.id, b.reason, OPERATOR).await?;

@@ -1,0 +1,214 @@
+//! A running Leash server for one test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_leash");
+
+pub struct Leash {
+    pub root: tempfile::TempDir,
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    port: u16,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Leash {
+    pub async fn start() -> Leash {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Leash {
+        let root = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut l = Leash {
+            root,
+            url: format!("http://127.0.0.1:{port}"),
+            token: String::new(),
+            http: reqwest::Client::new(),
+            port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        l.spawn().await;
+        l
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("server.log")
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--data"])
+            .arg(self.data())
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.extra)
+            .env("LEASH_LOG", "debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/health", self.url)).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not come up; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.token = std::fs::read_to_string(self.data().join("operator.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+    }
+
+    /// Kill the server hard (SIGKILL): nothing acknowledged may be lost.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kill -9 and start again on the same directory and port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Run the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_in(self.root.path(), args)
+    }
+
+    pub fn cli_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .env("LEASH_URL", &self.url)
+            .env("LEASH_DATA", self.data())
+            .env_remove("LEASH_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.req(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.req(reqwest::Method::GET, path, None).await
+    }
+
+    /// POST that must succeed.
+    pub async fn ok(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.post(path, body).await;
+        assert!(s.is_success(), "POST {path} -> {s}: {v}");
+        v
+    }
+
+    pub async fn mint(&self, body: Value) -> Value {
+        self.ok("/v1/tokens", body).await
+    }
+
+    pub async fn explain(&self, token_or_id: &str) -> Value {
+        self.ok("/v1/explain", json!({"token_or_id": token_or_id}))
+            .await
+    }
+
+    /// alice (business owner) → triage-bot (prod) → workflow triage; returns a running run id.
+    pub async fn fixture(&self) -> i64 {
+        self.ok(
+            "/v1/owners",
+            json!({"name": "alice", "email": "alice@acme.io", "business_owner": true}),
+        )
+        .await;
+        self.ok("/v1/workloads", json!({"name": "triage-bot", "owner": "alice", "environment": "prod", "identity": "spiffe://acme.io/agents/triage", "scope_ceiling": ["tickets:read", "repo:acme/*:write"]})).await;
+        self.ok("/v1/workflows", json!({"name": "triage", "owner": "alice", "definition": "steps: [read, comment]", "tools": ["jira", "git"]})).await;
+        self.start_run("triage", "triage-bot").await
+    }
+
+    pub async fn start_run(&self, workflow: &str, workload: &str) -> i64 {
+        self.ok(
+            "/v1/runs",
+            json!({"workflow": workflow, "workload": workload}),
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        let (_, v) = self.get("/v1/audit/verify").await;
+        v["events"].as_i64().unwrap()
+    }
+}
+
+impl Drop for Leash {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,77 @@
+//! A third-party JOSE library (Python PyJWT) verifies a minted JWT using
+//! only the published JWKS.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::Leash;
+
+fn python() -> String {
+    std::env::var("LEASH_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+#[tokio::test]
+async fn pyjwt_verifies_a_minted_jwt_with_the_jwks() {
+    let probe = Command::new(python())
+        .args(["-c", "import jwt, cryptography; print(jwt.__version__)"])
+        .output();
+    let available = probe.as_ref().is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide PyJWT (LEASH_PYTHON): {probe:?}"
+        );
+        eprintln!(
+            "SKIP pyjwt interop: `{} -c 'import jwt, cryptography'` failed; run .ci/run or set LEASH_PYTHON to an interpreter with PyJWT",
+            python()
+        );
+        return;
+    }
+    let l = Leash::start().await;
+    let run = l.fixture().await;
+    let t = l.mint(json!({"workload": "triage-bot", "run": run, "scopes": ["tickets:read", "repo:acme/api:write"], "ttl": "10m", "audience": ["tickets-api"], "justification": "triage"})).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/verify_jwt.py"
+    );
+    let o = Command::new(python())
+        .arg(script)
+        .args([
+            &format!("{}/.well-known/jwks.json", l.url),
+            t["token"].as_str().unwrap(),
+            "tickets-api",
+            &l.url,
+            t["id"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "PyJWT refused the token:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("verified"), "{out}");
+
+    // a tampered token must fail PyJWT's verification
+    let token = t["token"].as_str().unwrap();
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[2] = format!("{}A", &parts[2][..parts[2].len() - 1]).replace("AA", "AB");
+    let bad = parts.join(".");
+    let o = Command::new(python())
+        .arg(script)
+        .args([
+            &format!("{}/.well-known/jwks.json", l.url),
+            &bad,
+            "tickets-api",
+            &l.url,
+            t["id"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() || bad == token,
+        "PyJWT accepted a tampered token"
+    );
+}
