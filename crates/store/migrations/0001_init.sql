@@ -63,7 +63,6 @@ CREATE TABLE tokens (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX tokens_secret_hash ON tokens(secret_hash) WHERE secret_hash IS NOT NULL;
 CREATE INDEX tokens_run ON tokens(run_id) WHERE run_id IS NOT NULL;
-CREATE INDEX tokens_owner ON tokens(owner_id);
 CREATE INDEX tokens_workload ON tokens(workload_id);
 CREATE INDEX tokens_parent ON tokens(parent_id) WHERE parent_id IS NOT NULL;
 

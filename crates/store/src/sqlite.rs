@@ -488,12 +488,23 @@ impl Writer {
         subject: String,
         data: serde_json::Value,
     ) -> i64 {
+        self.append_text(time, kind, actor, subject, data.to_string())
+    }
+
+    fn append_text(
+        &mut self,
+        time: Millis,
+        kind: &str,
+        actor: &str,
+        subject: String,
+        data: String,
+    ) -> i64 {
         let ev = self.head.append(NewEvent {
             time,
             kind: kind.to_owned(),
             actor: actor.to_owned(),
             subject,
-            data: data.to_string(),
+            data,
         });
         let seq = ev.seq;
         self.events.push(ev);
@@ -1075,11 +1086,27 @@ impl Writer {
         if t.issued_at > now + 60_000 || t.expires_at <= t.issued_at {
             return Err(StoreError::Conflict("token times are inconsistent".into()));
         }
-        let data = json!({
-            "format": t.format, "workload": workload.name, "owner": owner.name, "run": t.run_id,
-            "scopes": join_scopes(&t.scopes), "expires_at": t.expires_at, "parent": t.parent_id,
-        });
-        self.append(now, "token.minted", actor, t.id.clone(), data);
+        #[derive(serde::Serialize)]
+        struct Minted<'a> {
+            format: &'a str,
+            workload: &'a str,
+            owner: &'a str,
+            run: Option<i64>,
+            scopes: String,
+            expires_at: Millis,
+            parent: Option<&'a str>,
+        }
+        let data = serde_json::to_string(&Minted {
+            format: t.format.as_str(),
+            workload: &workload.name,
+            owner: &owner.name,
+            run: t.run_id,
+            scopes: join_scopes(&t.scopes),
+            expires_at: t.expires_at,
+            parent: t.parent_id.as_deref(),
+        })
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+        self.append_text(now, "token.minted", actor, t.id.clone(), data);
         let token = plan.token.clone();
         self.tokens.push((plan.token, plan.secret_hash));
         Ok(token)
@@ -1151,7 +1178,9 @@ impl Writer {
     ) -> Result<Revoked, StoreError> {
         let cond = match root {
             Root::Run(_) => "run_id = ?5",
-            Root::Owner(_) => "owner_id = ?5",
+            // tokens.owner_id is the workload's owner (workloads never change owner),
+            // so the workload index serves and tokens need no owner index
+            Root::Owner(_) => "workload_id IN (SELECT id FROM workloads WHERE owner_id = ?5)",
             Root::Token(_) => "id = ?5",
             Root::StaleRuns { .. } => {
                 "run_id IN (SELECT id FROM runs WHERE workflow_id = ?5 AND digest <> ?6)"
@@ -1335,7 +1364,9 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(select_tokens!("WHERE 1 = 1"));
             if let Some(v) = f.owner_id {
-                q.push(" AND owner_id = ").push_bind(v);
+                q.push(" AND workload_id IN (SELECT id FROM workloads WHERE owner_id = ")
+                    .push_bind(v)
+                    .push(")");
             }
             if let Some(v) = f.workload_id {
                 q.push(" AND workload_id = ").push_bind(v);

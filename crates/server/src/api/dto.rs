@@ -244,11 +244,34 @@ pub struct RunEnded {
 }
 
 /// A TTL: seconds as a number, or text such as `15m`, `1h30m`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, ToSchema)]
 pub enum Ttl {
     Seconds(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for Ttl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Ttl;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("seconds as a number, or a duration such as \"15m\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Ttl, E> {
+                Ok(Ttl::Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Ttl, E> {
+                u64::try_from(v)
+                    .map(Ttl::Seconds)
+                    .map_err(|_| E::custom("ttl must be positive"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Ttl, E> {
+                Ok(Ttl::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
