@@ -35,6 +35,16 @@ pub enum BenchCmd {
     RunEnd(RunEndBench),
     /// Explain random existing tokens and report latency.
     Explain(ExplainBench),
+    /// GET /health: the HTTP stack's own ceiling on this machine, as a peer for the other figures.
+    Health(HealthBench),
+}
+
+#[derive(Args)]
+pub struct HealthBench {
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
 }
 
 #[derive(Args)]
@@ -424,25 +434,33 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 );
             }
         }
+        BenchCmd::Health(b) => {
+            let d = leash_core::duration::parse_duration(&b.duration)?;
+            let make: MakeRequest = Arc::new(|_| (hyper::Method::GET, "/health".to_owned(), None));
+            let r = drive(&api, "health (HTTP ceiling)", Load { clients: b.clients, rate: None, stop: Stop::After(Duration::from_secs(d)) }, make, progress).await?;
+            print_report(&r, json_out)?;
+        }
         BenchCmd::Explain(b) => {
-            // sample ids spread over the id space with random cursors
+            // ids start with their mint time (8 base62 chars of ms), so cursors at
+            // random times between the first token and now sample the whole registry
+            let first: Vec<TokenView> = api.get("/v1/tokens?limit=1").await?;
+            let Some(first) = first.first() else {
+                bail!("no tokens to explain; run `leash bench populate` first");
+            };
+            let decode = |s: &str| s.bytes().fold(0u64, |n, c| n * 62 + leash_token::base62::ALPHABET.iter().position(|a| *a == c).unwrap_or(0) as u64);
+            let lo = decode(first.id.get(4..12).unwrap_or("0"));
+            let hi = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(lo).max(lo + 1);
             let mut ids: Vec<String> = Vec::new();
-            let alphabet = leash_token::base62::ALPHABET;
-            let mut seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(7);
+            let mut seed = hi ^ 0x9E37_79B9_7F4A_7C15;
             let mut tries = 0;
-            while ids.len() < b.sample && tries < b.sample * 2 {
+            while ids.len() < b.sample && tries < b.sample {
                 tries += 1;
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                let c1 = char::from(alphabet[(seed % 62) as usize]);
-                let c2 = char::from(alphabet[((seed >> 8) % 62) as usize]);
-                let page: Vec<TokenView> = api
-                    .get(&format!("/v1/tokens?after=tok_{c1}{c2}&limit=20"))
-                    .await?;
+                let at = lo + seed % (hi - lo);
+                let cursor = format!("tok_{}", leash_token::base62::encode_u64(at, 8));
+                let page: Vec<TokenView> = api.get(&format!("/v1/tokens?after={cursor}&limit=5")).await?;
                 ids.extend(page.into_iter().map(|t| t.id));
             }
             if ids.is_empty() {

@@ -115,7 +115,7 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("mmap_size", "1073741824")
+        .pragma("mmap_size", "268435456")
         .statement_cache_capacity(256)
         .disable_statement_logging()
 }

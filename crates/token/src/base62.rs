@@ -15,6 +15,17 @@ pub fn encode_u32(mut n: u32, width: usize) -> String {
     out.into_iter().map(char::from).collect()
 }
 
+/// Encode `n` left-padded with `0` to `width` characters (high digits beyond
+/// `width` are dropped).
+pub fn encode_u64(mut n: u64, width: usize) -> String {
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n % 62) as usize];
+        n /= 62;
+    }
+    out.into_iter().map(char::from).collect()
+}
+
 /// Is `c` a base62 character?
 pub fn is_base62(c: u8) -> bool {
     c.is_ascii_alphanumeric()

@@ -65,13 +65,7 @@ pub fn new_token_id(now_ms: i64) -> Result<String, opaque::OpaqueError> {
     let ms = u64::try_from(now_ms).unwrap_or_default();
     let mut out = String::with_capacity(26);
     out.push_str("tok_");
-    let mut time_part = [b'0'; 8];
-    let mut n = ms;
-    for slot in time_part.iter_mut().rev() {
-        *slot = base62::ALPHABET[(n % 62) as usize];
-        n /= 62;
-    }
-    out.extend(time_part.iter().map(|b| char::from(*b)));
+    out.push_str(&base62::encode_u64(ms, 8));
     loop {
         aws_lc_rs::rand::fill(&mut buf).map_err(|_| opaque::OpaqueError::Random)?;
         if let Some(r) = base62::from_random(&buf, 14) {
