@@ -437,7 +437,18 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
         BenchCmd::Health(b) => {
             let d = leash_core::duration::parse_duration(&b.duration)?;
             let make: MakeRequest = Arc::new(|_| (hyper::Method::GET, "/health".to_owned(), None));
-            let r = drive(&api, "health (HTTP ceiling)", Load { clients: b.clients, rate: None, stop: Stop::After(Duration::from_secs(d)) }, make, progress).await?;
+            let r = drive(
+                &api,
+                "health (HTTP ceiling)",
+                Load {
+                    clients: b.clients,
+                    rate: None,
+                    stop: Stop::After(Duration::from_secs(d)),
+                },
+                make,
+                progress,
+            )
+            .await?;
             print_report(&r, json_out)?;
         }
         BenchCmd::Explain(b) => {
@@ -447,9 +458,21 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
             let Some(first) = first.first() else {
                 bail!("no tokens to explain; run `leash bench populate` first");
             };
-            let decode = |s: &str| s.bytes().fold(0u64, |n, c| n * 62 + leash_token::base62::ALPHABET.iter().position(|a| *a == c).unwrap_or(0) as u64);
+            let decode = |s: &str| {
+                s.bytes().fold(0u64, |n, c| {
+                    n * 62
+                        + leash_token::base62::ALPHABET
+                            .iter()
+                            .position(|a| *a == c)
+                            .unwrap_or(0) as u64
+                })
+            };
             let lo = decode(first.id.get(4..12).unwrap_or("0"));
-            let hi = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(lo).max(lo + 1);
+            let hi = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(lo)
+                .max(lo + 1);
             let mut ids: Vec<String> = Vec::new();
             let mut seed = hi ^ 0x9E37_79B9_7F4A_7C15;
             let mut tries = 0;
@@ -460,7 +483,9 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 seed ^= seed << 17;
                 let at = lo + seed % (hi - lo);
                 let cursor = format!("tok_{}", leash_token::base62::encode_u64(at, 8));
-                let page: Vec<TokenView> = api.get(&format!("/v1/tokens?after={cursor}&limit=5")).await?;
+                let page: Vec<TokenView> = api
+                    .get(&format!("/v1/tokens?after={cursor}&limit=5"))
+                    .await?;
                 ids.extend(page.into_iter().map(|t| t.id));
             }
             if ids.is_empty() {

@@ -685,27 +685,13 @@ impl Writer {
             }
             .into());
         }
-        let owner = {
-            let reg = self.registry.read();
-            if reg.workload_by_name(&new.name).is_some() {
-                return Err(StoreError::Duplicate {
-                    what: "workload",
-                    name: new.name,
-                });
-            }
-            reg.owner_by_name(&new.owner)
-                .cloned()
-                .ok_or_else(|| StoreError::NotFound {
-                    what: "owner",
-                    key: new.owner.clone(),
-                })?
-        };
-        if owner.status != OwnerStatus::Active {
-            return Err(StoreError::Conflict(format!(
-                "owner `{}` is offboarded; a workload needs an active owner",
-                owner.name
-            )));
+        if self.registry.read().workload_by_name(&new.name).is_some() {
+            return Err(StoreError::Duplicate {
+                what: "workload",
+                name: new.name,
+            });
         }
+        let owner = self.active_owner_for("workload", &new.owner)?;
         self.flush_tokens().await?;
         let ceiling = join_scopes(&new.scope_ceiling);
         let id: i64 = sqlx::query_scalar("INSERT INTO workloads (name, owner_id, identity, environment, scope_ceiling, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
@@ -729,6 +715,21 @@ impl Writer {
         self.append(now, "workload.created", actor, format!("workload:{}", w.name), json!({"owner": owner.name, "identity": w.identity, "environment": w.environment, "scope_ceiling": ceiling}));
         self.registry.write().put_workload(w.clone());
         Ok(w)
+    }
+
+    /// The active owner named `name`, to own a new `what`.
+    fn active_owner_for(&self, what: &str, name: &str) -> Result<Owner, StoreError> {
+        let owner = self.registry.read().owner_by_name(name).cloned();
+        let owner = owner.ok_or_else(|| StoreError::NotFound {
+            what: "owner",
+            key: name.to_owned(),
+        })?;
+        if owner.status != OwnerStatus::Active {
+            return Err(StoreError::Conflict(format!(
+                "owner `{name}` is offboarded; a {what} needs an active owner"
+            )));
+        }
+        Ok(owner)
     }
 
     fn check_workflow_fields(digest: &str, tools: &[String]) -> Result<(), StoreError> {
@@ -761,27 +762,13 @@ impl Writer {
     ) -> Result<Workflow, StoreError> {
         validate_name("workflow name", &new.name)?;
         Self::check_workflow_fields(&new.digest, &new.tools)?;
-        let owner = {
-            let reg = self.registry.read();
-            if reg.workflow_by_name(&new.name).is_some() {
-                return Err(StoreError::Duplicate {
-                    what: "workflow",
-                    name: new.name,
-                });
-            }
-            reg.owner_by_name(&new.owner)
-                .cloned()
-                .ok_or_else(|| StoreError::NotFound {
-                    what: "owner",
-                    key: new.owner.clone(),
-                })?
-        };
-        if owner.status != OwnerStatus::Active {
-            return Err(StoreError::Conflict(format!(
-                "owner `{}` is offboarded; a workflow needs an active owner",
-                owner.name
-            )));
+        if self.registry.read().workflow_by_name(&new.name).is_some() {
+            return Err(StoreError::Duplicate {
+                what: "workflow",
+                name: new.name,
+            });
         }
+        let owner = self.active_owner_for("workflow", &new.owner)?;
         self.flush_tokens().await?;
         let tools = new.tools.join(" ");
         let id: i64 = sqlx::query_scalar("INSERT INTO workflows (name, owner_id, digest, tools, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")

@@ -190,6 +190,16 @@ mod tests {
         assert!(matches!(verify(&ring, "a.b"), Err(JwtError::Malformed(_))));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn verify_never_panics_on_garbage(s in "[A-Za-z0-9_.\\-]{0,400}") {
+            let (k, _) = SigningKey::generate().unwrap();
+            let ring = KeyRing::new(vec![k]).unwrap();
+            let _ = verify(&ring, &s);
+            let _ = verify(&ring, &format!("eyJ{s}"));
+        }
+    }
+
     #[test]
     fn header_says_at_jwt() {
         let (k, _) = SigningKey::generate().unwrap();
