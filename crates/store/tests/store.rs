@@ -1,6 +1,8 @@
 //! Store behaviour that needs concurrency to show: group commit never lets
 //! a token outlive the run it was minted for.
 
+// Test code: an unexpected error should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::panic)]
 use std::sync::Arc;
 
 use leash_core::issuance::MintRequest;
