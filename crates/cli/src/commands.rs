@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Api, enc, find_token};
 use crate::{
-    AuditCmd, Cli, Command, OwnerCmd, RunCmd, ServeArgs, TokensCmd, WorkflowCmd, WorkloadCmd,
+    AuditCmd, Cli, ClientCmd, Command, OwnerCmd, RunCmd, ServeArgs, TokensCmd, WorkflowCmd,
+    WorkloadCmd,
 };
 
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
@@ -151,6 +152,59 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Workload(cmd) => workload(&api()?, cmd, j).await?,
         Command::Workflow(cmd) => workflow(&api()?, cmd, j).await?,
         Command::Run(cmd) => run_cmd(&api()?, cmd, j).await?,
+        Command::Client(ClientCmd::Add {
+            workload,
+            jwks,
+            no_secret,
+        }) => {
+            let jwks: Option<Value> = match jwks {
+                None => None,
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("JWK Set file {} cannot be read", p.display()))?;
+                    Some(
+                        serde_json::from_str(&text)
+                            .with_context(|| format!("{} is not JSON", p.display()))?,
+                    )
+                }
+            };
+            let c: leash_server::api::clients::ClientCreated = api()?
+                .post(
+                    "/v1/clients",
+                    &json!({"workload": workload, "jwks": jwks, "secret": !no_secret}),
+                )
+                .await?;
+            show(j, &c, |c| {
+                println!("client_id     {}", c.client_id);
+                if let Some(s) = &c.client_secret {
+                    println!("client_secret {s}");
+                    eprintln!("(shown once: Leash keeps only its SHA-256)");
+                }
+                println!(
+                    "workload      {}  auth: {}",
+                    c.workload,
+                    c.auth_methods.join(", ")
+                );
+            })?;
+        }
+        Command::Client(ClientCmd::List) => {
+            let l: Vec<leash_server::api::clients::ClientView> = api()?.get("/v1/clients").await?;
+            show(j, &l, |l| {
+                table(
+                    &["client_id", "workload", "auth", "created"],
+                    l.iter()
+                        .map(|c| {
+                            vec![
+                                c.client_id.clone(),
+                                c.workload.clone(),
+                                c.auth_methods.join(" "),
+                                c.created_at.clone(),
+                            ]
+                        })
+                        .collect(),
+                )
+            })?;
+        }
         Command::Mint(a) => {
             let body = json!({
                 "workload": a.workload, "run": a.run, "scopes": a.scopes, "ttl": a.ttl,

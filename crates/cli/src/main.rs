@@ -55,6 +55,9 @@ pub enum Command {
     /// Runs (tasks) of workflows.
     #[command(subcommand)]
     Run(RunCmd),
+    /// OAuth clients: how workloads authenticate at /oauth2/token.
+    #[command(subcommand)]
+    Client(ClientCmd),
     /// Mint a token for one workload (and normally one run).
     Mint(MintArgs),
     /// Revoke a token (and every token delegated from it).
@@ -188,6 +191,22 @@ pub enum RunCmd {
     Show {
         run: i64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ClientCmd {
+    /// Register a client for a workload; its secret is printed once.
+    Add {
+        #[arg(long)]
+        workload: String,
+        /// Public JWK Set file for private_key_jwt (RFC 7523).
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// Issue no client secret (key-only client; needs --jwks).
+        #[arg(long)]
+        no_secret: bool,
+    },
+    List,
 }
 
 #[derive(Args)]

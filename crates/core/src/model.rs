@@ -201,6 +201,21 @@ pub struct Run {
     pub ended_at: Option<Millis>,
 }
 
+/// An OAuth client registered for a workload: how the workload proves
+/// itself at `/oauth2/token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    pub workload_id: i64,
+    /// SHA-256 of the client secret (`client_secret_basic` / `client_secret_post`).
+    #[serde(skip)]
+    pub secret_hash: Option<[u8; 32]>,
+    /// Public JWK Set for `private_key_jwt` (RFC 7523) client assertions.
+    pub jwks: Option<String>,
+    pub created_at: Millis,
+}
+
 /// How and why a token was revoked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {

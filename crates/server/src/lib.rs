@@ -92,6 +92,8 @@ pub struct App {
     pub metrics: Metrics,
     pub issuer: String,
     pub default_audience: String,
+    /// Client-assertion `jti`s already used (RFC 7523 replay protection).
+    pub assertion_jtis: api::clients::ReplayCache,
     operator_hash: [u8; 32],
 }
 
@@ -131,6 +133,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         metrics: Metrics::default(),
         issuer,
         default_audience: cfg.default_audience.clone(),
+        assertion_jtis: Default::default(),
         operator_hash,
     }))
 }

@@ -30,7 +30,7 @@ use leash_core::audit::{ChainBreak, ChainSummary, Event};
 use leash_core::issuance::{MintRefusal, MintRequest, TtlCaps};
 use leash_core::scope::Scope;
 use leash_core::{
-    Environment, InvalidInput, Millis, Owner, OwnerKind, Run, RunState, Token, TokenStatus,
+    Client, Environment, InvalidInput, Millis, Owner, OwnerKind, Run, RunState, Token, TokenStatus,
     Workflow, Workload,
 };
 use serde::Serialize;
@@ -113,6 +113,15 @@ pub struct NewWorkflow {
     pub tools: Vec<String>,
 }
 
+/// A new OAuth client.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub id: String,
+    pub workload: String,
+    pub secret_hash: Option<[u8; 32]>,
+    pub jwks: Option<String>,
+}
+
 /// A token ready to record: built and signed by the caller after a
 /// pre-check; the store checks the request again against the registry as
 /// it is at commit time.
@@ -180,6 +189,8 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> StoreFuture<'_, (Workflow, Revoked)>;
     fn start_run(&self, workflow: &str, workload: &str, actor: &str) -> StoreFuture<'_, Run>;
+    /// Register an OAuth client for a workload (`client.id` is chosen by the caller).
+    fn create_client(&self, client: NewClient, actor: &str) -> StoreFuture<'_, Client>;
     /// End a run; every live token of it (and descendants) is revoked in the same transaction.
     fn end_run_and_revoke(
         &self,
@@ -187,7 +198,8 @@ pub trait Store: Send + Sync {
         state: RunState,
         actor: &str,
     ) -> StoreFuture<'_, (Run, Revoked)>;
-    fn record_mint(&self, plan: MintPlan, actor: &str) -> StoreFuture<'_, Token>;
+    /// Record a minted token (durable on return).
+    fn record_mint(&self, plan: MintPlan, actor: &str) -> StoreFuture<'_, ()>;
     /// Revoke one token by hand, with its descendants.
     fn revoke_token(&self, id: &str, reason: String, actor: &str) -> StoreFuture<'_, Revoked>;
 

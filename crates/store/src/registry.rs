@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use leash_core::{Owner, Run, Workflow, Workload};
+use leash_core::{Client, Owner, Run, Workflow, Workload};
 
 /// Registry entities by id and name.
 #[derive(Debug, Default, Clone)]
@@ -21,6 +21,7 @@ pub struct Registry {
     workflows: HashMap<i64, Workflow>,
     workflow_names: HashMap<String, i64>,
     running: HashMap<i64, Run>,
+    clients: HashMap<String, Client>,
 }
 
 impl Registry {
@@ -52,6 +53,14 @@ impl Registry {
     pub fn running_run(&self, id: i64) -> Option<&Run> {
         self.running.get(&id)
     }
+    /// An OAuth client by `client_id`.
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.get(id)
+    }
+    /// Every client, sorted by id.
+    pub fn clients(&self) -> Vec<&Client> {
+        sorted(self.clients.values(), |c| &c.id)
+    }
     /// Runs still running.
     pub fn running_runs(&self) -> impl Iterator<Item = &Run> {
         self.running.values()
@@ -80,6 +89,9 @@ impl Registry {
     pub(crate) fn put_workflow(&mut self, w: Workflow) {
         self.workflow_names.insert(w.name.clone(), w.id);
         self.workflows.insert(w.id, w);
+    }
+    pub(crate) fn put_client(&mut self, c: Client) {
+        self.clients.insert(c.id.clone(), c);
     }
     pub(crate) fn put_run(&mut self, r: Run) {
         if r.state == leash_core::RunState::Running {

@@ -8,8 +8,8 @@ use leash_core::audit::{ChainBreak, ChainHead, ChainSummary, ChainVerifier, Even
 use leash_core::issuance::{MintContext, TtlCaps, check_mint};
 use leash_core::scope::Scope;
 use leash_core::{
-    InvalidInput, Millis, Owner, OwnerStatus, Revocation, RevocationTrigger, Run, RunState, Token,
-    TokenStatus, Workflow, Workload, validate_email, validate_len, validate_name,
+    Client, InvalidInput, Millis, Owner, OwnerStatus, Revocation, RevocationTrigger, Run, RunState,
+    Token, TokenStatus, Workflow, Workload, validate_email, validate_len, validate_name,
 };
 use serde_json::json;
 use sqlx::sqlite::{
@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::registry::{Registry, SharedRegistry};
 use crate::{
-    MintPlan, NewOwner, NewWorkflow, NewWorkload, Revoked, Store, StoreConfig, StoreError,
-    StoreFuture, TokenCounts, TokenFilter, now_ms,
+    MintPlan, NewClient, NewOwner, NewWorkflow, NewWorkload, Revoked, Store, StoreConfig,
+    StoreError, StoreFuture, TokenCounts, TokenFilter, now_ms,
 };
 
 /// Most ids echoed back from a revocation.
@@ -39,6 +39,7 @@ type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 enum Job {
     CreateOwner(NewOwner, String, Reply<Owner>),
+    CreateClient(NewClient, String, Reply<Client>),
     Offboard(String, String, Reply<(Owner, Revoked)>),
     CreateWorkload(NewWorkload, String, Reply<Workload>),
     CreateWorkflow(NewWorkflow, String, Reply<Workflow>),
@@ -51,7 +52,7 @@ enum Job {
     ),
     StartRun(String, String, String, Reply<Run>),
     EndRun(i64, RunState, String, Reply<(Run, Revoked)>),
-    Mint(Box<MintPlan>, String, Reply<Token>),
+    Mint(Box<MintPlan>, String, Reply<()>),
     Revoke(String, String, String, Reply<Revoked>),
 }
 
@@ -63,6 +64,7 @@ impl Job {
         }
         match self {
             Job::CreateOwner(.., r) => fail(r, why),
+            Job::CreateClient(.., r) => fail(r, why),
             Job::Offboard(.., r) => fail(r, why),
             Job::CreateWorkload(.., r) => fail(r, why),
             Job::CreateWorkflow(.., r) => fail(r, why),
@@ -191,6 +193,19 @@ async fn load_registry(conn: &mut SqliteConnection) -> Result<Registry, StoreErr
         .await?
     {
         r.put_workflow(workflow_from_row(&row)?);
+    }
+    for row in sqlx::query("SELECT * FROM clients")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let hash: Option<Vec<u8>> = row.try_get("secret_hash")?;
+        r.put_client(Client {
+            id: row.try_get("id")?,
+            workload_id: row.try_get("workload_id")?,
+            secret_hash: hash.map(hash32).transpose()?,
+            jwks: row.try_get("jwks")?,
+            created_at: row.try_get("created_at")?,
+        });
     }
     for row in sqlx::query("SELECT * FROM runs WHERE state = 'running'")
         .fetch_all(&mut *conn)
@@ -454,6 +469,9 @@ impl Writer {
     async fn apply(&mut self, job: Job) -> Step {
         let now = now_ms();
         match job {
+            Job::CreateClient(new, actor, r) => {
+                settle(r, self.create_client(new, &actor, now).await)
+            }
             Job::CreateOwner(new, actor, r) => settle(r, self.create_owner(new, &actor, now).await),
             Job::Offboard(name, actor, r) => settle(r, self.offboard(&name, &actor, now).await),
             Job::CreateWorkload(new, actor, r) => {
@@ -715,6 +733,78 @@ impl Writer {
         self.append(now, "workload.created", actor, format!("workload:{}", w.name), json!({"owner": owner.name, "identity": w.identity, "environment": w.environment, "scope_ceiling": ceiling}));
         self.registry.write().put_workload(w.clone());
         Ok(w)
+    }
+
+    async fn create_client(
+        &mut self,
+        new: NewClient,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Client, StoreError> {
+        if new.secret_hash.is_none() && new.jwks.is_none() {
+            return Err(StoreError::Conflict(
+                "a client needs a secret or a JWK Set (for private_key_jwt)".into(),
+            ));
+        }
+        if let Some(j) = &new.jwks {
+            validate_len("jwks", j, 64 * 1024)?;
+        }
+        let workload = {
+            let reg = self.registry.read();
+            if reg.client(&new.id).is_some() {
+                return Err(StoreError::Duplicate {
+                    what: "client",
+                    name: new.id,
+                });
+            }
+            let w = reg
+                .workload_by_name(&new.workload)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "workload",
+                    key: new.workload.clone(),
+                })?;
+            (w.id, w.owner_id)
+        };
+        let owner = self.registry.read().owner(workload.1).map(|o| o.status);
+        if owner != Some(OwnerStatus::Active) {
+            return Err(StoreError::Conflict(format!(
+                "workload `{}` has no active owner; a client needs one",
+                new.workload
+            )));
+        }
+        self.flush_tokens().await?;
+        sqlx::query("INSERT INTO clients (id, workload_id, secret_hash, jwks, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&new.id)
+            .bind(workload.0)
+            .bind(new.secret_hash.map(|h| h.to_vec()))
+            .bind(&new.jwks)
+            .bind(now)
+            .execute(&mut self.conn)
+            .await?;
+        let c = Client {
+            id: new.id,
+            workload_id: workload.0,
+            secret_hash: new.secret_hash,
+            jwks: new.jwks,
+            created_at: now,
+        };
+        let methods: Vec<&str> = [
+            c.secret_hash.map(|_| "client_secret_basic"),
+            c.secret_hash.map(|_| "client_secret_post"),
+            c.jwks.as_ref().map(|_| "private_key_jwt"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.append(
+            now,
+            "client.created",
+            actor,
+            format!("client:{}", c.id),
+            json!({"workload": new.workload, "auth_methods": methods}),
+        );
+        self.registry.write().put_client(c.clone());
+        Ok(c)
     }
 
     /// The active owner named `name`, to own a new `what`.
@@ -989,73 +1079,64 @@ impl Writer {
         Ok((run, revoked))
     }
 
-    async fn mint(
-        &mut self,
-        plan: MintPlan,
-        actor: &str,
-        now: Millis,
-    ) -> Result<Token, StoreError> {
+    async fn mint(&mut self, plan: MintPlan, actor: &str, now: Millis) -> Result<(), StoreError> {
         let t = &plan.token;
-        let (owner, workload, run, workflow) = {
+        // Judge against the registry as it is now, borrowing rather than
+        // copying it: this runs in the single writer, so every microsecond
+        // here is paid once per mint by the whole server.
+        let judged: Result<Option<(String, String)>, StoreError> = {
             let reg = self.registry.read();
-            let workload =
-                reg.workload(t.workload_id)
-                    .cloned()
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: "workload",
-                        key: t.workload_id.to_string(),
+            let workload = reg
+                .workload(t.workload_id)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "workload",
+                    key: t.workload_id.to_string(),
+                })?;
+            let owner = reg
+                .owner(workload.owner_id)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "owner",
+                    key: workload.owner_id.to_string(),
+                })?;
+            if owner.id != t.owner_id {
+                return Err(StoreError::Conflict(
+                    "the workload changed owner while the token was being minted; try again".into(),
+                ));
+            }
+            let pair = t
+                .run_id
+                .and_then(|id| reg.running_run(id))
+                .and_then(|r| reg.workflow(r.workflow_id).map(|w| (r, w)));
+            match (t.run_id, pair) {
+                (Some(_), None) => Ok(None),
+                (_, pair) => {
+                    if pair.is_some_and(|(_, w)| Some(w.id) != t.workflow_id) {
+                        return Err(StoreError::Conflict(
+                            "the token's workflow does not match its run".into(),
+                        ));
+                    }
+                    let ctx = MintContext {
+                        owner,
+                        workload,
+                        run: pair,
+                    };
+                    check_mint(ctx, &plan.request, &self.caps, |id| {
+                        reg.workload(id).map(|w| w.name.clone()).unwrap_or_default()
                     })?;
-            let owner =
-                reg.owner(workload.owner_id)
-                    .cloned()
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: "owner",
-                        key: workload.owner_id.to_string(),
-                    })?;
-            let run = t.run_id.and_then(|id| reg.running_run(id).cloned());
-            let workflow = run
-                .as_ref()
-                .and_then(|r| reg.workflow(r.workflow_id).cloned());
-            (owner, workload, run, workflow)
-        };
-        if owner.id != t.owner_id {
-            return Err(StoreError::Conflict(
-                "the workload changed owner while the token was being minted; try again".into(),
-            ));
-        }
-        let run_pair = match (t.run_id, run, workflow) {
-            (None, _, _) => None,
-            (Some(_), Some(r), Some(w)) => Some((r, w)),
-            (Some(id), _, _) => {
-                // not running: say what it is
-                let r = self.stored_run(id).await?;
-                return Err(leash_core::issuance::MintRefusal::RunNotRunning {
-                    run: id,
-                    state: r.state,
+                    Ok(Some((workload.name.clone(), owner.name.clone())))
                 }
-                .into());
             }
         };
-        if run_pair
-            .as_ref()
-            .is_some_and(|(_, w)| Some(w.id) != t.workflow_id)
-        {
-            return Err(StoreError::Conflict(
-                "the token's workflow does not match its run".into(),
-            ));
-        }
-        let ctx = MintContext {
-            owner: &owner,
-            workload: &workload,
-            run: run_pair.as_ref().map(|(r, w)| (r, w)),
+        let Some((workload_name, owner_name)) = judged? else {
+            // bound to a run that is not running: say what it is
+            let id = t.run_id.unwrap_or_default();
+            let r = self.stored_run(id).await?;
+            return Err(leash_core::issuance::MintRefusal::RunNotRunning {
+                run: id,
+                state: r.state,
+            }
+            .into());
         };
-        let reg = self.registry.clone();
-        check_mint(ctx, &plan.request, &self.caps, |id| {
-            reg.read()
-                .workload(id)
-                .map(|w| w.name.clone())
-                .unwrap_or_default()
-        })?;
         if let Some(pid) = &t.parent_id {
             let row = sqlx::query(select_tokens!("WHERE id = ?"))
                 .bind(pid)
@@ -1085,8 +1166,8 @@ impl Writer {
         }
         let data = serde_json::to_string(&Minted {
             format: t.format.as_str(),
-            workload: &workload.name,
-            owner: &owner.name,
+            workload: &workload_name,
+            owner: &owner_name,
             run: t.run_id,
             scopes: join_scopes(&t.scopes),
             expires_at: t.expires_at,
@@ -1094,9 +1175,8 @@ impl Writer {
         })
         .map_err(|e| StoreError::Storage(e.to_string()))?;
         self.append_text(now, "token.minted", actor, t.id.clone(), data);
-        let token = plan.token.clone();
         self.tokens.push((plan.token, plan.secret_hash));
-        Ok(token)
+        Ok(())
     }
 
     async fn revoke(
@@ -1236,6 +1316,10 @@ impl Store for SqliteStore {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::CreateOwner(new, actor, r)))
     }
+    fn create_client(&self, new: NewClient, actor: &str) -> StoreFuture<'_, Client> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::CreateClient(new, actor, r)))
+    }
     fn offboard_owner_and_revoke(
         &self,
         name: &str,
@@ -1275,7 +1359,7 @@ impl Store for SqliteStore {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::EndRun(run, state, actor, r)))
     }
-    fn record_mint(&self, plan: MintPlan, actor: &str) -> StoreFuture<'_, Token> {
+    fn record_mint(&self, plan: MintPlan, actor: &str) -> StoreFuture<'_, ()> {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::Mint(Box::new(plan), actor, r)))
     }

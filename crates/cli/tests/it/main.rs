@@ -8,5 +8,6 @@ mod audit;
 mod harness;
 mod interop;
 mod lifecycle;
+mod oauth;
 mod refusals;
 mod standards;

@@ -1,6 +1,7 @@
 //! HTTP routes.
 
 pub mod audit;
+pub mod clients;
 pub mod dto;
 pub mod oauth;
 pub mod openapi;
@@ -105,6 +106,7 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/runs", post(registry::start_run).get(registry::list_runs))
         .route("/runs/{id}", get(registry::get_run))
         .route("/runs/{id}/end", post(registry::end_run))
+        .route("/clients", post(clients::create).get(clients::list))
         .route("/tokens", post(tokens::mint).get(tokens::list))
         .route("/tokens/{id}", get(tokens::get))
         .route("/explain", post(tokens::explain))
@@ -120,4 +122,10 @@ pub fn public_routes() -> Router<AppState> {
         .route("/metrics", get(audit::metrics))
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/oauth2/introspect", post(oauth::introspect))
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
 }

@@ -161,3 +161,274 @@ pub async fn jwks(State(app): State<AppState>) -> impl IntoResponse {
     let body: Value = app.keys.jwks();
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body))
 }
+
+/// The token endpoint's form (RFC 6749 §4.4 plus Leash extensions).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    /// Space-separated scopes, each `TYPE[:ID]:ACTION`.
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+    /// Audience (RFC 8693) or resource (RFC 8707); either becomes `aud`.
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    /// Leash extension: requested lifetime (`15m`, or seconds); default 15 minutes, capped by the environment.
+    pub ttl: Option<String>,
+    /// Leash extension: bind the token to this run.
+    pub run: Option<i64>,
+    /// Leash extension: the business reason, required for write scopes.
+    pub justification: Option<String>,
+    /// Leash extension: `jwt` (default) or `opaque`.
+    pub format: Option<String>,
+}
+
+/// RFC 6749 §5.1 success response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+fn oauth_error(
+    status: StatusCode,
+    error: &'static str,
+    description: impl Into<String>,
+) -> OAuthError {
+    OAuthError {
+        status,
+        error,
+        description: description.into(),
+    }
+}
+
+/// Map a `/v1` error from the mint path to RFC 6749 §5.2.
+fn from_api(e: crate::error::ApiError) -> OAuthError {
+    let error = match (e.rule, e.code) {
+        (Some("scope_ceiling" | "write_justification" | "request_shape" | "delegation"), _) => {
+            "invalid_scope"
+        }
+        (Some("ttl_cap"), _) => "invalid_request",
+        (Some(_), _) => "invalid_grant",
+        (None, "bad_request") if e.detail.contains("scope") => "invalid_scope",
+        (None, "bad_request" | "not_found") => "invalid_request",
+        (None, _) => "server_error",
+    };
+    let status = if error == "server_error" {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    oauth_error(status, error, e.detail)
+}
+
+async fn read_form<T: serde::de::DeserializeOwned + Send>(
+    req: Request,
+    app: &AppState,
+) -> Result<T, OAuthError> {
+    axum::Form::<T>::from_request(req, app)
+        .await
+        .map(|f| f.0)
+        .map_err(|e| {
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("send the parameters form-encoded: {}", e.body_text()),
+            )
+        })
+}
+
+/// The token endpoint URL (the audience of client assertions).
+pub fn token_endpoint(app: &crate::App) -> String {
+    format!("{}/oauth2/token", app.issuer)
+}
+
+#[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = TokenResponse), (status = 400, description = "RFC 6749 §5.2 error"), (status = 401, description = "invalid_client")))]
+pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response, OAuthError> {
+    let headers = req.headers().clone();
+    let form: TokenForm = read_form(req, &app).await?;
+    let presented = super::clients::Presented {
+        client_id: form.client_id.clone(),
+        client_secret: form.client_secret.clone(),
+        client_assertion_type: form.client_assertion_type.clone(),
+        client_assertion: form.client_assertion.clone(),
+    };
+    let (client, _method) =
+        super::clients::authenticate(&app, &headers, &presented, &token_endpoint(&app))?;
+    match form.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!(
+                    "grant_type `{}` is not supported; use client_credentials",
+                    other.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        None => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is missing",
+            ));
+        }
+    }
+    let scopes: Vec<String> = form
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if scopes.is_empty() {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "ask for the scopes this task needs: scope=TYPE[:ID]:ACTION …",
+        ));
+    }
+    let (workload_name, cap) = {
+        let reg = app.store.registry().read();
+        let w = reg.workload(client.workload_id).ok_or_else(|| {
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "the client's workload no longer exists",
+            )
+        })?;
+        (w.name.clone(), app.store.ttl_caps().cap(w.environment))
+    };
+    let ttl = match form.ttl {
+        Some(t) => super::dto::Ttl::Text(t),
+        None => super::dto::Ttl::Seconds(cap.min(900)),
+    };
+    let audience: Vec<String> = form.audience.into_iter().chain(form.resource).collect();
+    let body = super::dto::MintBody {
+        workload: workload_name,
+        run: form.run,
+        scopes,
+        ttl,
+        audience,
+        justification: form.justification,
+        format: form.format,
+        parent: None,
+    };
+    let minted = super::tokens::mint_counted(&app, body, &format!("client:{}", client.id))
+        .await
+        .map_err(from_api)?;
+    let resp = TokenResponse {
+        access_token: minted.token,
+        token_type: "Bearer".into(),
+        expires_in: minted.expires_in,
+        scope: minted.scopes.join(" "),
+    };
+    let mut r = Json(resp).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RevokeForm {
+    pub token: Option<String>,
+    pub token_type_hint: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or the token was unknown/invalid (RFC 7009 §2.2)"), (status = 401, description = "invalid_client")))]
+pub async fn revoke(State(app): State<AppState>, req: Request) -> Result<Response, OAuthError> {
+    let headers = req.headers().clone();
+    let operator = crate::bearer(&req).is_some_and(|t| app.is_operator(t));
+    let form: RevokeForm = read_form(req, &app).await?;
+    let client = if operator {
+        None
+    } else {
+        let presented = super::clients::Presented {
+            client_id: form.client_id.clone(),
+            client_secret: form.client_secret.clone(),
+            client_assertion_type: form.client_assertion_type.clone(),
+            client_assertion: form.client_assertion.clone(),
+        };
+        Some(
+            super::clients::authenticate(
+                &app,
+                &headers,
+                &presented,
+                &format!("{}/oauth2/revoke", app.issuer),
+            )?
+            .0,
+        )
+    };
+    let token = form.token.ok_or_else(|| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the `token` parameter is missing",
+        )
+    })?;
+    // unknown or invalid tokens: 200, nothing to do (RFC 7009 §2.2)
+    let Ok(t) = super::tokens::resolve(&app, &token).await else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let actor = match &client {
+        Some(c) if c.workload_id != t.workload_id => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "this token was not issued to the calling client's workload",
+            ));
+        }
+        Some(c) => format!("client:{}", c.id),
+        None => super::registry::OPERATOR.to_owned(),
+    };
+    let revoked = app
+        .store
+        .revoke_token(
+            &t.id,
+            format!("revoked through /oauth2/revoke by {actor}"),
+            &actor,
+        )
+        .await
+        .map_err(|e| from_api(e.into()))?;
+    app.metrics.revoked(&revoked);
+    Ok(StatusCode::OK.into_response())
+}
+
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth", responses((status = 200, description = "RFC 8414 metadata")))]
+pub async fn metadata(State(app): State<AppState>) -> impl IntoResponse {
+    let iss = &app.issuer;
+    let algs: Vec<String> = super::clients::ASSERTION_ALGS
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    Json(json!({
+        "issuer": iss,
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "access_token_signing_alg_values_supported": ["EdDSA"],
+        "service_documentation": format!("{iss}/v1/openapi.json"),
+    }))
+}

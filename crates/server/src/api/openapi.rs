@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, dto, oauth, registry, tokens};
+use super::{audit, clients, dto, oauth, registry, tokens};
 use crate::error::Problem;
 
 struct OperatorAuth;
@@ -35,7 +35,8 @@ impl Modify for OperatorAuth {
         registry::start_run, registry::list_runs, registry::get_run, registry::end_run,
         tokens::mint, tokens::list, tokens::get, tokens::explain, tokens::revoke,
         audit::events, audit::verify, audit::health, audit::metrics,
-        oauth::introspect, oauth::jwks,
+        oauth::introspect, oauth::jwks, oauth::token, oauth::revoke, oauth::metadata,
+        clients::create, clients::list,
     ),
     components(schemas(Problem, dto::Ttl)),
     modifiers(&OperatorAuth),

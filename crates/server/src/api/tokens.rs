@@ -28,7 +28,15 @@ pub async fn mint(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<MintBody>,
 ) -> ApiResult<(StatusCode, Json<Minted>)> {
-    match mint_token(&app, b).await {
+    let m = mint_counted(&app, b, OPERATOR).await?;
+    Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// Mint on behalf of `actor` (the audit log's actor), counting the mint or
+/// the refusal's rule in the metrics.
+pub async fn mint_counted(app: &App, b: MintBody, actor: &str) -> ApiResult<Minted> {
+    let result = mint_token(app, b, actor).await;
+    match &result {
         Ok(m) => {
             app.metrics
                 .mints
@@ -36,7 +44,6 @@ pub async fn mint(
                     format: m.format.clone(),
                 })
                 .inc();
-            Ok((StatusCode::CREATED, Json(m)))
         }
         Err(e) => {
             if let Some(rule) = e.rule {
@@ -47,12 +54,12 @@ pub async fn mint(
                     })
                     .inc();
             }
-            Err(e)
         }
     }
+    result
 }
 
-async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
+async fn mint_token(app: &App, b: MintBody, actor: &str) -> ApiResult<Minted> {
     let format = match b.format.as_deref() {
         None => TokenFormat::Jwt,
         Some(f) => f
@@ -185,30 +192,30 @@ async fn mint_token(app: &App, b: MintBody) -> ApiResult<Minted> {
             (t, Some(h))
         }
     };
-    let recorded = app
-        .store
+    let minted = Minted {
+        id: token.id.clone(),
+        token: secret,
+        token_type: "Bearer".into(),
+        format: format.to_string(),
+        expires_at: ts(token.expires_at),
+        expires_in: (token.expires_at - now + 999).div_euclid(1000),
+        scopes: token.scopes.iter().map(ToString::to_string).collect(),
+        audience: token.audience.clone(),
+        owner: claims.owner,
+        workload: claims.workload,
+        run: token.run_id,
+    };
+    app.store
         .record_mint(
             MintPlan {
                 token,
                 secret_hash,
                 request,
             },
-            OPERATOR,
+            actor,
         )
         .await?;
-    Ok(Minted {
-        id: recorded.id.clone(),
-        token: secret,
-        token_type: "Bearer".into(),
-        format: format.to_string(),
-        expires_at: ts(recorded.expires_at),
-        expires_in: (recorded.expires_at - now).div_euclid(1000),
-        scopes: recorded.scopes.iter().map(ToString::to_string).collect(),
-        audience: recorded.audience.clone(),
-        owner: claims.owner,
-        workload: claims.workload,
-        run: recorded.run_id,
-    })
+    Ok(minted)
 }
 
 /// Find a token from a credential string or an id.

@@ -1,0 +1,491 @@
+//! OAuth 2.0 at the token endpoint: client_credentials with client_secret_basic,
+//! client_secret_post and private_key_jwt (RFC 7523), RFC 7009 revocation,
+//! RFC 8414 metadata, and RFC 6749 §5.2 errors.
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::harness::Leash;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+async fn token(
+    l: &Leash,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut r = l.http.post(format!("{}/oauth2/token", l.url)).form(form);
+    if let Some((id, secret)) = basic {
+        r = r.basic_auth(id, Some(secret));
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, resp.json().await.unwrap_or(Value::Null), headers)
+}
+
+async fn client(l: &Leash, body: Value) -> Value {
+    let (s, v) = l.post("/v1/clients", body).await;
+    assert_eq!(s, 201, "{v}");
+    v
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_secret_basic_and_post() {
+    let l = Leash::start().await;
+    l.fixture().await;
+    let c = client(&l, json!({"workload": "triage-bot"})).await;
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    assert!(
+        secret.starts_with("lshc_") && secret.len() == 48,
+        "{secret}"
+    );
+
+    let (s, v, h) = token(
+        &l,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets:read"),
+            ("audience", "tickets-api"),
+        ],
+        Some((id, secret)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scope"], "tickets:read");
+    assert_eq!(v["expires_in"], 900);
+    assert_eq!(h["cache-control"], "no-store");
+    let e = l.explain(v["access_token"].as_str().unwrap()).await;
+    assert_eq!(e["workload"]["name"], "triage-bot");
+    assert_eq!(e["privileges"]["audience"], json!(["tickets-api"]));
+
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets:read"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("ttl", "5m"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["expires_in"], 300);
+
+    // the audit log names the client as the actor
+    let (_, evs) = l.get("/v1/audit/events?limit=1").await;
+    assert_eq!(evs[0]["actor"], format!("client:{id}"));
+
+    // errors, RFC 6749 §5.2
+    type Case<'a> = (
+        Vec<(&'a str, &'a str)>,
+        Option<(&'a str, &'a str)>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "tickets:read"),
+            ],
+            Some((id, "lshc_wrong")),
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "tickets:read"),
+            ],
+            Some(("cl_nobody", secret)),
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "tickets:read"),
+            ],
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "tickets:read"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ],
+            Some((id, secret)),
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![("grant_type", "password"), ("scope", "tickets:read")],
+            Some((id, secret)),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![("scope", "tickets:read")],
+            Some((id, secret)),
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            Some((id, secret)),
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "repo:evil/x:write"),
+                ("justification", "x"),
+            ],
+            Some((id, secret)),
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "repo:acme/api:write"),
+            ],
+            Some((id, secret)),
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "not a scope"),
+            ],
+            Some((id, secret)),
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "tickets:read"),
+                ("ttl", "3h"),
+            ],
+            Some((id, secret)),
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "tickets:read"),
+                ("run", "999"),
+            ],
+            Some((id, secret)),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (form, basic, status, error) in cases {
+        let (s, v, h) = token(&l, &form, basic).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (status, Some(error)),
+            "{form:?}: {v}"
+        );
+        assert!(
+            v["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{v}"
+        );
+        if s == 401 {
+            assert!(h.contains_key("www-authenticate"));
+        }
+    }
+    // a justified write scope is fine
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "repo:acme/api:write"),
+            ("justification", "ship fix"),
+        ],
+        Some((id, secret)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, m) = l
+        .http
+        .get(format!("{}/metrics", l.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| ((), t))
+        .unwrap();
+    assert!(
+        m.contains("leash_mint_refusals_total{rule=\"scope_ceiling\"} 1"),
+        "{m}"
+    );
+}
+
+fn ed25519_client_key() -> (Ed25519KeyPair, Vec<u8>, Value) {
+    let pk8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap();
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(pair.public_key().as_ref()), "kid": "agent-key-1", "alg": "EdDSA", "use": "sig"});
+    (pair, pk8.as_ref().to_vec(), json!({"keys": [jwk]}))
+}
+
+fn assertion(pk8: &[u8], alg: jsonwebtoken::Algorithm, kid: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(pk8),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn private_key_jwt_client_assertions_are_verified_once() {
+    let l = Leash::start().await;
+    l.fixture().await;
+    let (_pair, pk8, jwks) = ed25519_client_key();
+    let c = client(
+        &l,
+        json!({"workload": "triage-bot", "jwks": jwks, "secret": false}),
+    )
+    .await;
+    assert!(c["client_secret"].is_null());
+    assert_eq!(c["auth_methods"], json!(["private_key_jwt"]));
+    let id = c["client_id"].as_str().unwrap();
+    let endpoint = format!("{}/oauth2/token", l.url);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = |jti: &str, aud: &str, exp: i64| json!({"iss": id, "sub": id, "aud": aud, "exp": exp, "iat": now, "jti": jti});
+    let form = |a: &str| {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", "tickets:read".to_owned()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
+            ("client_assertion", a.to_owned()),
+        ]
+    };
+    let send = |f: Vec<(&'static str, String)>| {
+        let l = &l;
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            token(l, &pairs, None).await
+        }
+    };
+
+    let good = assertion(
+        &pk8,
+        jsonwebtoken::Algorithm::EdDSA,
+        "agent-key-1",
+        &claims("j1", &endpoint, now + 60),
+    );
+    let (s, v, _) = send(form(&good)).await;
+    assert_eq!(s, 200, "{v}");
+    // the same assertion again is a replay
+    let (s, v, _) = send(form(&good)).await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")));
+    assert!(
+        v["error_description"].as_str().unwrap().contains("replay"),
+        "{v}"
+    );
+
+    let bad_cases = [
+        (
+            assertion(
+                &pk8,
+                jsonwebtoken::Algorithm::EdDSA,
+                "agent-key-1",
+                &claims("j2", "https://elsewhere.example/token", now + 60),
+            ),
+            "rejected",
+        ),
+        (
+            assertion(
+                &pk8,
+                jsonwebtoken::Algorithm::EdDSA,
+                "agent-key-1",
+                &claims("j3", &endpoint, now - 120),
+            ),
+            "rejected",
+        ),
+        (
+            assertion(
+                &pk8,
+                jsonwebtoken::Algorithm::EdDSA,
+                "agent-key-1",
+                &claims("j4", &endpoint, now + 3600),
+            ),
+            "longer",
+        ),
+        (
+            assertion(
+                &pk8,
+                jsonwebtoken::Algorithm::EdDSA,
+                "other-kid",
+                &claims("j5", &endpoint, now + 60),
+            ),
+            "kid",
+        ),
+        (
+            format!(
+                "{}.{}.",
+                B64.encode(r#"{"alg":"none"}"#),
+                B64.encode(claims("j6", &endpoint, now + 60).to_string())
+            ),
+            "not",
+        ),
+        (
+            format!(
+                "{}.{}.{}",
+                B64.encode(r#"{"alg":"HS256","kid":"agent-key-1"}"#),
+                B64.encode(claims("j7", &endpoint, now + 60).to_string()),
+                B64.encode("sig")
+            ),
+            "not accepted",
+        ),
+    ];
+    for (a, needle) in bad_cases {
+        let (s, v, _) = send(form(&a)).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{v}"
+        );
+        let d = v["error_description"].as_str().unwrap();
+        assert!(d.contains(needle), "`{d}` lacks `{needle}`");
+    }
+    // a forged signature (another key, same kid)
+    let (_p2, other_pk8, _) = ed25519_client_key();
+    let forged = assertion(
+        &other_pk8,
+        jsonwebtoken::Algorithm::EdDSA,
+        "agent-key-1",
+        &claims("j8", &endpoint, now + 60),
+    );
+    let (s, _, _) = send(form(&forged)).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn clients_revoke_their_own_tokens_and_metadata_lists_the_endpoints() {
+    let l = Leash::start().await;
+    l.fixture().await;
+    l.ok("/v1/workloads", json!({"name": "other-bot", "owner": "alice", "environment": "dev", "scope_ceiling": ["tickets:read"]})).await;
+    let c = client(&l, json!({"workload": "triage-bot"})).await;
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    let (_, v, _) = token(
+        &l,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets:read"),
+        ],
+        Some((id, secret)),
+    )
+    .await;
+    let mine = v["access_token"].as_str().unwrap().to_owned();
+    let theirs = l
+        .mint(json!({"workload": "other-bot", "scopes": ["tickets:read"], "ttl": "5m"}))
+        .await;
+
+    let revoke = |tok: String, basic: Option<(String, String)>| {
+        let l = &l;
+        async move {
+            let mut r = l
+                .http
+                .post(format!("{}/oauth2/revoke", l.url))
+                .form(&[("token", tok.as_str())]);
+            if let Some((i, s)) = basic {
+                r = r.basic_auth(i, Some(s));
+            }
+            let resp = r.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let creds = Some((id.to_owned(), secret.to_owned()));
+    let (s, body) = revoke(theirs["token"].as_str().unwrap().to_owned(), creds.clone()).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("unauthorized_client"));
+    assert_eq!(
+        l.explain(theirs["id"].as_str().unwrap()).await["status"],
+        "active"
+    );
+    let (s, _) = revoke(mine.clone(), creds.clone()).await;
+    assert_eq!(s, 200);
+    let e = l.explain(&mine).await;
+    assert_eq!(e["status"], "revoked");
+    assert_eq!(e["revoked"]["event"]["actor"], format!("client:{id}"));
+    let (s, _) = revoke("lsh_definitelynotatoken".into(), creds.clone()).await;
+    assert_eq!(s, 200, "unknown tokens are a 200 (RFC 7009 §2.2)");
+    let (s, _) = revoke(mine, None).await;
+    assert_eq!(s, 401);
+
+    let meta: Value = l
+        .http
+        .get(format!("{}/.well-known/oauth-authorization-server", l.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], l.url);
+    assert_eq!(meta["token_endpoint"], format!("{}/oauth2/token", l.url));
+    assert_eq!(
+        meta["revocation_endpoint"],
+        format!("{}/oauth2/revoke", l.url)
+    );
+    assert_eq!(meta["jwks_uri"], format!("{}/.well-known/jwks.json", l.url));
+    assert!(
+        meta["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("private_key_jwt"))
+    );
+
+    // registration errors
+    let (s, v) = l.post("/v1/clients", json!({"workload": "ghost"})).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = l
+        .post(
+            "/v1/clients",
+            json!({"workload": "triage-bot", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = l
+        .post(
+            "/v1/clients",
+            json!({"workload": "triage-bot", "secret": false}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let (_, list) = l.get("/v1/clients").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
