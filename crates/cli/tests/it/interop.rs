@@ -75,3 +75,38 @@ async fn pyjwt_verifies_a_minted_jwt_with_the_jwks() {
         "PyJWT accepted a tampered token"
     );
 }
+
+#[tokio::test]
+async fn authlib_client_credentials_with_secret_and_private_key_jwt() {
+    let probe = Command::new(python())
+        .args(["-c", "import authlib, requests, jwt"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide Authlib (LEASH_PYTHON): {probe:?}"
+        );
+        eprintln!(
+            "SKIP authlib interop: `{} -c 'import authlib'` failed; run scripts/test or set LEASH_PYTHON",
+            python()
+        );
+        return;
+    }
+    let l = Leash::start().await;
+    l.fixture().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/authlib_client.py"
+    );
+    let o = Command::new(python())
+        .arg(script)
+        .args([&l.url, &l.token, "triage-bot"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "authlib flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

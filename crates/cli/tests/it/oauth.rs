@@ -337,7 +337,7 @@ async fn private_key_jwt_client_assertions_are_verified_once() {
                 &pk8,
                 jsonwebtoken::Algorithm::EdDSA,
                 "agent-key-1",
-                &claims("j4", &endpoint, now + 3600),
+                &claims("j4", &endpoint, now + 7200),
             ),
             "longer",
         ),

@@ -36,8 +36,9 @@ pub const ASSERTION_ALGS: &[jsonwebtoken::Algorithm] = &[
     jsonwebtoken::Algorithm::ES384,
     jsonwebtoken::Algorithm::EdDSA,
 ];
-/// Longest a client assertion may live.
-const MAX_ASSERTION_LIFETIME: i64 = 600;
+/// Longest a client assertion may live (Authlib and others default to an hour;
+/// the replay cache keeps each `jti` until then).
+const MAX_ASSERTION_LIFETIME: i64 = 3600;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
