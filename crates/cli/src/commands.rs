@@ -117,6 +117,7 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     cfg.issuer = a.issuer;
     cfg.ttl_caps = ttl_caps(&a.ttl_caps)?;
     cfg.default_audience = a.default_audience;
+    cfg.max_delegation_depth = a.max_delegation_depth;
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -401,8 +402,22 @@ fn print_explanation(e: &Explanation) {
         e.privileges.expires_at, e.privileges.expires_in
     );
     println!("revoked by {}", e.revocation_triggers.join(", "));
-    if let Some(p) = &e.parent {
-        println!("parent     {p}");
+    if !e.lineage.is_empty() {
+        let chain: Vec<String> = e
+            .lineage
+            .iter()
+            .map(|h| format!("{} ({}, {})", h.id, h.workload, h.status))
+            .collect();
+        println!("delegated  depth {} from {}", e.depth, chain.join(" <- "));
+    }
+    if let Some(a) = &e.act {
+        let mut hops = vec![a.sub.clone()];
+        let mut cur = a.act.as_deref();
+        while let Some(x) = cur {
+            hops.push(x.sub.clone());
+            cur = x.act.as_deref();
+        }
+        println!("acting     {}", hops.join(" on behalf of "));
     }
     if let Some(r) = &e.revoked {
         println!(

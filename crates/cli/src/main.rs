@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// `aud` for tokens minted without --audience.
     #[arg(long, default_value = "urn:leash:any")]
     pub default_audience: String,
+    /// Most delegation hops below a root token (token exchange, --parent).
+    #[arg(long, default_value_t = 4)]
+    pub max_delegation_depth: u32,
 }
 
 #[derive(Subcommand)]

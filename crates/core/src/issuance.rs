@@ -146,9 +146,41 @@ pub enum MintRefusal {
         "a delegated token cannot outlive its parent {parent}, which expires in {left}; ask for a ttl of {left} or less"
     )]
     DelegationLifetime { parent: String, left: String },
+    #[error(
+        "parent token {parent} is already {depth} delegation hop(s) deep and the limit is {max}; delegate from a token nearer the root"
+    )]
+    DelegationTooDeep {
+        parent: String,
+        depth: u32,
+        max: u32,
+    },
 }
 
 impl MintRefusal {
+    /// The RFC 6749 §5.2 / RFC 8693 error code for this refusal at an OAuth endpoint.
+    pub fn oauth_error(&self) -> &'static str {
+        match self {
+            MintRefusal::ScopeAboveCeiling { .. }
+            | MintRefusal::WriteWithoutJustification { .. }
+            | MintRefusal::NoScopes
+            | MintRefusal::DelegationScope { .. } => "invalid_scope",
+            MintRefusal::DelegationAudience { .. } | MintRefusal::BadAudience(_) => {
+                "invalid_target"
+            }
+            MintRefusal::TtlAboveCap { .. }
+            | MintRefusal::ZeroTtl
+            | MintRefusal::JustificationTooLong
+            | MintRefusal::TooMany { .. } => "invalid_request",
+            MintRefusal::OwnerNotActive { .. }
+            | MintRefusal::RunNotRunning { .. }
+            | MintRefusal::RunOfOtherWorkload { .. }
+            | MintRefusal::RunOnStaleDefinition { .. }
+            | MintRefusal::ParentNotActive { .. }
+            | MintRefusal::DelegationLifetime { .. }
+            | MintRefusal::DelegationTooDeep { .. } => "invalid_grant",
+        }
+    }
+
     /// Short stable rule name (metrics label, API error detail).
     pub fn rule(&self) -> &'static str {
         match self {
@@ -167,7 +199,8 @@ impl MintRefusal {
             MintRefusal::ParentNotActive { .. }
             | MintRefusal::DelegationScope { .. }
             | MintRefusal::DelegationAudience { .. }
-            | MintRefusal::DelegationLifetime { .. } => "delegation",
+            | MintRefusal::DelegationLifetime { .. }
+            | MintRefusal::DelegationTooDeep { .. } => "delegation",
         }
     }
 }
@@ -277,6 +310,9 @@ pub fn check_mint(
     Ok(())
 }
 
+/// Default limit on delegation hops below a root token.
+pub const DEFAULT_MAX_DELEGATION_DEPTH: u32 = 4;
+
 /// A delegated token never has more scope, audience or lifetime than its
 /// parent, and only an active parent can delegate.
 pub fn check_delegation(
@@ -284,12 +320,20 @@ pub fn check_delegation(
     req: &MintRequest,
     child_expires_at: Millis,
     now: Millis,
+    max_depth: u32,
 ) -> Result<(), MintRefusal> {
     let status = parent.status(now);
     if status != TokenStatus::Active {
         return Err(MintRefusal::ParentNotActive {
             parent: parent.id.clone(),
             status,
+        });
+    }
+    if parent.depth >= max_depth {
+        return Err(MintRefusal::DelegationTooDeep {
+            parent: parent.id.clone(),
+            depth: parent.depth,
+            max: max_depth,
         });
     }
     if let Some(scope) = first_uncovered(&parent.scopes, &req.scopes) {
@@ -428,6 +472,8 @@ mod tests {
             parent_id: None,
             justification: Some("j".into()),
             revocation: None,
+            depth: 0,
+            act: None,
         };
         let ok = MintRequest {
             scopes: vec!["repo:acme/api:write".parse().unwrap()],
@@ -435,13 +481,21 @@ mod tests {
             audience: vec!["api".into()],
             justification: Some("j".into()),
         };
-        assert!(check_delegation(&parent, &ok, 50_000, 1_000).is_ok());
+        assert!(check_delegation(&parent, &ok, 50_000, 1_000, 4).is_ok());
+        let deep = Token {
+            depth: 4,
+            ..parent.clone()
+        };
+        assert!(matches!(
+            check_delegation(&deep, &ok, 50_000, 1_000, 4),
+            Err(MintRefusal::DelegationTooDeep { .. })
+        ));
         let wider = MintRequest {
             scopes: vec!["repo:write".parse().unwrap()],
             ..ok.clone()
         };
         assert!(matches!(
-            check_delegation(&parent, &wider, 50_000, 1_000),
+            check_delegation(&parent, &wider, 50_000, 1_000, 4),
             Err(MintRefusal::DelegationScope { .. })
         ));
         let aud = MintRequest {
@@ -449,19 +503,19 @@ mod tests {
             ..ok.clone()
         };
         assert!(matches!(
-            check_delegation(&parent, &aud, 50_000, 1_000),
+            check_delegation(&parent, &aud, 50_000, 1_000, 4),
             Err(MintRefusal::DelegationAudience { .. })
         ));
         assert!(matches!(
-            check_delegation(&parent, &ok, 200_000, 1_000),
+            check_delegation(&parent, &ok, 200_000, 1_000, 4),
             Err(MintRefusal::DelegationLifetime { .. })
         ));
         assert!(matches!(
-            check_delegation(&parent, &ok, 50_000, 100_000),
+            check_delegation(&parent, &ok, 50_000, 100_000, 4),
             Err(MintRefusal::ParentNotActive { .. })
         ));
         assert_eq!(
-            check_delegation(&parent, &ok, 200_000, 1_000)
+            check_delegation(&parent, &ok, 200_000, 1_000, 4)
                 .unwrap_err()
                 .rule(),
             "delegation"

@@ -226,6 +226,14 @@ pub struct Revocation {
     pub event: i64,
 }
 
+/// RFC 8693 `act`: the party acting, with every earlier hop nested inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub act: Option<Box<Actor>>,
+}
+
 /// A credential Leash minted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
@@ -242,6 +250,12 @@ pub struct Token {
     pub parent_id: Option<String>,
     pub justification: Option<String>,
     pub revocation: Option<Revocation>,
+    /// Delegation hops from the root token (0 for a root).
+    #[serde(default)]
+    pub depth: u32,
+    /// Who acts with this token, for delegated tokens (RFC 8693 §4.1).
+    #[serde(default)]
+    pub act: Option<Actor>,
 }
 
 impl Token {
@@ -325,6 +339,8 @@ mod tests {
             parent_id: None,
             justification: None,
             revocation: None,
+            depth: 0,
+            act: None,
         };
         assert_eq!(t.status(5), TokenStatus::Active);
         assert_eq!(t.status(10), TokenStatus::Expired);

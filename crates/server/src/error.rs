@@ -22,6 +22,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub rule: Option<&'static str>,
+    /// The RFC 6749 §5.2 error code this becomes at an OAuth endpoint, when
+    /// it differs from the default for its status.
+    pub oauth: Option<&'static str>,
 }
 
 /// The JSON body of every `/v1` error.
@@ -48,7 +51,13 @@ impl ApiError {
             code,
             detail: detail.into(),
             rule: None,
+            oauth: None,
         }
+    }
+    /// Mark the OAuth error code this error maps to.
+    pub fn with_oauth(mut self, code: &'static str) -> Self {
+        self.oauth = Some(code);
+        self
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
@@ -78,9 +87,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
-        let rule = match &e {
-            StoreError::Refused(r) => Some(r.rule()),
-            _ => None,
+        let (rule, oauth) = match &e {
+            StoreError::Refused(r) => (Some(r.rule()), Some(r.oauth_error())),
+            _ => (None, None),
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed in storage");
@@ -90,6 +99,7 @@ impl From<StoreError> for ApiError {
             code,
             detail: e.to_string(),
             rule,
+            oauth,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub ttl_caps: TtlCaps,
     /// `aud` when a mint names none.
     pub default_audience: String,
+    /// Most delegation hops below a root token.
+    pub max_delegation_depth: u32,
 }
 
 impl ServerConfig {
@@ -81,6 +83,7 @@ impl ServerConfig {
             issuer: None,
             ttl_caps: TtlCaps::default(),
             default_audience: "urn:leash:any".into(),
+            max_delegation_depth: leash_core::issuance::DEFAULT_MAX_DELEGATION_DEPTH,
         }
     }
 }
@@ -92,6 +95,7 @@ pub struct App {
     pub metrics: Metrics,
     pub issuer: String,
     pub default_audience: String,
+    pub max_delegation_depth: u32,
     /// Client-assertion `jti`s already used (RFC 7523 replay protection).
     pub assertion_jtis: api::clients::ReplayCache,
     operator_hash: [u8; 32],
@@ -119,6 +123,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         &cfg.data_dir,
         StoreConfig {
             ttl_caps: cfg.ttl_caps,
+            max_delegation_depth: cfg.max_delegation_depth,
             ..StoreConfig::default()
         },
     )
@@ -134,6 +139,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         issuer,
         default_audience: cfg.default_audience.clone(),
         assertion_jtis: Default::default(),
+        max_delegation_depth: cfg.max_delegation_depth,
         operator_hash,
     }))
 }

@@ -73,6 +73,8 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Reader connections.
     pub readers: u32,
+    /// Most delegation hops below a root token.
+    pub max_delegation_depth: u32,
 }
 
 impl Default for StoreConfig {
@@ -81,6 +83,7 @@ impl Default for StoreConfig {
             ttl_caps: TtlCaps::default(),
             max_batch: 1024,
             readers: 4,
+            max_delegation_depth: leash_core::issuance::DEFAULT_MAX_DELEGATION_DEPTH,
         }
     }
 }

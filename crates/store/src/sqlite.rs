@@ -154,6 +154,7 @@ impl SqliteStore {
             tokens: Vec::new(),
             events: Vec::new(),
             max_batch: cfg.max_batch.max(1),
+            max_depth: cfg.max_delegation_depth,
         };
         tokio::spawn(writer.run(rx));
         Ok(SqliteStore {
@@ -305,7 +306,7 @@ macro_rules! select_tokens {
     ($tail:literal) => {
         concat!(
             "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
-            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event FROM tokens ",
+            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act FROM tokens ",
             $tail
         )
     };
@@ -345,6 +346,14 @@ fn token_from_row(row: &SqliteRow) -> Result<Token, StoreError> {
         parent_id: row.try_get("parent_id")?,
         justification: row.try_get("justification")?,
         revocation,
+        depth: u32::try_from(row.try_get::<i64, _>("depth")?).unwrap_or_default(),
+        act: row
+            .try_get::<Option<String>, _>("act")?
+            .map(|a| {
+                serde_json::from_str(&a)
+                    .map_err(|_| StoreError::Corrupt("a token's act claim is not JSON".into()))
+            })
+            .transpose()?,
     })
 }
 
@@ -377,6 +386,7 @@ struct Writer {
     tokens: Vec<(Token, Option<[u8; 32]>)>,
     events: Vec<Event>,
     max_batch: usize,
+    max_depth: u32,
 }
 
 impl Writer {
@@ -534,10 +544,11 @@ impl Writer {
             let n = self.tokens.len().min(INSERT_CHUNK);
             let chunk: Vec<_> = self.tokens.drain(..n).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write) ",
+                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write, depth, act) ",
             );
             q.push_values(chunk, |mut b, (t, hash)| {
                 let has_write = t.has_write();
+                let act = t.act.as_ref().and_then(|a| serde_json::to_string(a).ok());
                 b.push_bind(t.id)
                     .push_bind(t.format.as_str())
                     .push_bind(hash.map(|h| h.to_vec()))
@@ -551,7 +562,9 @@ impl Writer {
                     .push_bind(t.expires_at)
                     .push_bind(t.parent_id)
                     .push_bind(t.justification)
-                    .push_bind(has_write);
+                    .push_bind(has_write)
+                    .push_bind(i64::from(t.depth))
+                    .push_bind(act);
             });
             q.build().execute(&mut self.conn).await?;
         }
@@ -1149,7 +1162,18 @@ impl Writer {
                     what: "parent token",
                     key: pid.clone(),
                 })?;
-            leash_core::issuance::check_delegation(&parent, &plan.request, t.expires_at, now)?;
+            leash_core::issuance::check_delegation(
+                &parent,
+                &plan.request,
+                t.expires_at,
+                now,
+                self.max_depth,
+            )?;
+            if t.depth != parent.depth + 1 {
+                return Err(StoreError::Conflict(
+                    "a delegated token's depth must be its parent's plus one".into(),
+                ));
+            }
         }
         if t.issued_at > now + 60_000 || t.expires_at <= t.issued_at {
             return Err(StoreError::Conflict("token times are inconsistent".into()));

@@ -30,6 +30,8 @@ fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) ->
             parent_id: None,
             justification: None,
             revocation: None,
+            depth: 0,
+            act: None,
         },
         secret_hash: None,
         request: MintRequest {

@@ -55,6 +55,9 @@ pub struct AccessClaims {
     pub workflow: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub run: Option<i64>,
+    /// RFC 8693 §4.1 actor chain, on delegated tokens.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub act: Option<leash_core::Actor>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,6 +160,7 @@ mod tests {
             workload: "bot".into(),
             workflow: Some("triage".into()),
             run: Some(42),
+            act: None,
         }
     }
 

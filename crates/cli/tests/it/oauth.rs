@@ -489,3 +489,226 @@ async fn clients_revoke_their_own_tokens_and_metadata_lists_the_endpoints() {
     let (_, list) = l.get("/v1/clients").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
+
+fn claims_of(jwt: &str) -> Value {
+    serde_json::from_slice(&B64.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn token_exchange_delegates_to_a_sub_agent_with_a_nested_act_chain() {
+    let l = Leash::start_with(&["--max-delegation-depth", "3"]).await;
+    l.fixture().await;
+    l.ok("/v1/workloads", json!({"name": "sub-agent", "owner": "alice", "environment": "prod", "identity": "spiffe://acme.io/agents/coder", "scope_ceiling": ["tickets:read", "repo:acme/*:write"]})).await;
+    let orch = client(&l, json!({"workload": "triage-bot"})).await;
+    let sub = client(&l, json!({"workload": "sub-agent"})).await;
+    let creds = |c: &Value| {
+        (
+            c["client_id"].as_str().unwrap().to_owned(),
+            c["client_secret"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (oid, osec) = creds(&orch);
+    let (sid, ssec) = creds(&sub);
+    let (_, root, _) = token(
+        &l,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets:read repo:acme/*:write"),
+            ("justification", "fix TICKET-42"),
+            ("audience", "git"),
+        ],
+        Some((&oid, &osec)),
+    )
+    .await;
+    let root = root["access_token"].as_str().unwrap().to_owned();
+    let (_, agent, _) = token(
+        &l,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets:read"),
+        ],
+        Some((&sid, &ssec)),
+    )
+    .await;
+    let agent = agent["access_token"].as_str().unwrap().to_owned();
+    let at = "urn:ietf:params:oauth:token-type:access_token";
+    let xchg = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+    // the orchestrator hands the sub-agent a narrower token
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &root),
+            ("subject_token_type", at),
+            ("actor_token", &agent),
+            ("actor_token_type", at),
+            ("scope", "repo:acme/api:write"),
+        ],
+        Some((&oid, &osec)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["issued_token_type"], at);
+    assert_eq!(v["scope"], "repo:acme/api:write");
+    let hop1 = v["access_token"].as_str().unwrap().to_owned();
+    let c = claims_of(&hop1);
+    assert_eq!(c["act"], json!({"sub": "spiffe://acme.io/agents/coder"}));
+    assert_eq!(c["workload"], "sub-agent");
+    assert_eq!(c["aud"], "git", "audience defaults to the parent's");
+    let e = l.explain(&hop1).await;
+    assert_eq!(e["depth"], 1);
+    assert_eq!(e["lineage"][0]["workload"], "triage-bot");
+    assert_eq!(e["privileges"]["justification"], "fix TICKET-42");
+
+    // the sub-agent narrows again for a plugin it runs; act is carried along
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &hop1),
+            ("subject_token_type", at),
+            ("ttl", "2m"),
+        ],
+        Some((&sid, &ssec)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let hop2 = v["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        claims_of(&hop2)["act"],
+        json!({"sub": "spiffe://acme.io/agents/coder"})
+    );
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &hop2),
+            ("subject_token_type", at),
+            ("actor_token", &root),
+            ("actor_token_type", at),
+        ],
+        Some((&sid, &ssec)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let hop3 = v["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        claims_of(&hop3)["act"],
+        json!({"sub": "spiffe://acme.io/agents/triage", "act": {"sub": "spiffe://acme.io/agents/coder"}})
+    );
+    let e = l.explain(&hop3).await;
+    assert_eq!(e["depth"], 3);
+    assert_eq!(e["lineage"].as_array().unwrap().len(), 3);
+
+    // refusals: depth limit, widening, someone else's token, inactive subject
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &hop3),
+            ("subject_token_type", at),
+        ],
+        Some((&oid, &osec)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("limit is 3"),
+        "{v}"
+    );
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &hop1),
+            ("subject_token_type", at),
+            ("scope", "tickets:read"),
+        ],
+        Some((&sid, &ssec)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{v}"
+    );
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &hop1),
+            ("subject_token_type", at),
+            ("audience", "prod-db"),
+        ],
+        Some((&sid, &ssec)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{v}"
+    );
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &root),
+            ("subject_token_type", at),
+        ],
+        Some((&sid, &ssec)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let (s, v, _) = token(
+        &l,
+        &[("grant_type", xchg), ("subject_token", &root)],
+        Some((&oid, &osec)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+
+    // revoking the root takes every hop down with it, in one transaction
+    let (_, r) = l
+        .post(
+            "/v1/revocations",
+            json!({"token_or_id": root, "reason": "orchestrator compromised"}),
+        )
+        .await;
+    assert_eq!(r["count"], 4, "{r}");
+    for t in [&hop1, &hop2, &hop3] {
+        let e = l.explain(t).await;
+        assert_eq!(e["status"], "revoked");
+        assert_eq!(e["revoked"]["trigger"], "parent_revoked");
+    }
+    let (s, v, _) = token(
+        &l,
+        &[
+            ("grant_type", xchg),
+            ("subject_token", &root),
+            ("subject_token_type", at),
+        ],
+        Some((&oid, &osec)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+}

@@ -468,6 +468,22 @@ pub struct Explanation {
     pub revoked: Option<RevocationView>,
     /// The token it was delegated from.
     pub parent: Option<String>,
+    /// Delegation hops from the root token (0 for a root).
+    pub depth: u32,
+    /// RFC 8693 actor chain: who acts with this token, every earlier hop nested.
+    #[schema(value_type = Option<Object>)]
+    pub act: Option<leash_core::Actor>,
+    /// Ancestors, nearest first, up to the root.
+    pub lineage: Vec<LineageHop>,
+}
+
+/// One ancestor in a delegation chain.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LineageHop {
+    pub id: String,
+    pub workload: String,
+    pub status: String,
+    pub depth: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -183,12 +183,22 @@ pub struct TokenForm {
     pub justification: Option<String>,
     /// Leash extension: `jwt` (default) or `opaque`.
     pub format: Option<String>,
+    /// RFC 8693: the token being exchanged.
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    /// RFC 8693: the token of the party that will act (a sub-agent's own Leash token).
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
 }
 
 /// RFC 6749 §5.1 success response.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// RFC 8693 responses only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
     pub token_type: String,
     pub expires_in: i64,
     pub scope: String,
@@ -206,15 +216,10 @@ fn oauth_error(
     }
 }
 
-/// Map a `/v1` error from the mint path to RFC 6749 §5.2.
+/// Map a `/v1` error from the mint path to RFC 6749 §5.2, by its type.
 fn from_api(e: crate::error::ApiError) -> OAuthError {
-    let error = match (e.rule, e.code) {
-        (Some("scope_ceiling" | "write_justification" | "request_shape" | "delegation"), _) => {
-            "invalid_scope"
-        }
-        (Some("ttl_cap"), _) => "invalid_request",
-        (Some(_), _) => "invalid_grant",
-        (None, "bad_request") if e.detail.contains("scope") => "invalid_scope",
+    let error = match (e.oauth, e.code) {
+        (Some(code), _) => code,
         (None, "bad_request" | "not_found") => "invalid_request",
         (None, _) => "server_error",
     };
@@ -261,14 +266,18 @@ pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response
     };
     let (client, _method) =
         super::clients::authenticate(&app, &headers, &presented, &token_endpoint(&app))?;
-    match form.grant_type.as_deref() {
-        Some("client_credentials") => {}
+    let (minted, issued_type) = match form.grant_type.as_deref() {
+        Some("client_credentials") => (client_credentials(&app, &client, form).await?, None),
+        Some(TOKEN_EXCHANGE) => (
+            exchange(&app, &client, form).await?,
+            Some(ACCESS_TOKEN_TYPE),
+        ),
         Some(other) => {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 format!(
-                    "grant_type `{}` is not supported; use client_credentials",
+                    "grant_type `{}` is not supported; use client_credentials or {TOKEN_EXCHANGE}",
                     other.chars().take(80).collect::<String>()
                 ),
             ));
@@ -280,52 +289,10 @@ pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response
                 "grant_type is missing",
             ));
         }
-    }
-    let scopes: Vec<String> = form
-        .scope
-        .as_deref()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    if scopes.is_empty() {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "ask for the scopes this task needs: scope=TYPE[:ID]:ACTION …",
-        ));
-    }
-    let (workload_name, cap) = {
-        let reg = app.store.registry().read();
-        let w = reg.workload(client.workload_id).ok_or_else(|| {
-            oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_client",
-                "the client's workload no longer exists",
-            )
-        })?;
-        (w.name.clone(), app.store.ttl_caps().cap(w.environment))
     };
-    let ttl = match form.ttl {
-        Some(t) => super::dto::Ttl::Text(t),
-        None => super::dto::Ttl::Seconds(cap.min(900)),
-    };
-    let audience: Vec<String> = form.audience.into_iter().chain(form.resource).collect();
-    let body = super::dto::MintBody {
-        workload: workload_name,
-        run: form.run,
-        scopes,
-        ttl,
-        audience,
-        justification: form.justification,
-        format: form.format,
-        parent: None,
-    };
-    let minted = super::tokens::mint_counted(&app, body, &format!("client:{}", client.id))
-        .await
-        .map_err(from_api)?;
     let resp = TokenResponse {
         access_token: minted.token,
+        issued_token_type: issued_type.map(str::to_owned),
         token_type: "Bearer".into(),
         expires_in: minted.expires_in,
         scope: minted.scopes.join(" "),
@@ -336,6 +303,181 @@ pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response
     r.headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(r)
+}
+
+/// RFC 8693 grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type of Leash access tokens.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+fn split_scopes(scope: Option<&str>) -> Vec<String> {
+    scope
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn workload_of(app: &crate::App, id: i64) -> Result<(String, Option<String>, u64), OAuthError> {
+    let reg = app.store.registry().read();
+    let w = reg.workload(id).ok_or_else(|| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "the client's workload no longer exists",
+        )
+    })?;
+    Ok((
+        w.name.clone(),
+        w.identity.clone(),
+        app.store.ttl_caps().cap(w.environment),
+    ))
+}
+
+/// RFC 6749 §4.4: a per-task token for the client's own workload.
+async fn client_credentials(
+    app: &crate::App,
+    client: &leash_core::Client,
+    form: TokenForm,
+) -> Result<super::dto::Minted, OAuthError> {
+    let scopes = split_scopes(form.scope.as_deref());
+    if scopes.is_empty() {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "ask for the scopes this task needs: scope=TYPE[:ID]:ACTION …",
+        ));
+    }
+    let (workload, _, cap) = workload_of(app, client.workload_id)?;
+    let ttl = match form.ttl {
+        Some(t) => super::dto::Ttl::Text(t),
+        None => super::dto::Ttl::Seconds(cap.min(900)),
+    };
+    let audience: Vec<String> = form.audience.into_iter().chain(form.resource).collect();
+    let body = super::dto::MintBody {
+        workload,
+        run: form.run,
+        scopes,
+        ttl,
+        audience,
+        justification: form.justification,
+        format: form.format,
+        parent: None,
+    };
+    super::tokens::mint_counted(app, body, &format!("client:{}", client.id), None)
+        .await
+        .map_err(from_api)
+}
+
+/// RFC 8693: the holder of a Leash token exchanges it for a narrower one,
+/// for itself or — with an `actor_token` — for a sub-agent. The new token is
+/// a child of the subject token (revoked with it); `act` nests every hop.
+async fn exchange(
+    app: &crate::App,
+    client: &leash_core::Client,
+    form: TokenForm,
+) -> Result<super::dto::Minted, OAuthError> {
+    let bad = |error, why: &str| oauth_error(StatusCode::BAD_REQUEST, error, why);
+    let subject_token = form
+        .subject_token
+        .as_deref()
+        .ok_or_else(|| bad("invalid_request", "subject_token is missing"))?;
+    match form.subject_token_type.as_deref() {
+        Some(ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
+        _ => {
+            return Err(bad(
+                "invalid_request",
+                "subject_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)",
+            ));
+        }
+    }
+    if form
+        .requested_token_type
+        .as_deref()
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE && t != JWT_TOKEN_TYPE)
+    {
+        return Err(bad(
+            "invalid_request",
+            "requested_token_type must be an access token",
+        ));
+    }
+    let now = leash_store::now_ms();
+    let live = |t: &leash_core::Token| t.status(now) == leash_core::TokenStatus::Active;
+    let subject = super::tokens::resolve(app, subject_token)
+        .await
+        .ok()
+        .filter(live)
+        .ok_or_else(|| {
+            bad(
+                "invalid_grant",
+                "subject_token is not an active Leash token",
+            )
+        })?;
+    if subject.workload_id != client.workload_id {
+        return Err(bad(
+            "invalid_grant",
+            "only the workload holding the subject_token may exchange it",
+        ));
+    }
+    // the acting party: the actor token's workload, else the holder itself
+    let actor = match form.actor_token.as_deref() {
+        None => None,
+        Some(a) => {
+            if !matches!(
+                form.actor_token_type.as_deref(),
+                Some(ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE)
+            ) {
+                return Err(bad(
+                    "invalid_request",
+                    "actor_token_type must be urn:ietf:params:oauth:token-type:access_token (or :jwt)",
+                ));
+            }
+            Some(
+                super::tokens::resolve(app, a)
+                    .await
+                    .ok()
+                    .filter(live)
+                    .ok_or_else(|| {
+                        bad("invalid_grant", "actor_token is not an active Leash token")
+                    })?,
+            )
+        }
+    };
+    let target_workload = actor
+        .as_ref()
+        .map_or(subject.workload_id, |a| a.workload_id);
+    let (workload, identity, cap) = workload_of(app, target_workload)?;
+    let act = match &actor {
+        Some(_) => Some(leash_core::Actor {
+            sub: identity.unwrap_or_else(|| workload.clone()),
+            act: subject.act.clone().map(Box::new),
+        }),
+        None => subject.act.clone(),
+    };
+    let scopes = match split_scopes(form.scope.as_deref()) {
+        s if s.is_empty() => subject.scopes.iter().map(ToString::to_string).collect(),
+        s => s,
+    };
+    let left = ((subject.expires_at - now).max(1000) / 1000) as u64;
+    let ttl = match form.ttl {
+        Some(t) => super::dto::Ttl::Text(t),
+        None => super::dto::Ttl::Seconds(cap.min(900).min(left)),
+    };
+    let audience: Vec<String> = form.audience.into_iter().chain(form.resource).collect();
+    let body = super::dto::MintBody {
+        workload,
+        run: subject.run_id.filter(|_| actor.is_none()),
+        scopes,
+        ttl,
+        audience,
+        justification: form.justification.or_else(|| subject.justification.clone()),
+        format: Some("jwt".into()),
+        parent: Some(subject.id.clone()),
+    };
+    super::tokens::mint_counted(app, body, &format!("client:{}", client.id), act)
+        .await
+        .map_err(from_api)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -422,7 +564,7 @@ pub async fn metadata(State(app): State<AppState>) -> impl IntoResponse {
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": algs,

@@ -33,7 +33,7 @@ pub fn parse_scopes(list: &[String], max: usize) -> ApiResult<Vec<Scope>> {
     list.iter()
         .map(|s| {
             s.parse::<Scope>()
-                .map_err(|e| ApiError::bad_request(e.to_string()))
+                .map_err(|e| ApiError::bad_request(e.to_string()).with_oauth("invalid_scope"))
         })
         .collect()
 }

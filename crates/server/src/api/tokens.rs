@@ -28,14 +28,19 @@ pub async fn mint(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<MintBody>,
 ) -> ApiResult<(StatusCode, Json<Minted>)> {
-    let m = mint_counted(&app, b, OPERATOR).await?;
+    let m = mint_counted(&app, b, OPERATOR, None).await?;
     Ok((StatusCode::CREATED, Json(m)))
 }
 
 /// Mint on behalf of `actor` (the audit log's actor), counting the mint or
 /// the refusal's rule in the metrics.
-pub async fn mint_counted(app: &App, b: MintBody, actor: &str) -> ApiResult<Minted> {
-    let result = mint_token(app, b, actor).await;
+pub async fn mint_counted(
+    app: &App,
+    b: MintBody,
+    actor: &str,
+    act: Option<leash_core::Actor>,
+) -> ApiResult<Minted> {
+    let result = mint_token(app, b, actor, act).await;
     match &result {
         Ok(m) => {
             app.metrics
@@ -59,7 +64,12 @@ pub async fn mint_counted(app: &App, b: MintBody, actor: &str) -> ApiResult<Mint
     result
 }
 
-async fn mint_token(app: &App, b: MintBody, actor: &str) -> ApiResult<Minted> {
+async fn mint_token(
+    app: &App,
+    b: MintBody,
+    actor: &str,
+    act: Option<leash_core::Actor>,
+) -> ApiResult<Minted> {
     let format = match b.format.as_deref() {
         None => TokenFormat::Jwt,
         Some(f) => f
@@ -131,8 +141,14 @@ async fn mint_token(app: &App, b: MintBody, actor: &str) -> ApiResult<Minted> {
         .map_err(StoreError::from)?;
         let exp_secs = now.div_euclid(1000) + ttl_secs as i64;
         if let Some(p) = &parent {
-            leash_core::issuance::check_delegation(p, &request, exp_secs * 1000, now)
-                .map_err(StoreError::from)?;
+            leash_core::issuance::check_delegation(
+                p,
+                &request,
+                exp_secs * 1000,
+                now,
+                app.max_delegation_depth,
+            )
+            .map_err(StoreError::from)?;
         }
         let id = leash_token::new_token_id(now).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
@@ -152,6 +168,8 @@ async fn mint_token(app: &App, b: MintBody, actor: &str) -> ApiResult<Minted> {
             parent_id: parent.as_ref().map(|p| p.id.clone()),
             justification: request.justification.clone(),
             revocation: None,
+            depth: parent.as_ref().map_or(0, |p| p.depth + 1),
+            act: act.clone(),
         };
         let claims = AccessClaims {
             iss: app.issuer.clone(),
@@ -175,6 +193,7 @@ async fn mint_token(app: &App, b: MintBody, actor: &str) -> ApiResult<Minted> {
             workload: workload.name.clone(),
             workflow: workflow.map(|w| w.name.clone()),
             run: run.map(|r| r.id),
+            act,
         };
         (token, claims)
     };
@@ -365,7 +384,29 @@ pub async fn explain(
         }
     };
     let now = now_ms();
+    let mut ancestors = Vec::new();
+    let mut next = t.parent_id.clone();
+    while let Some(pid) = next {
+        if ancestors.len() > 32 {
+            break;
+        }
+        let p = app.store.get_token(&pid).await?;
+        next = p.parent_id.clone();
+        ancestors.push(p);
+    }
     let reg = app.store.registry().read();
+    let lineage = ancestors
+        .iter()
+        .map(|p| LineageHop {
+            id: p.id.clone(),
+            workload: reg
+                .workload(p.workload_id)
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
+            status: p.status(now).to_string(),
+            depth: p.depth,
+        })
+        .collect();
     let owner = reg
         .owner(t.owner_id)
         .ok_or_else(|| ApiError::not_found("the token's owner is missing from the registry"))?;
@@ -427,6 +468,9 @@ pub async fn explain(
             .collect(),
         revoked,
         parent: t.parent_id.clone(),
+        depth: t.depth,
+        act: t.act.clone(),
+        lineage,
     }))
 }
 
