@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Api, enc, find_token};
 use crate::{
-    AuditCmd, Cli, ClientCmd, Command, OwnerCmd, RunCmd, ServeArgs, TokensCmd, WorkflowCmd,
-    WorkloadCmd,
+    AuditCmd, Cli, ClientCmd, Command, KeysCmd, OwnerCmd, RunCmd, ServeArgs, TokensCmd,
+    WorkflowCmd, WorkloadCmd,
 };
 
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
@@ -186,6 +186,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     c.workload,
                     c.auth_methods.join(", ")
                 );
+            })?;
+        }
+        Command::Keys(cmd) => {
+            let api = api()?;
+            let v: leash_server::api::oauth::KeysView = match cmd {
+                KeysCmd::List => api.get("/v1/keys").await?,
+                KeysCmd::Rotate => api.call(Method::POST, "/v1/keys/rotate", None).await?,
+            };
+            show(j, &v, |v| {
+                table(
+                    &["kid", "active", "created", "retires"],
+                    v.keys
+                        .iter()
+                        .map(|k| {
+                            vec![
+                                k.kid.clone(),
+                                k.active.to_string(),
+                                ts(k.created * 1000),
+                                k.retires_at
+                                    .map(|r| ts(r * 1000))
+                                    .unwrap_or_else(|| "-".into()),
+                            ]
+                        })
+                        .collect(),
+                )
             })?;
         }
         Command::Client(ClientCmd::List) => {

@@ -58,6 +58,9 @@ pub enum Command {
     /// OAuth clients: how workloads authenticate at /oauth2/token.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Signing keys: list, rotate.
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Mint a token for one workload (and normally one run).
     Mint(MintArgs),
     /// Revoke a token (and every token delegated from it).
@@ -194,6 +197,14 @@ pub enum RunCmd {
     Show {
         run: i64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// The published keys, newest (signing) first, with retirement times.
+    List,
+    /// Add a key that signs from now on; the old one stays in the JWKS until the longest TTL has passed.
+    Rotate,
 }
 
 #[derive(Subcommand)]

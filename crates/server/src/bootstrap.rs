@@ -30,9 +30,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
     f.sync_all().map_err(io)
 }
 
-/// Load the key ring, generating the first key on first start. The newest
-/// key (by file name, which starts with its creation time) signs.
-pub fn load_or_create_keys(dir: &Path) -> Result<KeyRing, ServerError> {
+/// One signing key as the key directory and the JWKS see it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct KeyInfo {
+    pub kid: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Signs new tokens.
+    pub active: bool,
+    /// When it leaves the JWKS (Unix seconds): the longest token TTL after the
+    /// key that replaced it became active. None for the active key.
+    pub retires_at: Option<i64>,
+}
+
+fn keys_dir(dir: &Path) -> Result<std::path::PathBuf, ServerError> {
     let keys_dir = dir.join(KEYS_DIR);
     fs::create_dir_all(&keys_dir)
         .map_err(|e| ServerError::Setup(format!("cannot create {}: {e}", keys_dir.display())))?;
@@ -41,34 +52,88 @@ pub fn load_or_create_keys(dir: &Path) -> Result<KeyRing, ServerError> {
         use std::os::unix::fs::PermissionsExt;
         let _ = fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700));
     }
-    let mut names: Vec<_> = fs::read_dir(&keys_dir)
+    Ok(keys_dir)
+}
+
+/// Key files, newest first, with their creation time (from the file name).
+fn key_files(keys_dir: &Path) -> Result<Vec<(i64, std::path::PathBuf)>, ServerError> {
+    let mut files: Vec<(i64, std::path::PathBuf)> = fs::read_dir(keys_dir)
         .map_err(|e| ServerError::Setup(format!("cannot read {}: {e}", keys_dir.display())))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "pk8"))
+        .filter_map(|p| {
+            let stamp = p
+                .file_name()?
+                .to_str()?
+                .split('-')
+                .next()?
+                .parse::<i64>()
+                .ok()?;
+            Some((stamp, p))
+        })
         .collect();
-    names.sort();
-    names.reverse();
+    files.sort();
+    files.reverse();
+    Ok(files)
+}
+
+/// Write a new Ed25519 key, newer than every existing one; it becomes the
+/// active key at the next load.
+pub fn create_key(dir: &Path) -> Result<String, ServerError> {
+    let keys_dir = keys_dir(dir)?;
+    let newest = key_files(&keys_dir)?.first().map(|(t, _)| *t).unwrap_or(0);
+    let stamp = time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .max(newest + 1);
+    let (key, pk8) = SigningKey::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
+    write_private(
+        &keys_dir.join(format!("{stamp:012}-{}.pk8", key.kid())),
+        &pk8,
+    )?;
+    tracing::info!(kid = key.kid(), "created Ed25519 signing key");
+    Ok(key.kid().to_owned())
+}
+
+/// Load the key ring (creating the first key on first start). The newest key
+/// signs; an older key stays published, verifying the tokens it signed, until
+/// `max_ttl` seconds after the key that replaced it was created; then it is
+/// retired (left out of the ring and the JWKS).
+pub fn load_keys(
+    dir: &Path,
+    max_ttl: i64,
+    now: i64,
+) -> Result<(KeyRing, Vec<KeyInfo>), ServerError> {
+    let keys_dir = keys_dir(dir)?;
+    if key_files(&keys_dir)?.is_empty() {
+        create_key(dir)?;
+    }
+    let files = key_files(&keys_dir)?;
     let mut keys = Vec::new();
-    for p in names {
+    let mut info = Vec::new();
+    let mut replaced_at: Option<i64> = None;
+    for (created, p) in files {
+        let retires_at = replaced_at.map(|r| r + max_ttl);
+        replaced_at = Some(created);
+        if retires_at.is_some_and(|r| r <= now) {
+            continue;
+        }
         let bytes = fs::read(&p)
             .map_err(|e| ServerError::Setup(format!("cannot read {}: {e}", p.display())))?;
-        keys.push(
-            SigningKey::from_pkcs8(&bytes)
-                .map_err(|e| ServerError::Setup(format!("{}: {e}", p.display())))?,
-        );
-    }
-    if keys.is_empty() {
-        let (key, pk8) = SigningKey::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
-        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        write_private(
-            &keys_dir.join(format!("{stamp:012}-{}.pk8", key.kid())),
-            &pk8,
-        )?;
-        tracing::info!(kid = key.kid(), "created Ed25519 signing key");
+        let key = SigningKey::from_pkcs8(&bytes)
+            .map_err(|e| ServerError::Setup(format!("{}: {e}", p.display())))?;
+        info.push(KeyInfo {
+            kid: key.kid().to_owned(),
+            created,
+            active: keys.is_empty(),
+            retires_at,
+        });
         keys.push(key);
     }
-    KeyRing::new(keys).map_err(|e| ServerError::Setup(e.to_string()))
+    Ok((
+        KeyRing::new(keys).map_err(|e| ServerError::Setup(e.to_string()))?,
+        info,
+    ))
 }
 
 /// Load the operator credential's SHA-256, creating the credential on

@@ -91,7 +91,10 @@ impl ServerConfig {
 /// Everything a handler needs.
 pub struct App {
     pub store: Arc<dyn Store>,
-    pub keys: KeyRing,
+    keys: std::sync::RwLock<Arc<KeyRing>>,
+    key_info: std::sync::RwLock<Vec<bootstrap::KeyInfo>>,
+    data_dir: PathBuf,
+    max_ttl: i64,
     pub metrics: Metrics,
     pub issuer: String,
     pub default_audience: String,
@@ -102,6 +105,45 @@ pub struct App {
 }
 
 impl App {
+    /// The signing key ring in force (the newest key signs).
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The published keys, newest first.
+    pub fn key_info(&self) -> Vec<bootstrap::KeyInfo> {
+        self.key_info
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-read the key directory, dropping keys whose retirement time passed.
+    pub fn reload_keys(&self) -> Result<(), ServerError> {
+        let (ring, info) =
+            bootstrap::load_keys(&self.data_dir, self.max_ttl, leash_store::now_ms() / 1000)?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        *self.key_info.write().unwrap_or_else(|e| e.into_inner()) = info;
+        Ok(())
+    }
+
+    /// Add a signing key that signs from now on; the previous one stays in
+    /// the JWKS until every token it signed has expired. Audited.
+    pub async fn rotate_keys(&self, actor: &str) -> Result<String, ServerError> {
+        let old = self.keys().active().kid().to_owned();
+        let kid = bootstrap::create_key(&self.data_dir)?;
+        self.reload_keys()?;
+        self.store
+            .record_event(
+                "key.rotated",
+                &format!("key:{kid}"),
+                serde_json::json!({"previous": old, "retire_previous_after_secs": self.max_ttl}),
+                actor,
+            )
+            .await?;
+        Ok(kid)
+    }
+
     /// Constant-time check of a presented operator credential.
     pub fn is_operator(&self, presented: &str) -> bool {
         let h = leash_token::sha256(presented.as_bytes());
@@ -117,7 +159,13 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         ServerError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display()))
     })?;
-    let keys = bootstrap::load_or_create_keys(&cfg.data_dir)?;
+    let max_ttl = cfg
+        .ttl_caps
+        .dev
+        .max(cfg.ttl_caps.stage)
+        .max(cfg.ttl_caps.prod) as i64;
+    let (keys, key_info) =
+        bootstrap::load_keys(&cfg.data_dir, max_ttl, leash_store::now_ms() / 1000)?;
     let operator_hash = bootstrap::load_or_create_operator(&cfg.data_dir)?;
     let store = SqliteStore::open(
         &cfg.data_dir,
@@ -134,7 +182,10 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         .unwrap_or_else(|| format!("http://{}", cfg.listen));
     Ok(Arc::new(App {
         store: Arc::new(store),
-        keys,
+        keys: std::sync::RwLock::new(Arc::new(keys)),
+        key_info: std::sync::RwLock::new(key_info),
+        data_dir: cfg.data_dir.clone(),
+        max_ttl,
         metrics: Metrics::default(),
         issuer,
         default_audience: cfg.default_audience.clone(),
@@ -171,7 +222,17 @@ pub async fn serve(
             source,
         })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
-    tracing::info!(addr = %local, data = %cfg.data_dir.display(), kid = app.keys.active().kid(), "leash listening");
+    tracing::info!(addr = %local, data = %cfg.data_dir.display(), kid = app.keys().active().kid(), "leash listening");
+    let refresher = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresher.reload_keys() {
+                tracing::error!(error = %e, "could not reload signing keys");
+            }
+        }
+    });
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await

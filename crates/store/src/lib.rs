@@ -192,6 +192,15 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> StoreFuture<'_, (Workflow, Revoked)>;
     fn start_run(&self, workflow: &str, workload: &str, actor: &str) -> StoreFuture<'_, Run>;
+    /// Append one audit event for a state change kept outside the database
+    /// (e.g. a signing-key rotation); returns its sequence number.
+    fn record_event(
+        &self,
+        kind: &str,
+        subject: &str,
+        data: serde_json::Value,
+        actor: &str,
+    ) -> StoreFuture<'_, i64>;
     /// Register an OAuth client for a workload (`client.id` is chosen by the caller).
     fn create_client(&self, client: NewClient, actor: &str) -> StoreFuture<'_, Client>;
     /// End a run; every live token of it (and descendants) is revoked in the same transaction.

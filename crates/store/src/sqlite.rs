@@ -40,6 +40,7 @@ type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
 enum Job {
     CreateOwner(NewOwner, String, Reply<Owner>),
     CreateClient(NewClient, String, Reply<Client>),
+    Record(String, String, serde_json::Value, String, Reply<i64>),
     Offboard(String, String, Reply<(Owner, Revoked)>),
     CreateWorkload(NewWorkload, String, Reply<Workload>),
     CreateWorkflow(NewWorkflow, String, Reply<Workflow>),
@@ -65,6 +66,7 @@ impl Job {
         match self {
             Job::CreateOwner(.., r) => fail(r, why),
             Job::CreateClient(.., r) => fail(r, why),
+            Job::Record(.., r) => fail(r, why),
             Job::Offboard(.., r) => fail(r, why),
             Job::CreateWorkload(.., r) => fail(r, why),
             Job::CreateWorkflow(.., r) => fail(r, why),
@@ -481,6 +483,9 @@ impl Writer {
         match job {
             Job::CreateClient(new, actor, r) => {
                 settle(r, self.create_client(new, &actor, now).await)
+            }
+            Job::Record(kind, subject, data, actor, r) => {
+                settle(r, Ok(self.append(now, &kind, &actor, subject, data)))
             }
             Job::CreateOwner(new, actor, r) => settle(r, self.create_owner(new, &actor, now).await),
             Job::Offboard(name, actor, r) => settle(r, self.offboard(&name, &actor, now).await),
@@ -1339,6 +1344,16 @@ impl Store for SqliteStore {
     fn create_owner(&self, new: NewOwner, actor: &str) -> StoreFuture<'_, Owner> {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::CreateOwner(new, actor, r)))
+    }
+    fn record_event(
+        &self,
+        kind: &str,
+        subject: &str,
+        data: serde_json::Value,
+        actor: &str,
+    ) -> StoreFuture<'_, i64> {
+        let (kind, subject, actor) = (kind.to_owned(), subject.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::Record(kind, subject, data, actor, r)))
     }
     fn create_client(&self, new: NewClient, actor: &str) -> StoreFuture<'_, Client> {
         let actor = actor.to_owned();

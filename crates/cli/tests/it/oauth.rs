@@ -712,3 +712,84 @@ async fn token_exchange_delegates_to_a_sub_agent_with_a_nested_act_chain() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn key_rotation_publishes_both_keys_then_retires_the_old_one() {
+    let mut l = Leash::start_with(&[
+        "--ttl-cap",
+        "dev=2s",
+        "--ttl-cap",
+        "stage=2s",
+        "--ttl-cap",
+        "prod=2s",
+    ])
+    .await;
+    l.fixture().await;
+    let before = l
+        .mint(json!({"workload": "triage-bot", "scopes": ["tickets:read"], "ttl": 2}))
+        .await;
+    let old_kid = claims_header_kid(before["token"].as_str().unwrap());
+    let o = l.cli(&["keys", "rotate", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let new_kid = v["active_kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert_eq!(v["keys"].as_array().unwrap().len(), 2);
+    assert!(v["keys"][1]["retires_at"].as_i64().is_some());
+    let jwks: Value = l
+        .http
+        .get(format!("{}/.well-known/jwks.json", l.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "both keys are published during the overlap"
+    );
+    let after = l
+        .mint(json!({"workload": "triage-bot", "scopes": ["tickets:read"], "ttl": 2}))
+        .await;
+    assert_eq!(
+        claims_header_kid(after["token"].as_str().unwrap()),
+        new_kid,
+        "the new key signs"
+    );
+    assert_eq!(
+        l.explain(before["token"].as_str().unwrap()).await["status"],
+        "active",
+        "the old key still verifies"
+    );
+    let (_, evs) = l.get("/v1/audit/events?limit=5").await;
+    assert!(
+        evs.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "key.rotated"),
+        "{evs}"
+    );
+
+    // after the longest TTL the old key leaves the JWKS
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    l.restart().await;
+    let jwks: Value = l
+        .http
+        .get(format!("{}/.well-known/jwks.json", l.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(jwks["keys"][0]["kid"], new_kid);
+}
+
+fn claims_header_kid(jwt: &str) -> String {
+    let h: Value =
+        serde_json::from_slice(&B64.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
+    h["kid"].as_str().unwrap().to_owned()
+}

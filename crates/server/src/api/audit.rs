@@ -46,7 +46,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        active_kid: app.keys.active().kid().to_owned(),
+        active_kid: app.keys().active().kid().to_owned(),
     })
 }
 

@@ -107,6 +107,8 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/runs/{id}", get(registry::get_run))
         .route("/runs/{id}/end", post(registry::end_run))
         .route("/clients", post(clients::create).get(clients::list))
+        .route("/keys", get(oauth::keys))
+        .route("/keys/rotate", post(oauth::rotate_keys))
         .route("/tokens", post(tokens::mint).get(tokens::list))
         .route("/tokens/{id}", get(tokens::get))
         .route("/explain", post(tokens::explain))

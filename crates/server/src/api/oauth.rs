@@ -158,7 +158,7 @@ use axum::extract::FromRequest;
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth", responses((status = 200, description = "JWK Set of the Ed25519 signing keys")))]
 pub async fn jwks(State(app): State<AppState>) -> impl IntoResponse {
-    let body: Value = app.keys.jwks();
+    let body: Value = app.keys().jwks();
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body))
 }
 
@@ -573,4 +573,36 @@ pub async fn metadata(State(app): State<AppState>) -> impl IntoResponse {
         "access_token_signing_alg_values_supported": ["EdDSA"],
         "service_documentation": format!("{iss}/v1/openapi.json"),
     }))
+}
+
+/// The signing keys and their retirement times.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeysView {
+    pub active_kid: String,
+    pub keys: Vec<crate::bootstrap::KeyInfo>,
+}
+
+fn keys_view(app: &crate::App) -> KeysView {
+    KeysView {
+        active_kid: app.keys().active().kid().to_owned(),
+        keys: app.key_info(),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/keys", tag = "oauth", responses((status = 200, body = KeysView)))]
+pub async fn keys(State(app): State<AppState>) -> Json<KeysView> {
+    Json(keys_view(&app))
+}
+
+#[utoipa::path(post, path = "/v1/keys/rotate", tag = "oauth",
+    responses((status = 200, body = KeysView, description = "A new key signs from now on; the previous one stays published until the longest TTL has passed")))]
+pub async fn rotate_keys(
+    State(app): State<AppState>,
+) -> Result<Json<KeysView>, crate::error::ApiError> {
+    app.rotate_keys(super::registry::OPERATOR)
+        .await
+        .map_err(|e| {
+            crate::error::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+        })?;
+    Ok(Json(keys_view(&app)))
 }

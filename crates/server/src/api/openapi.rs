@@ -35,7 +35,7 @@ impl Modify for OperatorAuth {
         registry::start_run, registry::list_runs, registry::get_run, registry::end_run,
         tokens::mint, tokens::list, tokens::get, tokens::explain, tokens::revoke,
         audit::events, audit::verify, audit::health, audit::metrics,
-        oauth::introspect, oauth::jwks, oauth::token, oauth::revoke, oauth::metadata,
+        oauth::introspect, oauth::jwks, oauth::token, oauth::revoke, oauth::metadata, oauth::keys, oauth::rotate_keys,
         clients::create, clients::list,
     ),
     components(schemas(Problem, dto::Ttl)),

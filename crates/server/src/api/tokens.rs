@@ -199,7 +199,7 @@ async fn mint_token(
     };
     let (secret, secret_hash) = match format {
         TokenFormat::Jwt => (
-            leash_token::jwt::sign(&app.keys, &claims).map_err(|e| {
+            leash_token::jwt::sign(&app.keys(), &claims).map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
             })?,
             None,
@@ -254,7 +254,7 @@ pub async fn resolve(app: &App, given: &str) -> ApiResult<Token> {
             });
     }
     if leash_token::jwt::looks_like_jwt(s) {
-        let claims = leash_token::jwt::verify(&app.keys, s).map_err(|e| {
+        let claims = leash_token::jwt::verify(&app.keys(), s).map_err(|e| {
             ApiError::bad_request(format!(
                 "{e}; only tokens minted by this Leash can be looked up"
             ))
