@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Api, enc, find_token};
 use crate::{
-    AuditCmd, Cli, ClientCmd, Command, KeysCmd, OwnerCmd, RunCmd, ServeArgs, TokensCmd,
+    AuditCmd, Cli, ClientCmd, Command, IssuerCmd, KeysCmd, OwnerCmd, RunCmd, ServeArgs, TokensCmd,
     WorkflowCmd, WorkloadCmd,
 };
 
@@ -186,6 +186,53 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     c.workload,
                     c.auth_methods.join(", ")
                 );
+            })?;
+        }
+        Command::Issuer(IssuerCmd::Add {
+            name,
+            issuer,
+            jwks_url,
+            jwks,
+            audience,
+        }) => {
+            let jwks: Option<Value> = match jwks {
+                None => None,
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("JWK Set file {} cannot be read", p.display()))?;
+                    Some(
+                        serde_json::from_str(&text)
+                            .with_context(|| format!("{} is not JSON", p.display()))?,
+                    )
+                }
+            };
+            let v: leash_server::api::federation::IssuerView =
+                api()?.post("/v1/issuers", &json!({"name": name, "issuer": issuer, "jwks_url": jwks_url, "jwks": jwks, "audience": audience})).await?;
+            show(j, &v, |v| {
+                println!(
+                    "trusted issuer {} ({}), audience {}",
+                    v.name, v.issuer, v.audience
+                )
+            })?;
+        }
+        Command::Issuer(IssuerCmd::List) => {
+            let l: Vec<leash_server::api::federation::IssuerView> =
+                api()?.get("/v1/issuers").await?;
+            show(j, &l, |l| {
+                for i in l {
+                    println!(
+                        "{} {} aud={} keys={}",
+                        i.name,
+                        i.issuer,
+                        i.audience,
+                        i.jwks_url.as_deref().unwrap_or("inline")
+                    );
+                    for r in &i.rules {
+                        let c: Vec<String> =
+                            r.claims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        println!("  -> {}  when {}", r.workload, c.join(" "));
+                    }
+                }
             })?;
         }
         Command::Keys(cmd) => {
@@ -558,6 +605,31 @@ async fn workload(api: &Api, cmd: WorkloadCmd, j: bool) -> Result<()> {
                             ]
                         })
                         .collect(),
+                )
+            })
+        }
+        WorkloadCmd::IdentityRule {
+            name,
+            issuer,
+            claims,
+        } => {
+            let mut map = serde_json::Map::new();
+            for c in claims {
+                let (k, v) = c
+                    .split_once('=')
+                    .with_context(|| format!("--claim `{c}`: write it as CLAIM=GLOB"))?;
+                map.insert(k.to_owned(), Value::String(v.to_owned()));
+            }
+            let r: leash_server::api::federation::RuleView = api
+                .post(
+                    &format!("/v1/workloads/{}/identity-rules", enc(&name)),
+                    &json!({"issuer": issuer, "claims": map}),
+                )
+                .await?;
+            show(j, &r, |r| {
+                println!(
+                    "tokens of issuer {issuer} map to {} when {:?}",
+                    r.workload, r.claims
                 )
             })
         }

@@ -58,6 +58,9 @@ pub enum Command {
     /// OAuth clients: how workloads authenticate at /oauth2/token.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Trusted external issuers for workload identity federation.
+    #[command(subcommand)]
+    Issuer(IssuerCmd),
     /// Signing keys: list, rotate.
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -143,6 +146,15 @@ pub enum WorkloadCmd {
     Show {
         name: String,
     },
+    /// Map an issuer's verified claims to this workload (all globs must match).
+    IdentityRule {
+        name: String,
+        #[arg(long)]
+        issuer: String,
+        /// CLAIM=GLOB, repeat, e.g. --claim sub='repo:acme/agents:ref:refs/heads/main'.
+        #[arg(long = "claim", required = true)]
+        claims: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +209,28 @@ pub enum RunCmd {
     Show {
         run: i64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum IssuerCmd {
+    /// Trust an issuer: its tokens can be exchanged (RFC 8693) for Leash tokens.
+    Add {
+        name: String,
+        /// The exact `iss` of its tokens.
+        #[arg(long)]
+        issuer: String,
+        /// Where its JWK Set is fetched (cached; refreshed on an unknown kid).
+        #[arg(long, conflicts_with = "jwks")]
+        jwks_url: Option<String>,
+        /// An inline JWK Set / SPIFFE trust bundle file instead.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// The `aud` its tokens must carry.
+        #[arg(long)]
+        audience: String,
+    },
+    /// Issuers and their identity rules.
+    List,
 }
 
 #[derive(Subcommand)]

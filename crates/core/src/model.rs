@@ -216,6 +216,50 @@ pub struct Client {
     pub created_at: Millis,
 }
 
+/// A trusted external token issuer (OIDC provider, Kubernetes cluster,
+/// SPIFFE trust domain) whose JWTs workloads exchange for Leash tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuer {
+    pub id: i64,
+    pub name: String,
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// Where its JWK Set is fetched (cached, refreshed on an unknown `kid`).
+    pub jwks_url: Option<String>,
+    /// An inline JWK Set / SPIFFE trust bundle instead of a URL.
+    pub jwks: Option<String>,
+    /// The `aud` its tokens must carry.
+    pub audience: String,
+    pub created_at: Millis,
+}
+
+/// Maps verified claims of an issuer's tokens to a workload: every listed
+/// claim must match its glob (`*` any run of characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRule {
+    pub id: i64,
+    pub workload_id: i64,
+    pub issuer_id: i64,
+    pub claims: std::collections::BTreeMap<String, String>,
+    pub created_at: Millis,
+}
+
+impl IdentityRule {
+    /// Do the verified claims satisfy this rule? Claims absent or not
+    /// strings never match; a rule with no claims matches nothing.
+    pub fn matches(&self, claims: &serde_json::Value) -> bool {
+        !self.claims.is_empty()
+            && self.claims.iter().all(|(k, pattern)| {
+                let v = match claims.get(k) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    _ => return false,
+                };
+                crate::scope::glob_match(pattern, &v)
+            })
+    }
+}
+
 /// How and why a token was revoked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {

@@ -70,7 +70,13 @@ fn key_files(keys_dir: &Path) -> Result<Vec<(i64, std::path::PathBuf)>, ServerEr
                 .next()?
                 .parse::<i64>()
                 .ok()?;
-            Some((stamp, p))
+            // names carry milliseconds; accept older second-precision names too
+            let ms = if stamp < 100_000_000_000 {
+                stamp * 1000
+            } else {
+                stamp
+            };
+            Some((ms, p))
         })
         .collect();
     files.sort();
@@ -83,12 +89,10 @@ fn key_files(keys_dir: &Path) -> Result<Vec<(i64, std::path::PathBuf)>, ServerEr
 pub fn create_key(dir: &Path) -> Result<String, ServerError> {
     let keys_dir = keys_dir(dir)?;
     let newest = key_files(&keys_dir)?.first().map(|(t, _)| *t).unwrap_or(0);
-    let stamp = time::OffsetDateTime::now_utc()
-        .unix_timestamp()
-        .max(newest + 1);
+    let stamp = leash_store::now_ms().max(newest + 1);
     let (key, pk8) = SigningKey::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
     write_private(
-        &keys_dir.join(format!("{stamp:012}-{}.pk8", key.kid())),
+        &keys_dir.join(format!("{stamp:015}-{}.pk8", key.kid())),
         &pk8,
     )?;
     tracing::info!(kid = key.kid(), "created Ed25519 signing key");
@@ -102,7 +106,7 @@ pub fn create_key(dir: &Path) -> Result<String, ServerError> {
 pub fn load_keys(
     dir: &Path,
     max_ttl: i64,
-    now: i64,
+    now_ms: i64,
 ) -> Result<(KeyRing, Vec<KeyInfo>), ServerError> {
     let keys_dir = keys_dir(dir)?;
     if key_files(&keys_dir)?.is_empty() {
@@ -113,9 +117,9 @@ pub fn load_keys(
     let mut info = Vec::new();
     let mut replaced_at: Option<i64> = None;
     for (created, p) in files {
-        let retires_at = replaced_at.map(|r| r + max_ttl);
+        let retires_at = replaced_at.map(|r| r + max_ttl * 1000);
         replaced_at = Some(created);
-        if retires_at.is_some_and(|r| r <= now) {
+        if retires_at.is_some_and(|r| r <= now_ms) {
             continue;
         }
         let bytes = fs::read(&p)
@@ -124,9 +128,9 @@ pub fn load_keys(
             .map_err(|e| ServerError::Setup(format!("{}: {e}", p.display())))?;
         info.push(KeyInfo {
             kid: key.kid().to_owned(),
-            created,
+            created: created / 1000,
             active: keys.is_empty(),
-            retires_at,
+            retires_at: retires_at.map(|r| r / 1000),
         });
         keys.push(key);
     }

@@ -99,6 +99,10 @@ pub struct App {
     pub issuer: String,
     pub default_audience: String,
     pub max_delegation_depth: u32,
+    /// JWK Sets of trusted external issuers.
+    pub jwks_cache: api::federation::JwksCache,
+    /// Outbound HTTP (JWKS fetches).
+    pub http: reqwest::Client,
     /// Client-assertion `jti`s already used (RFC 7523 replay protection).
     pub assertion_jtis: api::clients::ReplayCache,
     operator_hash: [u8; 32],
@@ -121,7 +125,7 @@ impl App {
     /// Re-read the key directory, dropping keys whose retirement time passed.
     pub fn reload_keys(&self) -> Result<(), ServerError> {
         let (ring, info) =
-            bootstrap::load_keys(&self.data_dir, self.max_ttl, leash_store::now_ms() / 1000)?;
+            bootstrap::load_keys(&self.data_dir, self.max_ttl, leash_store::now_ms())?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
         *self.key_info.write().unwrap_or_else(|e| e.into_inner()) = info;
         Ok(())
@@ -164,8 +168,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         .dev
         .max(cfg.ttl_caps.stage)
         .max(cfg.ttl_caps.prod) as i64;
-    let (keys, key_info) =
-        bootstrap::load_keys(&cfg.data_dir, max_ttl, leash_store::now_ms() / 1000)?;
+    let (keys, key_info) = bootstrap::load_keys(&cfg.data_dir, max_ttl, leash_store::now_ms())?;
     let operator_hash = bootstrap::load_or_create_operator(&cfg.data_dir)?;
     let store = SqliteStore::open(
         &cfg.data_dir,
@@ -190,6 +193,12 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         issuer,
         default_audience: cfg.default_audience.clone(),
         assertion_jtis: Default::default(),
+        jwks_cache: Default::default(),
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .map_err(|e| ServerError::Setup(format!("cannot build the HTTP client: {e}")))?,
         max_delegation_depth: cfg.max_delegation_depth,
         operator_hash,
     }))

@@ -30,8 +30,8 @@ use leash_core::audit::{ChainBreak, ChainSummary, Event};
 use leash_core::issuance::{MintRefusal, MintRequest, TtlCaps};
 use leash_core::scope::Scope;
 use leash_core::{
-    Client, Environment, InvalidInput, Millis, Owner, OwnerKind, Run, RunState, Token, TokenStatus,
-    Workflow, Workload,
+    Client, Environment, IdentityRule, InvalidInput, Issuer, Millis, Owner, OwnerKind, Run,
+    RunState, Token, TokenStatus, Workflow, Workload,
 };
 use serde::Serialize;
 
@@ -114,6 +114,16 @@ pub struct NewWorkflow {
     pub owner: String,
     pub digest: String,
     pub tools: Vec<String>,
+}
+
+/// A new trusted issuer.
+#[derive(Debug, Clone)]
+pub struct NewIssuer {
+    pub name: String,
+    pub issuer: String,
+    pub jwks_url: Option<String>,
+    pub jwks: Option<String>,
+    pub audience: String,
 }
 
 /// A new OAuth client.
@@ -201,6 +211,16 @@ pub trait Store: Send + Sync {
         data: serde_json::Value,
         actor: &str,
     ) -> StoreFuture<'_, i64>;
+    /// Trust an external issuer.
+    fn create_issuer(&self, new: NewIssuer, actor: &str) -> StoreFuture<'_, Issuer>;
+    /// Map an issuer's verified claims to a workload.
+    fn add_identity_rule(
+        &self,
+        workload: &str,
+        issuer: &str,
+        claims: std::collections::BTreeMap<String, String>,
+        actor: &str,
+    ) -> StoreFuture<'_, IdentityRule>;
     /// Register an OAuth client for a workload (`client.id` is chosen by the caller).
     fn create_client(&self, client: NewClient, actor: &str) -> StoreFuture<'_, Client>;
     /// End a run; every live token of it (and descendants) is revoked in the same transaction.

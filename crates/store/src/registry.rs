@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use leash_core::{Client, Owner, Run, Workflow, Workload};
+use leash_core::{Client, IdentityRule, Issuer, Owner, Run, Workflow, Workload};
 
 /// Registry entities by id and name.
 #[derive(Debug, Default, Clone)]
@@ -22,6 +22,8 @@ pub struct Registry {
     workflow_names: HashMap<String, i64>,
     running: HashMap<i64, Run>,
     clients: HashMap<String, Client>,
+    issuers: HashMap<i64, Issuer>,
+    rules: Vec<IdentityRule>,
 }
 
 impl Registry {
@@ -57,6 +59,26 @@ impl Registry {
     pub fn client(&self, id: &str) -> Option<&Client> {
         self.clients.get(id)
     }
+    /// A trusted issuer by its `iss` value.
+    pub fn issuer_by_iss(&self, iss: &str) -> Option<&Issuer> {
+        self.issuers.values().find(|i| i.issuer == iss)
+    }
+    /// A trusted issuer by name.
+    pub fn issuer_by_name(&self, name: &str) -> Option<&Issuer> {
+        self.issuers.values().find(|i| i.name == name)
+    }
+    /// A trusted issuer by id.
+    pub fn issuer(&self, id: i64) -> Option<&Issuer> {
+        self.issuers.get(&id)
+    }
+    /// Every issuer, sorted by name.
+    pub fn issuers(&self) -> Vec<&Issuer> {
+        sorted(self.issuers.values(), |i| &i.name)
+    }
+    /// The identity rules of one issuer.
+    pub fn rules_of(&self, issuer_id: i64) -> impl Iterator<Item = &IdentityRule> {
+        self.rules.iter().filter(move |r| r.issuer_id == issuer_id)
+    }
     /// Every client, sorted by id.
     pub fn clients(&self) -> Vec<&Client> {
         sorted(self.clients.values(), |c| &c.id)
@@ -89,6 +111,12 @@ impl Registry {
     pub(crate) fn put_workflow(&mut self, w: Workflow) {
         self.workflow_names.insert(w.name.clone(), w.id);
         self.workflows.insert(w.id, w);
+    }
+    pub(crate) fn put_issuer(&mut self, i: Issuer) {
+        self.issuers.insert(i.id, i);
+    }
+    pub(crate) fn put_rule(&mut self, r: IdentityRule) {
+        self.rules.push(r);
     }
     pub(crate) fn put_client(&mut self, c: Client) {
         self.clients.insert(c.id.clone(), c);

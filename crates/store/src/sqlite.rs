@@ -8,8 +8,9 @@ use leash_core::audit::{ChainBreak, ChainHead, ChainSummary, ChainVerifier, Even
 use leash_core::issuance::{MintContext, TtlCaps, check_mint};
 use leash_core::scope::Scope;
 use leash_core::{
-    Client, InvalidInput, Millis, Owner, OwnerStatus, Revocation, RevocationTrigger, Run, RunState,
-    Token, TokenStatus, Workflow, Workload, validate_email, validate_len, validate_name,
+    Client, IdentityRule, InvalidInput, Issuer, Millis, Owner, OwnerStatus, Revocation,
+    RevocationTrigger, Run, RunState, Token, TokenStatus, Workflow, Workload, validate_email,
+    validate_len, validate_name,
 };
 use serde_json::json;
 use sqlx::sqlite::{
@@ -21,8 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::registry::{Registry, SharedRegistry};
 use crate::{
-    MintPlan, NewClient, NewOwner, NewWorkflow, NewWorkload, Revoked, Store, StoreConfig,
-    StoreError, StoreFuture, TokenCounts, TokenFilter, now_ms,
+    MintPlan, NewClient, NewIssuer, NewOwner, NewWorkflow, NewWorkload, Revoked, Store,
+    StoreConfig, StoreError, StoreFuture, TokenCounts, TokenFilter, now_ms,
 };
 
 /// Most ids echoed back from a revocation.
@@ -41,6 +42,14 @@ enum Job {
     CreateOwner(NewOwner, String, Reply<Owner>),
     CreateClient(NewClient, String, Reply<Client>),
     Record(String, String, serde_json::Value, String, Reply<i64>),
+    CreateIssuer(NewIssuer, String, Reply<Issuer>),
+    AddRule(
+        String,
+        String,
+        std::collections::BTreeMap<String, String>,
+        String,
+        Reply<IdentityRule>,
+    ),
     Offboard(String, String, Reply<(Owner, Revoked)>),
     CreateWorkload(NewWorkload, String, Reply<Workload>),
     CreateWorkflow(NewWorkflow, String, Reply<Workflow>),
@@ -67,6 +76,8 @@ impl Job {
             Job::CreateOwner(.., r) => fail(r, why),
             Job::CreateClient(.., r) => fail(r, why),
             Job::Record(.., r) => fail(r, why),
+            Job::CreateIssuer(.., r) => fail(r, why),
+            Job::AddRule(.., r) => fail(r, why),
             Job::Offboard(.., r) => fail(r, why),
             Job::CreateWorkload(.., r) => fail(r, why),
             Job::CreateWorkflow(.., r) => fail(r, why),
@@ -207,6 +218,35 @@ async fn load_registry(conn: &mut SqliteConnection) -> Result<Registry, StoreErr
             workload_id: row.try_get("workload_id")?,
             secret_hash: hash.map(hash32).transpose()?,
             jwks: row.try_get("jwks")?,
+            created_at: row.try_get("created_at")?,
+        });
+    }
+    for row in sqlx::query("SELECT * FROM issuers")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        r.put_issuer(Issuer {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            issuer: row.try_get("issuer")?,
+            jwks_url: row.try_get("jwks_url")?,
+            jwks: row.try_get("jwks")?,
+            audience: row.try_get("audience")?,
+            created_at: row.try_get("created_at")?,
+        });
+    }
+    for row in sqlx::query("SELECT * FROM identity_rules ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let claims: String = row.try_get("claims")?;
+        r.put_rule(IdentityRule {
+            id: row.try_get("id")?,
+            workload_id: row.try_get("workload_id")?,
+            issuer_id: row.try_get("issuer_id")?,
+            claims: serde_json::from_str(&claims).map_err(|_| {
+                StoreError::Corrupt("an identity rule's claims are not JSON".into())
+            })?,
             created_at: row.try_get("created_at")?,
         });
     }
@@ -484,6 +524,13 @@ impl Writer {
             Job::CreateClient(new, actor, r) => {
                 settle(r, self.create_client(new, &actor, now).await)
             }
+            Job::CreateIssuer(new, actor, r) => {
+                settle(r, self.create_issuer(new, &actor, now).await)
+            }
+            Job::AddRule(workload, issuer, claims, actor, r) => settle(
+                r,
+                self.add_rule(&workload, &issuer, claims, &actor, now).await,
+            ),
             Job::Record(kind, subject, data, actor, r) => {
                 settle(r, Ok(self.append(now, &kind, &actor, subject, data)))
             }
@@ -751,6 +798,136 @@ impl Writer {
         self.append(now, "workload.created", actor, format!("workload:{}", w.name), json!({"owner": owner.name, "identity": w.identity, "environment": w.environment, "scope_ceiling": ceiling}));
         self.registry.write().put_workload(w.clone());
         Ok(w)
+    }
+
+    async fn create_issuer(
+        &mut self,
+        new: NewIssuer,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Issuer, StoreError> {
+        validate_name("issuer name", &new.name)?;
+        for (what, v) in [("issuer", &new.issuer), ("audience", &new.audience)] {
+            if v.is_empty()
+                || v.len() > 512
+                || v.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(InvalidInput::Choice {
+                    what,
+                    value: v.chars().take(60).collect(),
+                    expected: "1-512 printable characters without spaces",
+                }
+                .into());
+            }
+        }
+        match (&new.jwks_url, &new.jwks) {
+            (Some(u), None) if u.starts_with("https://") || u.starts_with("http://") => {
+                validate_len("jwks_url", u, 2048)?
+            }
+            (None, Some(j)) => validate_len("jwks", j, 256 * 1024)?,
+            _ => {
+                return Err(StoreError::Conflict(
+                    "an issuer needs exactly one of jwks_url (http(s)://…) or an inline jwks"
+                        .into(),
+                ));
+            }
+        }
+        {
+            let reg = self.registry.read();
+            if reg.issuer_by_name(&new.name).is_some() {
+                return Err(StoreError::Duplicate {
+                    what: "issuer",
+                    name: new.name,
+                });
+            }
+            if reg.issuer_by_iss(&new.issuer).is_some() {
+                return Err(StoreError::Duplicate {
+                    what: "issuer URL",
+                    name: new.issuer,
+                });
+            }
+        }
+        self.flush_tokens().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO issuers (name, issuer, jwks_url, jwks, audience, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(&new.name)
+            .bind(&new.issuer)
+            .bind(&new.jwks_url)
+            .bind(&new.jwks)
+            .bind(&new.audience)
+            .bind(now)
+            .fetch_one(&mut self.conn)
+            .await?;
+        let i = Issuer {
+            id,
+            name: new.name,
+            issuer: new.issuer,
+            jwks_url: new.jwks_url,
+            jwks: new.jwks,
+            audience: new.audience,
+            created_at: now,
+        };
+        self.append(now, "issuer.created", actor, format!("issuer:{}", i.name), json!({"issuer": i.issuer, "jwks_url": i.jwks_url, "inline_jwks": i.jwks.is_some(), "audience": i.audience}));
+        self.registry.write().put_issuer(i.clone());
+        Ok(i)
+    }
+
+    async fn add_rule(
+        &mut self,
+        workload: &str,
+        issuer: &str,
+        claims: std::collections::BTreeMap<String, String>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<IdentityRule, StoreError> {
+        if claims.is_empty() || claims.len() > 16 {
+            return Err(StoreError::Conflict("an identity rule needs 1 to 16 claim patterns, e.g. sub=repo:acme/agents:ref:refs/heads/main".into()));
+        }
+        for (k, v) in &claims {
+            validate_len("claim name", k, 64)?;
+            validate_len("claim pattern", v, 512)?;
+        }
+        let (workload_id, issuer_id) = {
+            let reg = self.registry.read();
+            let w = reg
+                .workload_by_name(workload)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "workload",
+                    key: workload.to_owned(),
+                })?;
+            let i = reg
+                .issuer_by_name(issuer)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "issuer",
+                    key: issuer.to_owned(),
+                })?;
+            (w.id, i.id)
+        };
+        self.flush_tokens().await?;
+        let text =
+            serde_json::to_string(&claims).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO identity_rules (workload_id, issuer_id, claims, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(workload_id)
+            .bind(issuer_id)
+            .bind(&text)
+            .bind(now)
+            .fetch_one(&mut self.conn)
+            .await?;
+        let r = IdentityRule {
+            id,
+            workload_id,
+            issuer_id,
+            claims,
+            created_at: now,
+        };
+        self.append(
+            now,
+            "identity_rule.created",
+            actor,
+            format!("workload:{workload}"),
+            json!({"issuer": issuer, "claims": r.claims}),
+        );
+        self.registry.write().put_rule(r.clone());
+        Ok(r)
     }
 
     async fn create_client(
@@ -1354,6 +1531,20 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, i64> {
         let (kind, subject, actor) = (kind.to_owned(), subject.to_owned(), actor.to_owned());
         Box::pin(self.submit(move |r| Job::Record(kind, subject, data, actor, r)))
+    }
+    fn create_issuer(&self, new: NewIssuer, actor: &str) -> StoreFuture<'_, Issuer> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::CreateIssuer(new, actor, r)))
+    }
+    fn add_identity_rule(
+        &self,
+        workload: &str,
+        issuer: &str,
+        claims: std::collections::BTreeMap<String, String>,
+        actor: &str,
+    ) -> StoreFuture<'_, IdentityRule> {
+        let (workload, issuer, actor) = (workload.to_owned(), issuer.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::AddRule(workload, issuer, claims, actor, r)))
     }
     fn create_client(&self, new: NewClient, actor: &str) -> StoreFuture<'_, Client> {
         let actor = actor.to_owned();

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod clients;
 pub mod dto;
+pub mod federation;
 pub mod oauth;
 pub mod openapi;
 pub mod registry;
@@ -108,6 +109,14 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/runs/{id}/end", post(registry::end_run))
         .route("/clients", post(clients::create).get(clients::list))
         .route("/keys", get(oauth::keys))
+        .route(
+            "/issuers",
+            post(federation::create_issuer).get(federation::list_issuers),
+        )
+        .route(
+            "/workloads/{name}/identity-rules",
+            post(federation::add_rule),
+        )
         .route("/keys/rotate", post(oauth::rotate_keys))
         .route("/tokens", post(tokens::mint).get(tokens::list))
         .route("/tokens/{id}", get(tokens::get))

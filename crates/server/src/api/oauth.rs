@@ -264,15 +264,34 @@ pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response
         client_assertion_type: form.client_assertion_type.clone(),
         client_assertion: form.client_assertion.clone(),
     };
-    let (client, _method) =
-        super::clients::authenticate(&app, &headers, &presented, &token_endpoint(&app))?;
-    let (minted, issued_type) = match form.grant_type.as_deref() {
-        Some("client_credentials") => (client_credentials(&app, &client, form).await?, None),
-        Some(TOKEN_EXCHANGE) => (
-            exchange(&app, &client, form).await?,
+    // a workload exchanging its own identity token (federation) has no
+    // client credentials: the verified subject_token is its credential
+    let anonymous = presented.client_id.is_none()
+        && presented.client_secret.is_none()
+        && presented.client_assertion.is_none()
+        && !headers.contains_key(header::AUTHORIZATION)
+        && form.grant_type.as_deref() == Some(TOKEN_EXCHANGE);
+    let client = if anonymous {
+        None
+    } else {
+        Some(super::clients::authenticate(&app, &headers, &presented, &token_endpoint(&app))?.0)
+    };
+    let (minted, issued_type) = match (form.grant_type.as_deref(), &client) {
+        (Some("client_credentials"), Some(client)) => {
+            (client_credentials(&app, client, form).await?, None)
+        }
+        (Some(TOKEN_EXCHANGE), _) => (
+            exchange(&app, client.as_ref(), form).await?,
             Some(ACCESS_TOKEN_TYPE),
         ),
-        Some(other) => {
+        (Some("client_credentials"), None) => {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client_credentials needs client authentication",
+            ));
+        }
+        (Some(other), _) => {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
@@ -282,7 +301,7 @@ pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response
                 ),
             ));
         }
-        None => {
+        (None, _) => {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -375,7 +394,7 @@ async fn client_credentials(
 /// a child of the subject token (revoked with it); `act` nests every hop.
 async fn exchange(
     app: &crate::App,
-    client: &leash_core::Client,
+    client: Option<&leash_core::Client>,
     form: TokenForm,
 ) -> Result<super::dto::Minted, OAuthError> {
     let bad = |error, why: &str| oauth_error(StatusCode::BAD_REQUEST, error, why);
@@ -404,16 +423,34 @@ async fn exchange(
     }
     let now = leash_store::now_ms();
     let live = |t: &leash_core::Token| t.status(now) == leash_core::TokenStatus::Active;
-    let subject = super::tokens::resolve(app, subject_token)
-        .await
-        .ok()
-        .filter(live)
-        .ok_or_else(|| {
-            bad(
-                "invalid_grant",
-                "subject_token is not an active Leash token",
-            )
-        })?;
+    let leash_subject = if leash_token::opaque::parse(subject_token).is_ok()
+        || leash_token::jwt::verify(&app.keys(), subject_token).is_ok()
+    {
+        Some(
+            super::tokens::resolve(app, subject_token)
+                .await
+                .ok()
+                .filter(live)
+                .ok_or_else(|| {
+                    bad(
+                        "invalid_grant",
+                        "subject_token is not an active Leash token",
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
+    let Some(subject) = leash_subject else {
+        return federated_exchange(app, client, form).await;
+    };
+    let client = client.ok_or_else(|| {
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "exchanging a Leash token needs the holder's client authentication",
+        )
+    })?;
     if subject.workload_id != client.workload_id {
         return Err(bad(
             "invalid_grant",
@@ -476,6 +513,65 @@ async fn exchange(
         parent: Some(subject.id.clone()),
     };
     super::tokens::mint_counted(app, body, &format!("client:{}", client.id), act)
+        .await
+        .map_err(from_api)
+}
+
+/// Workload identity federation: a workload presents a JWT from a trusted
+/// issuer (GitHub Actions OIDC, a Kubernetes service-account token, a SPIFFE
+/// JWT-SVID); its verified claims pick the workload through identity rules;
+/// the workload gets a per-task Leash token.
+async fn federated_exchange(
+    app: &crate::App,
+    client: Option<&leash_core::Client>,
+    form: TokenForm,
+) -> Result<super::dto::Minted, OAuthError> {
+    let subject_token = form.subject_token.as_deref().unwrap_or_default();
+    let fed = super::federation::verify_external(app, subject_token)
+        .await
+        .map_err(|why| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why))?;
+    if client.is_some_and(|c| c.workload_id != fed.workload_id) {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the subject_token maps to another workload than the authenticated client's",
+        ));
+    }
+    let scopes = split_scopes(form.scope.as_deref());
+    if scopes.is_empty() {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "ask for the scopes this task needs: scope=TYPE[:ID]:ACTION …",
+        ));
+    }
+    let (workload, _, cap) = workload_of(app, fed.workload_id)?;
+    let ttl = match form.ttl {
+        Some(t) => super::dto::Ttl::Text(t),
+        None => super::dto::Ttl::Seconds(cap.min(900)),
+    };
+    let audience: Vec<String> = form.audience.into_iter().chain(form.resource).collect();
+    let sub = fed
+        .claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    let actor = format!(
+        "federated:{}:{}",
+        fed.issuer.name,
+        sub.chars().take(200).collect::<String>()
+    );
+    let body = super::dto::MintBody {
+        workload,
+        run: form.run,
+        scopes,
+        ttl,
+        audience,
+        justification: form.justification,
+        format: form.format,
+        parent: None,
+    };
+    super::tokens::mint_counted(app, body, &actor, None)
         .await
         .map_err(from_api)
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, clients, dto, oauth, registry, tokens};
+use super::{audit, clients, dto, federation, oauth, registry, tokens};
 use crate::error::Problem;
 
 struct OperatorAuth;
@@ -37,6 +37,7 @@ impl Modify for OperatorAuth {
         audit::events, audit::verify, audit::health, audit::metrics,
         oauth::introspect, oauth::jwks, oauth::token, oauth::revoke, oauth::metadata, oauth::keys, oauth::rotate_keys,
         clients::create, clients::list,
+        federation::create_issuer, federation::list_issuers, federation::add_rule,
     ),
     components(schemas(Problem, dto::Ttl)),
     modifiers(&OperatorAuth),
