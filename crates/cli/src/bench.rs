@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
@@ -37,6 +38,10 @@ pub enum BenchCmd {
     Explain(ExplainBench),
     /// GET /health: the HTTP stack's own ceiling on this machine, as a peer for the other figures.
     Health(HealthBench),
+    /// POST /oauth2/token, client_credentials with client_secret_basic.
+    ClientCredentials(HealthBench),
+    /// POST /oauth2/token, RFC 8693 exchange of an external ES256 JWT (verify, map, mint, durable commit).
+    Exchange(HealthBench),
 }
 
 #[derive(Args)]
@@ -122,6 +127,9 @@ struct Load {
     clients: usize,
     rate: Option<f64>,
     stop: Stop,
+    /// OAuth form requests with this Authorization header, instead of JSON
+    /// with the operator credential.
+    oauth: Option<String>,
 }
 
 /// Builds request `i`: method, path and JSON body.
@@ -150,12 +158,18 @@ async fn drive(
     progress: bool,
 ) -> Result<Report> {
     let (addr, host) = addr_of(api)?;
-    let auth = format!(
-        "Bearer {}",
-        api.token().ok_or_else(|| anyhow!(
-            "bench needs the operator credential (LEASH_TOKEN or LEASH_DATA)"
-        ))?
-    );
+    let (auth, content_type) = match &load.oauth {
+        Some(a) => (a.clone(), "application/x-www-form-urlencoded"),
+        None => (
+            format!(
+                "Bearer {}",
+                api.token().ok_or_else(|| anyhow!(
+                    "bench needs the operator credential (LEASH_TOKEN or LEASH_DATA)"
+                ))?
+            ),
+            "application/json",
+        ),
+    };
     let ticket = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -219,12 +233,15 @@ async fn drive(
                     tokio::time::sleep_until(scheduled.into()).await;
                 }
                 let (method, path, body) = make(i);
-                let req = Request::builder()
+                let mut req = Request::builder()
                     .method(method)
                     .uri(path)
-                    .header(HOST, &host)
-                    .header(AUTHORIZATION, &auth)
-                    .header(CONTENT_TYPE, "application/json")
+                    .header(HOST, &host);
+                if !auth.is_empty() {
+                    req = req.header(AUTHORIZATION, &auth);
+                }
+                let req = req
+                    .header(CONTENT_TYPE, content_type)
                     .body(Full::new(body.unwrap_or_default()))?;
                 sender.ready().await?;
                 let resp = sender.send_request(req).await?;
@@ -314,6 +331,48 @@ fn print_report(r: &Report, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// Register a bench issuer (fresh ES256 key, inline JWKS) mapped to
+/// `workload`, and return a form body exchanging one of its JWTs.
+async fn federated_exchange_body(api: &Api, workload: &str) -> Result<Bytes> {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pk8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| anyhow!("key generation failed"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref())
+        .map_err(|_| anyhow!("key generation failed"))?;
+    let public = pair.public_key().as_ref();
+    let iss = format!("https://bench-issuer.example/{workload}");
+    let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64.encode(&public[1..33]), "y": b64.encode(&public[33..65]), "kid": "bench", "alg": "ES256"});
+    let name = format!("iss-{}", &workload[workload.len().saturating_sub(12)..]);
+    let _: Value = api
+        .post(
+            "/v1/issuers",
+            &json!({"name": name, "issuer": iss, "jwks": {"keys": [jwk]}, "audience": "leash"}),
+        )
+        .await?;
+    let _: Value = api
+        .post(
+            &format!("/v1/workloads/{workload}/identity-rules"),
+            &json!({"issuer": name, "claims": {"sub": "repo:bench/*"}}),
+        )
+        .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let header = b64.encode(r#"{"alg":"ES256","typ":"JWT","kid":"bench"}"#);
+    let claims = b64.encode(json!({"iss": iss, "aud": "leash", "sub": "repo:bench/agents:ref:refs/heads/main", "iat": now, "exp": now + 3600}).to_string());
+    let signing_input = format!("{header}.{claims}");
+    let sig = pair
+        .sign(&rng, signing_input.as_bytes())
+        .map_err(|_| anyhow!("signing failed"))?;
+    let jwt = format!("{signing_input}.{}", b64.encode(sig.as_ref()));
+    Ok(Bytes::from(format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&scope=tickets%3Aread&subject_token={jwt}"
+    )))
+}
+
 /// Create a fresh owner, workload and (optionally) workflow + run to mint into.
 async fn setup(api: &Api, with_run: bool) -> Result<(String, Option<i64>)> {
     let tag = format!(
@@ -371,6 +430,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                     clients: b.common.clients,
                     rate: b.rate,
                     stop: Stop::After(Duration::from_secs(d)),
+                    oauth: None,
                 },
                 mint_maker(workload, None, &b.common.format)?,
                 progress,
@@ -387,6 +447,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                     clients: b.common.clients,
                     rate: None,
                     stop: Stop::Count(b.tokens),
+                    oauth: None,
                 },
                 mint_maker(workload, None, &b.common.format)?,
                 progress,
@@ -404,6 +465,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                     clients: b.common.clients,
                     rate: None,
                     stop: Stop::Count(b.tokens),
+                    oauth: None,
                 },
                 mint_maker(workload, Some(run), &b.common.format)?,
                 progress,
@@ -434,6 +496,72 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 );
             }
         }
+        BenchCmd::ClientCredentials(b) => {
+            let (workload, _) = setup(&api, false).await?;
+            let c: Value = api
+                .post("/v1/clients", &json!({"workload": workload}))
+                .await?;
+            let (id, secret) = (
+                c["client_id"].as_str().unwrap_or_default(),
+                c["client_secret"].as_str().unwrap_or_default(),
+            );
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+            );
+            let body = Bytes::from_static(b"grant_type=client_credentials&scope=tickets%3Aread");
+            let make: MakeRequest = Arc::new(move |_| {
+                (
+                    hyper::Method::POST,
+                    "/oauth2/token".to_owned(),
+                    Some(body.clone()),
+                )
+            });
+            let d = leash_core::duration::parse_duration(&b.duration)?;
+            let load = Load {
+                clients: b.clients,
+                rate: None,
+                stop: Stop::After(Duration::from_secs(d)),
+                oauth: Some(basic),
+            };
+            let r = drive(
+                &api,
+                "client_credentials (client_secret_basic)",
+                load,
+                make,
+                progress,
+            )
+            .await?;
+            print_report(&r, json_out)?;
+        }
+        BenchCmd::Exchange(b) => {
+            let (workload, _) = setup(&api, false).await?;
+            let body = federated_exchange_body(&api, &workload).await?;
+            let make: MakeRequest = Arc::new(move |_| {
+                (
+                    hyper::Method::POST,
+                    "/oauth2/token".to_owned(),
+                    Some(body.clone()),
+                )
+            });
+            let d = leash_core::duration::parse_duration(&b.duration)?;
+            // no client credentials: the external token is the credential
+            let load = Load {
+                clients: b.clients,
+                rate: None,
+                stop: Stop::After(Duration::from_secs(d)),
+                oauth: Some(String::new()),
+            };
+            let r = drive(
+                &api,
+                "token exchange (external ES256 JWT)",
+                load,
+                make,
+                progress,
+            )
+            .await?;
+            print_report(&r, json_out)?;
+        }
         BenchCmd::Health(b) => {
             let d = leash_core::duration::parse_duration(&b.duration)?;
             let make: MakeRequest = Arc::new(|_| (hyper::Method::GET, "/health".to_owned(), None));
@@ -444,6 +572,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                     clients: b.clients,
                     rate: None,
                     stop: Stop::After(Duration::from_secs(d)),
+                    oauth: None,
                 },
                 make,
                 progress,
@@ -512,6 +641,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                     clients: b.clients,
                     rate: None,
                     stop: Stop::After(Duration::from_secs(d)),
+                    oauth: None,
                 },
                 make,
                 progress,

@@ -213,6 +213,25 @@ async fn client_credentials_with_a_secret_basic_and_post() {
             assert!(h.contains_key("www-authenticate"));
         }
     }
+    // every refusal is in the audit log, with its reason and never a secret
+    let (_, evs) = l.get("/v1/audit/events?limit=100").await;
+    let refused: Vec<&Value> = evs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "oauth.refused")
+        .collect();
+    assert_eq!(refused.len(), 12, "{evs}");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["data"]["error"] == "invalid_client"
+                && e["subject"] == format!("client:{id}"))
+    );
+    assert!(
+        !evs.to_string().contains(secret),
+        "a client secret reached the audit log"
+    );
     // a justified write scope is fine
     let (s, v, _) = token(
         &l,

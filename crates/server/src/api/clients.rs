@@ -264,6 +264,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), OAu
     }))
 }
 
+/// The client id of an HTTP Basic header, unverified (for audit records).
+pub fn basic_client_id(headers: &HeaderMap) -> Option<String> {
+    basic_credentials(headers)
+        .and_then(Result::ok)
+        .map(|(id, _)| id)
+}
+
 /// Authenticate the calling client by exactly one method.
 pub fn authenticate(
     app: &App,

@@ -258,6 +258,36 @@ pub fn token_endpoint(app: &crate::App) -> String {
 pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response, OAuthError> {
     let headers = req.headers().clone();
     let form: TokenForm = read_form(req, &app).await?;
+    let who = form
+        .client_id
+        .clone()
+        .or_else(|| super::clients::basic_client_id(&headers));
+    let grant = form.grant_type.clone().unwrap_or_default();
+    let result = token_grant(&app, &headers, form).await;
+    if let Err(e) = &result {
+        // refusals are security events: record them (never the token itself)
+        let data = json!({"endpoint": "/oauth2/token", "grant_type": grant.chars().take(100).collect::<String>(), "client_id": who, "error": e.error, "reason": e.description});
+        let subject = who
+            .map(|c| format!("client:{}", c.chars().take(64).collect::<String>()))
+            .unwrap_or_else(|| "anonymous".into());
+        if let Err(err) = app
+            .store
+            .record_event("oauth.refused", &subject, data, "oauth")
+            .await
+        {
+            tracing::error!(error = %err, "could not record a refused token request");
+        }
+    }
+    result
+}
+
+async fn token_grant(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+    form: TokenForm,
+) -> Result<Response, OAuthError> {
+    let app = app.clone();
+    let headers = headers.clone();
     let presented = super::clients::Presented {
         client_id: form.client_id.clone(),
         client_secret: form.client_secret.clone(),
