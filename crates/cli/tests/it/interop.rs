@@ -110,3 +110,85 @@ async fn authlib_client_credentials_with_secret_and_private_key_jwt() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[tokio::test]
+async fn node_jose_verifies_minted_and_delegated_jwts() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop");
+    let ready = std::path::Path::new(dir).join("node_modules/jose").exists()
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install jose (scripts/test runs npm install in tests/interop)"
+        );
+        eprintln!("SKIP jose interop: run `npm install` in tests/interop (scripts/test does)");
+        return;
+    }
+    let l = Leash::start().await;
+    l.fixture().await;
+    l.ok("/v1/workloads", json!({"name": "sub-agent", "owner": "alice", "environment": "prod", "identity": "spiffe://acme.io/agents/coder", "scope_ceiling": ["tickets:read"]})).await;
+    let root = l.mint(json!({"workload": "triage-bot", "scopes": ["tickets:read"], "ttl": "10m", "audience": ["tickets-api"]})).await;
+    let agent = l
+        .mint(json!({"workload": "sub-agent", "scopes": ["tickets:read"], "ttl": "10m"}))
+        .await;
+    let (_, c) = l
+        .post("/v1/clients", json!({"workload": "triage-bot"}))
+        .await;
+    let r = l
+        .http
+        .post(format!("{}/oauth2/token", l.url))
+        .basic_auth(
+            c["client_id"].as_str().unwrap(),
+            c["client_secret"].as_str(),
+        )
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", root["token"].as_str().unwrap()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("actor_token", agent["token"].as_str().unwrap()),
+            (
+                "actor_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let delegated: serde_json::Value = r.json().await.unwrap();
+    let jwks = format!("{}/.well-known/jwks.json", l.url);
+    for token in [
+        root["token"].as_str().unwrap(),
+        delegated["access_token"].as_str().unwrap(),
+    ] {
+        let o = Command::new("node")
+            .arg(format!("{dir}/verify_jose.mjs"))
+            .args([&jwks, token, "tickets-api", &l.url])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && out.contains("verified"),
+            "jose refused: {out} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // jose rejects a token whose payload was altered
+    let t = root["token"].as_str().unwrap();
+    let parts: Vec<&str> = t.split('.').collect();
+    let forged = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
+    let o = Command::new("node")
+        .arg(format!("{dir}/verify_jose.mjs"))
+        .args([&jwks, &forged, "tickets-api", &l.url])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}
