@@ -107,29 +107,7 @@ pub async fn create(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<CreateClient>,
 ) -> ApiResult<(StatusCode, Json<ClientCreated>)> {
-    let jwks = match b.jwks {
-        None => None,
-        Some(v) => {
-            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(v.clone())
-                .map_err(|e| ApiError::bad_request(format!("`jwks` is not a JWK Set: {e}")))?;
-            if set.keys.is_empty() {
-                return Err(ApiError::bad_request("`jwks` has no keys"));
-            }
-            for k in &set.keys {
-                if jsonwebtoken::DecodingKey::from_jwk(k).is_err()
-                    || matches!(
-                        k.algorithm,
-                        jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
-                    )
-                {
-                    return Err(ApiError::bad_request(
-                        "`jwks` must hold public RSA, EC or OKP keys (no symmetric keys)",
-                    ));
-                }
-            }
-            Some(v.to_string())
-        }
-    };
+    let jwks = b.jwks.map(|v| public_jwks(&v)).transpose()?;
     let want_secret = b.secret.unwrap_or(true);
     // 43 base62 characters carry 256 bits
     let secret = if want_secret {
@@ -178,6 +156,26 @@ pub async fn list(State(app): State<AppState>) -> Json<Vec<ClientView>> {
             })
             .collect(),
     )
+}
+
+/// Check that a JSON value is a JWK Set of public asymmetric keys (RSA, EC,
+/// OKP; never symmetric) and return it as text to store.
+pub fn public_jwks(v: &serde_json::Value) -> Result<String, ApiError> {
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::bad_request(format!("`jwks` is not a JWK Set: {e}")))?;
+    let usable = |k: &jsonwebtoken::jwk::Jwk| {
+        jsonwebtoken::DecodingKey::from_jwk(k).is_ok()
+            && !matches!(
+                k.algorithm,
+                jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
+            )
+    };
+    if set.keys.is_empty() || !set.keys.iter().all(usable) {
+        return Err(ApiError::bad_request(
+            "`jwks` must hold at least one key, and only public RSA, EC or OKP keys (no symmetric keys)",
+        ));
+    }
+    Ok(v.to_string())
 }
 
 /// Client credentials as they arrived, before checking.

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::ApiJson;
 use super::dto::ts;
 use super::registry::OPERATOR;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiResult, Problem};
 use crate::{App, AppState};
 
 /// Algorithms accepted on external tokens: asymmetric only (no `none`, no HS*).
@@ -119,27 +119,10 @@ pub async fn create_issuer(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<CreateIssuer>,
 ) -> ApiResult<(StatusCode, Json<IssuerView>)> {
-    let jwks = match b.jwks {
-        None => None,
-        Some(v) => {
-            let set: JwkSet = serde_json::from_value(v.clone())
-                .map_err(|e| ApiError::bad_request(format!("`jwks` is not a JWK Set: {e}")))?;
-            if set.keys.is_empty()
-                || set.keys.iter().any(|k| {
-                    jsonwebtoken::DecodingKey::from_jwk(k).is_err()
-                        || matches!(
-                            k.algorithm,
-                            jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
-                        )
-                })
-            {
-                return Err(ApiError::bad_request(
-                    "`jwks` must hold at least one public RSA, EC or OKP key (no symmetric keys)",
-                ));
-            }
-            Some(v.to_string())
-        }
-    };
+    let jwks = b
+        .jwks
+        .map(|v| super::clients::public_jwks(&v))
+        .transpose()?;
     let i = app
         .store
         .create_issuer(

@@ -390,6 +390,24 @@ async fn client_credentials(
     client: &leash_core::Client,
     form: TokenForm,
 ) -> Result<super::dto::Minted, OAuthError> {
+    mint_for_workload(
+        app,
+        client.workload_id,
+        form,
+        &format!("client:{}", client.id),
+    )
+    .await
+}
+
+/// A root token for `workload_id` from the grant's `scope` (required),
+/// `ttl` (default 15 minutes, capped by the environment), `audience` /
+/// `resource`, `run`, `justification` and `format`.
+async fn mint_for_workload(
+    app: &crate::App,
+    workload_id: i64,
+    form: TokenForm,
+    actor: &str,
+) -> Result<super::dto::Minted, OAuthError> {
     let scopes = split_scopes(form.scope.as_deref());
     if scopes.is_empty() {
         return Err(oauth_error(
@@ -398,7 +416,7 @@ async fn client_credentials(
             "ask for the scopes this task needs: scope=TYPE[:ID]:ACTION …",
         ));
     }
-    let (workload, _, cap) = workload_of(app, client.workload_id)?;
+    let (workload, _, cap) = workload_of(app, workload_id)?;
     let ttl = match form.ttl {
         Some(t) => super::dto::Ttl::Text(t),
         None => super::dto::Ttl::Seconds(cap.min(900)),
@@ -414,7 +432,7 @@ async fn client_credentials(
         format: form.format,
         parent: None,
     };
-    super::tokens::mint_counted(app, body, &format!("client:{}", client.id), None)
+    super::tokens::mint_counted(app, body, actor, None)
         .await
         .map_err(from_api)
 }
@@ -567,20 +585,6 @@ async fn federated_exchange(
             "the subject_token maps to another workload than the authenticated client's",
         ));
     }
-    let scopes = split_scopes(form.scope.as_deref());
-    if scopes.is_empty() {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "ask for the scopes this task needs: scope=TYPE[:ID]:ACTION …",
-        ));
-    }
-    let (workload, _, cap) = workload_of(app, fed.workload_id)?;
-    let ttl = match form.ttl {
-        Some(t) => super::dto::Ttl::Text(t),
-        None => super::dto::Ttl::Seconds(cap.min(900)),
-    };
-    let audience: Vec<String> = form.audience.into_iter().chain(form.resource).collect();
     let sub = fed
         .claims
         .get("sub")
@@ -591,19 +595,7 @@ async fn federated_exchange(
         fed.issuer.name,
         sub.chars().take(200).collect::<String>()
     );
-    let body = super::dto::MintBody {
-        workload,
-        run: form.run,
-        scopes,
-        ttl,
-        audience,
-        justification: form.justification,
-        format: form.format,
-        parent: None,
-    };
-    super::tokens::mint_counted(app, body, &actor, None)
-        .await
-        .map_err(from_api)
+    mint_for_workload(app, fed.workload_id, form, &actor).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
