@@ -157,6 +157,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             workload,
             jwks,
             no_secret,
+            introspect,
         }) => {
             let jwks: Option<Value> = match jwks {
                 None => None,
@@ -172,7 +173,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let c: leash_server::api::clients::ClientCreated = api()?
                 .post(
                     "/v1/clients",
-                    &json!({"workload": workload, "jwks": jwks, "secret": !no_secret}),
+                    &json!({"workload": workload, "jwks": jwks, "secret": !no_secret, "introspect": introspect}),
                 )
                 .await?;
             show(j, &c, |c| {

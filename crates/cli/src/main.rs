@@ -253,6 +253,9 @@ pub enum ClientCmd {
         /// Issue no client secret (key-only client; needs --jwks).
         #[arg(long)]
         no_secret: bool,
+        /// A resource server: may introspect tokens at /oauth2/introspect.
+        #[arg(long)]
+        introspect: bool,
     },
     List,
 }

@@ -213,6 +213,9 @@ pub struct Client {
     pub secret_hash: Option<[u8; 32]>,
     /// Public JWK Set for `private_key_jwt` (RFC 7523) client assertions.
     pub jwks: Option<String>,
+    /// A resource server: may call `/oauth2/introspect`.
+    #[serde(default)]
+    pub can_introspect: bool,
     pub created_at: Millis,
 }
 

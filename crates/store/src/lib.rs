@@ -133,6 +133,7 @@ pub struct NewClient {
     pub workload: String,
     pub secret_hash: Option<[u8; 32]>,
     pub jwks: Option<String>,
+    pub can_introspect: bool,
 }
 
 /// A token ready to record: built and signed by the caller after a

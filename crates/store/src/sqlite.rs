@@ -218,6 +218,7 @@ async fn load_registry(conn: &mut SqliteConnection) -> Result<Registry, StoreErr
             workload_id: row.try_get("workload_id")?,
             secret_hash: hash.map(hash32).transpose()?,
             jwks: row.try_get("jwks")?,
+            can_introspect: row.try_get("can_introspect")?,
             created_at: row.try_get("created_at")?,
         });
     }
@@ -968,11 +969,12 @@ impl Writer {
             )));
         }
         self.flush_tokens().await?;
-        sqlx::query("INSERT INTO clients (id, workload_id, secret_hash, jwks, created_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO clients (id, workload_id, secret_hash, jwks, can_introspect, created_at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&new.id)
             .bind(workload.0)
             .bind(new.secret_hash.map(|h| h.to_vec()))
-            .bind(&new.jwks)
+                        .bind(&new.jwks)
+            .bind(new.can_introspect)
             .bind(now)
             .execute(&mut self.conn)
             .await?;
@@ -981,6 +983,7 @@ impl Writer {
             workload_id: workload.0,
             secret_hash: new.secret_hash,
             jwks: new.jwks,
+            can_introspect: new.can_introspect,
             created_at: now,
         };
         let methods: Vec<&str> = [
@@ -996,7 +999,7 @@ impl Writer {
             "client.created",
             actor,
             format!("client:{}", c.id),
-            json!({"workload": new.workload, "auth_methods": methods}),
+            json!({"workload": new.workload, "auth_methods": methods, "can_introspect": c.can_introspect}),
         );
         self.registry.write().put_client(c.clone());
         Ok(c)

@@ -812,3 +812,67 @@ fn claims_header_kid(jwt: &str) -> String {
         serde_json::from_slice(&B64.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
     h["kid"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test]
+async fn registered_resource_servers_introspect_and_plain_clients_cannot() {
+    let l = Leash::start().await;
+    l.fixture().await;
+    l.ok("/v1/workloads", json!({"name": "tickets-api", "owner": "alice", "environment": "prod", "scope_ceiling": ["tickets:read"]})).await;
+    let o = l.cli(&[
+        "client",
+        "add",
+        "--workload",
+        "tickets-api",
+        "--introspect",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        rs["auth_methods"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("introspection"))
+    );
+    let plain = client(&l, json!({"workload": "triage-bot"})).await;
+    let t = l
+        .mint(json!({"workload": "triage-bot", "scopes": ["tickets:read"], "ttl": "5m"}))
+        .await;
+    let introspect = |id: String, secret: String, token: String| {
+        let l = &l;
+        async move {
+            let r = l
+                .http
+                .post(format!("{}/oauth2/introspect", l.url))
+                .basic_auth(id, Some(secret))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap().to_owned();
+    let (status, v) =
+        introspect(s(&rs, "client_id"), s(&rs, "client_secret"), s(&t, "token")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["active"], true);
+    assert_eq!(v["client_id"], "triage-bot");
+    let (status, v) = introspect(
+        s(&plain, "client_id"),
+        s(&plain, "client_secret"),
+        s(&t, "token"),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+    let (status, v) = introspect(s(&rs, "client_id"), "lshc_wrong".into(), s(&t, "token")).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+}

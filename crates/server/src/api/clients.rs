@@ -52,6 +52,9 @@ pub struct CreateClient {
     /// Issue a client secret (default true; set false for key-only clients).
     #[serde(default)]
     pub secret: Option<bool>,
+    /// A resource server: may introspect tokens at `/oauth2/introspect`.
+    #[serde(default)]
+    pub introspect: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -81,6 +84,9 @@ fn auth_methods(c: &Client) -> Vec<String> {
     }
     if c.jwks.is_some() {
         m.push("private_key_jwt".to_owned());
+    }
+    if c.can_introspect {
+        m.push("introspection".to_owned());
     }
     m
 }
@@ -124,6 +130,7 @@ pub async fn create(
                 workload: b.workload.clone(),
                 secret_hash: secret.as_ref().map(|s| leash_token::sha256(s.as_bytes())),
                 jwks,
+                can_introspect: b.introspect,
             },
             OPERATOR,
         )

@@ -44,9 +44,14 @@ impl IntoResponse for OAuthError {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct IntrospectForm {
-    pub token: String,
+    pub token: Option<String>,
     #[serde(default)]
     pub token_type_hint: Option<String>,
+    /// Resource-server client authentication (or send the operator Bearer).
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
 }
 
 /// RFC 7662 response. Inactive tokens get only `{"active": false}`.
@@ -106,14 +111,8 @@ pub async fn introspect(
     State(app): State<AppState>,
     req: Request,
 ) -> Result<Json<Introspection>, OAuthError> {
-    let authorised = crate::bearer(&req).is_some_and(|t| app.is_operator(t));
-    if !authorised {
-        return Err(OAuthError {
-            status: StatusCode::UNAUTHORIZED,
-            error: "invalid_client",
-            description: "introspection needs the operator credential as a Bearer token".into(),
-        });
-    }
+    let operator = crate::bearer(&req).is_some_and(|t| app.is_operator(t));
+    let headers = req.headers().clone();
     let form = axum::Form::<IntrospectForm>::from_request(req, &app)
         .await
         .map_err(|e| OAuthError {
@@ -121,7 +120,33 @@ pub async fn introspect(
             error: "invalid_request",
             description: format!("send `token=…` form-encoded: {}", e.body_text()),
         })?;
-    let token = form.0.token;
+    let form = form.0;
+    if !operator {
+        let presented = super::clients::Presented {
+            client_id: form.client_id.clone(),
+            client_secret: form.client_secret.clone(),
+            client_assertion_type: form.client_assertion_type.clone(),
+            client_assertion: form.client_assertion.clone(),
+        };
+        let (client, _) = super::clients::authenticate(
+            &app,
+            &headers,
+            &presented,
+            &format!("{}/oauth2/introspect", app.issuer),
+        )?;
+        if !client.can_introspect {
+            return Err(OAuthError {
+                status: StatusCode::UNAUTHORIZED,
+                error: "invalid_client",
+                description: "this client is not a resource server; register one with `leash client add --introspect`".into(),
+            });
+        }
+    }
+    let token = form.token.ok_or_else(|| OAuthError {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_request",
+        description: "the `token` parameter is missing".into(),
+    })?;
     // every failure to find a live token is simply "inactive" (RFC 7662 §2.2)
     let Ok(t) = super::tokens::resolve(&app, &token).await else {
         return Ok(Json(Introspection::inactive()));
@@ -691,7 +716,7 @@ pub async fn metadata(State(app): State<AppState>) -> impl IntoResponse {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "bearer"],
         "access_token_signing_alg_values_supported": ["EdDSA"],
         "service_documentation": format!("{iss}/v1/openapi.json"),
     }))
