@@ -282,7 +282,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mint(a) => {
             let body = json!({
                 "workload": a.workload, "run": a.run, "scopes": a.scopes, "ttl": a.ttl,
-                "audience": a.audience, "justification": a.justification, "format": a.format, "parent": a.parent,
+                "audience": a.audience, "justification": a.justification, "format": a.format, "parent": a.parent, "may_act": a.may_act,
             });
             let m: Minted = api()?.post("/v1/tokens", &body).await?;
             if j {

@@ -284,6 +284,9 @@ pub struct MintArgs {
     /// Delegate from this token (id or token): only narrower scope, audience and lifetime; revoked with it.
     #[arg(long)]
     pub parent: Option<String>,
+    /// RFC 8693 may_act: the only workload that may act for this token in a token exchange.
+    #[arg(long)]
+    pub may_act: Option<String>,
 }
 
 #[derive(Args)]

@@ -474,6 +474,7 @@ mod tests {
             revocation: None,
             depth: 0,
             act: None,
+            may_act: None,
         };
         let ok = MintRequest {
             scopes: vec!["repo:acme/api:write".parse().unwrap()],

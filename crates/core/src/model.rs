@@ -303,6 +303,10 @@ pub struct Token {
     /// Who acts with this token, for delegated tokens (RFC 8693 §4.1).
     #[serde(default)]
     pub act: Option<Actor>,
+    /// RFC 8693 §4.4: the only party (its `sub`) that may act for this token
+    /// in a token exchange.
+    #[serde(default)]
+    pub may_act: Option<String>,
 }
 
 impl Token {
@@ -388,6 +392,7 @@ mod tests {
             revocation: None,
             depth: 0,
             act: None,
+            may_act: None,
         };
         assert_eq!(t.status(5), TokenStatus::Active);
         assert_eq!(t.status(10), TokenStatus::Expired);

@@ -349,7 +349,7 @@ macro_rules! select_tokens {
     ($tail:literal) => {
         concat!(
             "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
-            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act FROM tokens ",
+            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act FROM tokens ",
             $tail
         )
     };
@@ -397,6 +397,7 @@ fn token_from_row(row: &SqliteRow) -> Result<Token, StoreError> {
                     .map_err(|_| StoreError::Corrupt("a token's act claim is not JSON".into()))
             })
             .transpose()?,
+        may_act: row.try_get("may_act")?,
     })
 }
 
@@ -597,7 +598,7 @@ impl Writer {
             let n = self.tokens.len().min(INSERT_CHUNK);
             let chunk: Vec<_> = self.tokens.drain(..n).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write, depth, act) ",
+                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write, depth, act, may_act) ",
             );
             q.push_values(chunk, |mut b, (t, hash)| {
                 let has_write = t.has_write();
@@ -617,7 +618,8 @@ impl Writer {
                     .push_bind(t.justification)
                     .push_bind(has_write)
                     .push_bind(i64::from(t.depth))
-                    .push_bind(act);
+                    .push_bind(act)
+                    .push_bind(t.may_act);
             });
             q.build().execute(&mut self.conn).await?;
         }

@@ -32,6 +32,7 @@ fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) ->
             revocation: None,
             depth: 0,
             act: None,
+            may_act: None,
         },
         secret_hash: None,
         request: MintRequest {

@@ -58,6 +58,9 @@ pub struct AccessClaims {
     /// RFC 8693 §4.1 actor chain, on delegated tokens.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub act: Option<leash_core::Actor>,
+    /// RFC 8693 §4.4: who may act for this token.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub may_act: Option<leash_core::Actor>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -161,6 +164,7 @@ mod tests {
             workflow: Some("triage".into()),
             run: Some(42),
             act: None,
+            may_act: None,
         }
     }
 

@@ -876,3 +876,82 @@ async fn registered_resource_servers_introspect_and_plain_clients_cannot() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn may_act_limits_who_can_act_for_a_token() {
+    let l = Leash::start().await;
+    l.fixture().await;
+    for (name, id) in [
+        ("coder", "spiffe://acme.io/agents/coder"),
+        ("stranger", "spiffe://acme.io/agents/stranger"),
+    ] {
+        l.ok("/v1/workloads", json!({"name": name, "owner": "alice", "environment": "prod", "identity": id, "scope_ceiling": ["tickets:read"]})).await;
+    }
+    let o = l.cli(&[
+        "mint",
+        "--workload",
+        "triage-bot",
+        "--scope",
+        "tickets:read",
+        "--ttl",
+        "10m",
+        "--may-act",
+        "coder",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let root = root["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        claims_of(&root)["may_act"],
+        json!({"sub": "spiffe://acme.io/agents/coder"})
+    );
+    assert_eq!(
+        l.explain(&root).await["may_act"],
+        "spiffe://acme.io/agents/coder"
+    );
+    let c = client(&l, json!({"workload": "triage-bot"})).await;
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let at = "urn:ietf:params:oauth:token-type:access_token";
+    for (actor, ok) in [("stranger", false), ("coder", true)] {
+        let actor_token = l
+            .mint(json!({"workload": actor, "scopes": ["tickets:read"], "ttl": "5m"}))
+            .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (s, v, _) = token(
+            &l,
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", &root),
+                ("subject_token_type", at),
+                ("actor_token", &actor_token),
+                ("actor_token_type", at),
+            ],
+            Some((&id, &secret)),
+        )
+        .await;
+        if ok {
+            assert_eq!(s, 200, "{v}");
+        } else {
+            assert_eq!(
+                (s, v["error"].as_str()),
+                (400, Some("invalid_grant")),
+                "{v}"
+            );
+            assert!(
+                v["error_description"].as_str().unwrap().contains("may_act"),
+                "{v}"
+            );
+        }
+    }
+    let (s, v) = l.post("/v1/tokens", json!({"workload": "triage-bot", "scopes": ["tickets:read"], "ttl": "1m", "may_act": "ghost"})).await;
+    assert_eq!(s, 404, "{v}");
+}

@@ -298,6 +298,10 @@ pub struct MintBody {
     /// only narrow its scopes, audience and lifetime, and dies with it.
     #[serde(default)]
     pub parent: Option<String>,
+    /// RFC 8693 `may_act`: the only workload (by name) that may act for this
+    /// token in a token exchange.
+    #[serde(default)]
+    pub may_act: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -475,6 +479,8 @@ pub struct Explanation {
     pub act: Option<leash_core::Actor>,
     /// Ancestors, nearest first, up to the root.
     pub lineage: Vec<LineageHop>,
+    /// RFC 8693 `may_act`: the only party (its `sub`) that may act for it.
+    pub may_act: Option<String>,
 }
 
 /// One ancestor in a delegation chain.

@@ -458,6 +458,7 @@ async fn mint_for_workload(
         justification: form.justification,
         format: form.format,
         parent: None,
+        may_act: None,
     };
     super::tokens::mint_counted(app, body, actor, None)
         .await
@@ -562,6 +563,18 @@ async fn exchange(
         .as_ref()
         .map_or(subject.workload_id, |a| a.workload_id);
     let (workload, identity, cap) = workload_of(app, target_workload)?;
+    // RFC 8693 §4.4: a subject token with may_act names the only party that may act for it
+    if let (Some(allowed), Some(_)) = (&subject.may_act, &actor) {
+        let acting = identity.clone().unwrap_or_else(|| workload.clone());
+        if &acting != allowed {
+            return Err(bad(
+                "invalid_grant",
+                &format!(
+                    "the subject_token's may_act allows only `{allowed}` to act for it, not `{acting}`"
+                ),
+            ));
+        }
+    }
     let act = match &actor {
         Some(_) => Some(leash_core::Actor {
             sub: identity.unwrap_or_else(|| workload.clone()),
@@ -588,6 +601,7 @@ async fn exchange(
         justification: form.justification.or_else(|| subject.justification.clone()),
         format: Some("jwt".into()),
         parent: Some(subject.id.clone()),
+        may_act: None,
     };
     super::tokens::mint_counted(app, body, &format!("client:{}", client.id), act)
         .await

@@ -128,6 +128,17 @@ async fn mint_token(
         let run = b.run.and_then(|id| reg.running_run(id));
         let workflow = run.and_then(|r| reg.workflow(r.workflow_id));
         let pair = run.zip(workflow);
+        // may_act names a workload; the token carries its sub (identity or name)
+        let may_act = match &b.may_act {
+            None => None,
+            Some(name) => Some(
+                reg.workload_by_name(name)
+                    .map(|w| w.identity.clone().unwrap_or_else(|| w.name.clone()))
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("may_act workload `{name}` does not exist"))
+                    })?,
+            ),
+        };
         check_mint(
             MintContext {
                 owner,
@@ -153,7 +164,6 @@ async fn mint_token(
         let id = leash_token::new_token_id(now).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
         })?;
-        let exp_secs = now.div_euclid(1000) + ttl_secs as i64;
         let token = Token {
             id: id.clone(),
             format,
@@ -170,6 +180,7 @@ async fn mint_token(
             revocation: None,
             depth: parent.as_ref().map_or(0, |p| p.depth + 1),
             act: act.clone(),
+            may_act: may_act.clone(),
         };
         let claims = AccessClaims {
             iss: app.issuer.clone(),
@@ -194,6 +205,9 @@ async fn mint_token(
             workflow: workflow.map(|w| w.name.clone()),
             run: run.map(|r| r.id),
             act,
+            may_act: may_act
+                .clone()
+                .map(|sub| leash_core::Actor { sub, act: None }),
         };
         (token, claims)
     };
@@ -471,6 +485,7 @@ pub async fn explain(
         depth: t.depth,
         act: t.act.clone(),
         lineage,
+        may_act: t.may_act.clone(),
     }))
 }
 
