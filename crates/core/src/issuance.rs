@@ -475,6 +475,7 @@ mod tests {
             depth: 0,
             act: None,
             may_act: None,
+            cnf_jkt: None,
         };
         let ok = MintRequest {
             scopes: vec!["repo:acme/api:write".parse().unwrap()],

@@ -307,6 +307,10 @@ pub struct Token {
     /// in a token exchange.
     #[serde(default)]
     pub may_act: Option<String>,
+    /// RFC 9449: JWK SHA-256 thumbprint of the key this token is bound to
+    /// (`cnf.jkt`); presenting it needs a DPoP proof signed by that key.
+    #[serde(default)]
+    pub cnf_jkt: Option<String>,
 }
 
 impl Token {
@@ -393,6 +397,7 @@ mod tests {
             depth: 0,
             act: None,
             may_act: None,
+            cnf_jkt: None,
         };
         assert_eq!(t.status(5), TokenStatus::Active);
         assert_eq!(t.status(10), TokenStatus::Expired);

@@ -99,6 +99,8 @@ pub struct App {
     pub issuer: String,
     pub default_audience: String,
     pub max_delegation_depth: u32,
+    /// DPoP proof `jti`s already used (RFC 9449 replay protection).
+    pub dpop_jtis: api::clients::ReplayCache,
     /// JWK Sets of trusted external issuers.
     pub jwks_cache: api::federation::JwksCache,
     /// Outbound HTTP (JWKS fetches).
@@ -194,6 +196,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         default_audience: cfg.default_audience.clone(),
         assertion_jtis: Default::default(),
         jwks_cache: Default::default(),
+        dpop_jtis: Default::default(),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::limited(3))

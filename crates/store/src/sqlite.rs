@@ -349,7 +349,7 @@ macro_rules! select_tokens {
     ($tail:literal) => {
         concat!(
             "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
-            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act FROM tokens ",
+            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act, cnf_jkt FROM tokens ",
             $tail
         )
     };
@@ -398,6 +398,7 @@ fn token_from_row(row: &SqliteRow) -> Result<Token, StoreError> {
             })
             .transpose()?,
         may_act: row.try_get("may_act")?,
+        cnf_jkt: row.try_get("cnf_jkt")?,
     })
 }
 
@@ -598,7 +599,7 @@ impl Writer {
             let n = self.tokens.len().min(INSERT_CHUNK);
             let chunk: Vec<_> = self.tokens.drain(..n).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write, depth, act, may_act) ",
+                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write, depth, act, may_act, cnf_jkt) ",
             );
             q.push_values(chunk, |mut b, (t, hash)| {
                 let has_write = t.has_write();
@@ -619,7 +620,8 @@ impl Writer {
                     .push_bind(has_write)
                     .push_bind(i64::from(t.depth))
                     .push_bind(act)
-                    .push_bind(t.may_act);
+                    .push_bind(t.may_act)
+                    .push_bind(t.cnf_jkt);
             });
             q.build().execute(&mut self.conn).await?;
         }

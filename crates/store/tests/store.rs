@@ -33,6 +33,7 @@ fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) ->
             depth: 0,
             act: None,
             may_act: None,
+            cnf_jkt: None,
         },
         secret_hash: None,
         request: MintRequest {

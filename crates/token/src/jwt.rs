@@ -61,6 +61,15 @@ pub struct AccessClaims {
     /// RFC 8693 §4.4: who may act for this token.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub may_act: Option<leash_core::Actor>,
+    /// RFC 9449 confirmation: `{"jkt": …}` on DPoP-bound tokens.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 / RFC 9449 `cnf` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -165,6 +174,7 @@ mod tests {
             run: Some(42),
             act: None,
             may_act: None,
+            cnf: None,
         }
     }
 

@@ -955,3 +955,187 @@ async fn may_act_limits_who_can_act_for_a_token() {
     let (s, v) = l.post("/v1/tokens", json!({"workload": "triage-bot", "scopes": ["tickets:read"], "ttl": "1m", "may_act": "ghost"})).await;
     assert_eq!(s, 404, "{v}");
 }
+
+/// A DPoP key and proofs signed with it (RFC 9449).
+struct DpopKey {
+    pk8: Vec<u8>,
+    jwk: jsonwebtoken::jwk::Jwk,
+}
+
+fn dpop_key() -> DpopKey {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let pk8 = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref()).unwrap();
+    let p = pair.public_key().as_ref();
+    let jwk = serde_json::from_value(json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65])})).unwrap();
+    DpopKey {
+        pk8: pk8.as_ref().to_vec(),
+        jwk,
+    }
+}
+
+fn dpop_proof(k: &DpopKey, htu: &str, jti: &str, ath_of: Option<&str>) -> String {
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.typ = Some("dpop+jwt".into());
+    h.jwk = Some(k.jwk.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = json!({"htm": "POST", "htu": htu, "jti": jti, "iat": now});
+    if let Some(t) = ath_of {
+        claims["ath"] =
+            json!(B64.encode(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes()).as_ref()
+            ));
+    }
+    jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_der(&k.pk8)).unwrap()
+}
+
+async fn token_with_dpop(
+    l: &Leash,
+    form: &[(&str, &str)],
+    basic: (&str, &str),
+    proof: Option<&str>,
+) -> (u16, Value) {
+    let mut r = l
+        .http
+        .post(format!("{}/oauth2/token", l.url))
+        .basic_auth(basic.0, Some(basic.1))
+        .form(form);
+    if let Some(p) = proof {
+        r = r.header("DPoP", p);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn dpop_binds_tokens_to_a_key_and_a_stolen_bound_token_is_useless() {
+    let l = Leash::start().await;
+    l.fixture().await;
+    let c = client(&l, json!({"workload": "triage-bot"})).await;
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let htu = format!("{}/oauth2/token", l.url);
+    let k = dpop_key();
+    let cc = [
+        ("grant_type", "client_credentials"),
+        ("scope", "tickets:read"),
+    ];
+
+    let (s, v) = token_with_dpop(
+        &l,
+        &cc,
+        (&id, &secret),
+        Some(&dpop_proof(&k, &htu, "p1", None)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["token_type"], "DPoP");
+    let bound = v["access_token"].as_str().unwrap().to_owned();
+    let jkt = claims_of(&bound)["cnf"]["jkt"].as_str().unwrap().to_owned();
+    assert_eq!(l.explain(&bound).await["cnf_jkt"], jkt.as_str());
+
+    // proofs: replayed, wrong htu, wrong typ, garbage
+    for (proof, needle) in [
+        (dpop_proof(&k, &htu, "p1", None), "already used"),
+        (
+            dpop_proof(&k, "https://elsewhere.example/token", "p2", None),
+            "htu",
+        ),
+        ("not-a-jwt".to_owned(), "not a JWT"),
+    ] {
+        let (s, v) = token_with_dpop(&l, &cc, (&id, &secret), Some(&proof)).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{needle}: {v}"
+        );
+        assert!(
+            v["error_description"].as_str().unwrap().contains(needle),
+            "{v}"
+        );
+    }
+
+    // a stolen bound token cannot be exchanged without its key
+    let xchg = |subject: String| {
+        vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("subject_token", subject),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_owned(),
+            ),
+        ]
+    };
+    let pairs = |v: &Vec<(&'static str, String)>| {
+        v.iter().map(|(a, b)| (*a, b.clone())).collect::<Vec<_>>()
+    };
+    let form = pairs(&xchg(bound.clone()));
+    let form_ref: Vec<(&str, &str)> = form.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let (s, v) = token_with_dpop(&l, &form_ref, (&id, &secret), None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{v}"
+    );
+    let thief = dpop_key();
+    let (s, v) = token_with_dpop(
+        &l,
+        &form_ref,
+        (&id, &secret),
+        Some(&dpop_proof(&thief, &htu, "t1", Some(&bound))),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{v}"
+    );
+    // the holder's key works, and the child stays bound to it
+    let (s, v) = token_with_dpop(
+        &l,
+        &form_ref,
+        (&id, &secret),
+        Some(&dpop_proof(&k, &htu, "p3", Some(&bound))),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        claims_of(v["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        jkt.as_str()
+    );
+
+    // a third-party DPoP implementation (Node jose) gets a bound token; its replay is refused
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop");
+    if std::path::Path::new(dir).join("node_modules/jose").exists() {
+        let o = std::process::Command::new("node")
+            .arg(format!("{dir}/dpop_jose.mjs"))
+            .args([&htu, &id, &secret])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "jose DPoP flow failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let t = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        assert_eq!(l.explain(&t).await["status"], "active");
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install jose (scripts/test)"
+        );
+    }
+}

@@ -481,6 +481,8 @@ pub struct Explanation {
     pub lineage: Vec<LineageHop>,
     /// RFC 8693 `may_act`: the only party (its `sub`) that may act for it.
     pub may_act: Option<String>,
+    /// RFC 9449: thumbprint of the key it is bound to (DPoP); null for bearer tokens.
+    pub cnf_jkt: Option<String>,
 }
 
 /// One ancestor in a delegation chain.

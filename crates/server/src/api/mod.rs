@@ -2,7 +2,9 @@
 
 pub mod audit;
 pub mod clients;
+pub mod dpop;
 pub mod dto;
+
 pub mod federation;
 pub mod oauth;
 pub mod openapi;

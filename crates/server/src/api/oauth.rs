@@ -208,6 +208,9 @@ pub struct TokenForm {
     pub justification: Option<String>,
     /// Leash extension: `jwt` (default) or `opaque`.
     pub format: Option<String>,
+    /// RFC 9449: the request's `DPoP` header (not a form field).
+    #[serde(skip)]
+    pub dpop: Option<String>,
     /// RFC 8693: the token being exchanged.
     pub subject_token: Option<String>,
     pub subject_token_type: Option<String>,
@@ -282,7 +285,11 @@ pub fn token_endpoint(app: &crate::App) -> String {
     responses((status = 200, body = TokenResponse), (status = 400, description = "RFC 6749 §5.2 error"), (status = 401, description = "invalid_client")))]
 pub async fn token(State(app): State<AppState>, req: Request) -> Result<Response, OAuthError> {
     let headers = req.headers().clone();
-    let form: TokenForm = read_form(req, &app).await?;
+    let mut form: TokenForm = read_form(req, &app).await?;
+    form.dpop = headers
+        .get("dpop")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     // attacker-controlled: keep what reaches the audit log short
     let who = form
         .client_id
@@ -369,7 +376,7 @@ async fn token_grant(
     let resp = TokenResponse {
         access_token: minted.token,
         issued_token_type: issued_type.map(str::to_owned),
-        token_type: "Bearer".into(),
+        token_type: minted.token_type.clone(),
         expires_in: minted.expires_in,
         scope: minted.scopes.join(" "),
     };
@@ -435,6 +442,16 @@ async fn mint_for_workload(
     form: TokenForm,
     actor: &str,
 ) -> Result<super::dto::Minted, OAuthError> {
+    let cnf_jkt = match &form.dpop {
+        Some(p) => Some(super::dpop::verify_proof(
+            app,
+            p,
+            "POST",
+            &token_endpoint(app),
+            None,
+        )?),
+        None => None,
+    };
     let scopes = split_scopes(form.scope.as_deref());
     if scopes.is_empty() {
         return Err(oauth_error(
@@ -460,9 +477,14 @@ async fn mint_for_workload(
         parent: None,
         may_act: None,
     };
-    super::tokens::mint_counted(app, body, actor, None)
-        .await
-        .map_err(from_api)
+    super::tokens::mint_counted(
+        app,
+        body,
+        actor,
+        super::tokens::MintExtra { act: None, cnf_jkt },
+    )
+    .await
+    .map_err(from_api)
 }
 
 /// RFC 8693: the holder of a Leash token exchanges it for a narrower one,
@@ -535,6 +557,26 @@ async fn exchange(
             "only the workload holding the subject_token may exchange it",
         ));
     }
+    // a DPoP-bound subject token is presented with a proof by its key (RFC 9449)
+    let proof_jkt = match &form.dpop {
+        Some(p) => Some(super::dpop::verify_proof(
+            app,
+            p,
+            "POST",
+            &token_endpoint(app),
+            subject.cnf_jkt.as_ref().map(|_| subject_token),
+        )?),
+        None => None,
+    };
+    if let Some(bound) = &subject.cnf_jkt
+        && proof_jkt.as_ref() != Some(bound)
+    {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            "the subject_token is DPoP-bound: send a DPoP proof signed by its key, with ath",
+        ));
+    }
     // the acting party: the actor token's workload, else the holder itself
     let actor = match form.actor_token.as_deref() {
         None => None,
@@ -603,9 +645,17 @@ async fn exchange(
         parent: Some(subject.id.clone()),
         may_act: None,
     };
-    super::tokens::mint_counted(app, body, &format!("client:{}", client.id), act)
-        .await
-        .map_err(from_api)
+    super::tokens::mint_counted(
+        app,
+        body,
+        &format!("client:{}", client.id),
+        super::tokens::MintExtra {
+            act,
+            cnf_jkt: proof_jkt,
+        },
+    )
+    .await
+    .map_err(from_api)
 }
 
 /// Workload identity federation: a workload presents a JWT from a trusted

@@ -28,8 +28,17 @@ pub async fn mint(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<MintBody>,
 ) -> ApiResult<(StatusCode, Json<Minted>)> {
-    let m = mint_counted(&app, b, OPERATOR, None).await?;
+    let m = mint_counted(&app, b, OPERATOR, MintExtra::default()).await?;
     Ok((StatusCode::CREATED, Json(m)))
+}
+
+/// What only the OAuth flows set on a new token.
+#[derive(Debug, Clone, Default)]
+pub struct MintExtra {
+    /// RFC 8693 actor chain (delegation).
+    pub act: Option<leash_core::Actor>,
+    /// RFC 9449 key binding (`cnf.jkt`).
+    pub cnf_jkt: Option<String>,
 }
 
 /// Mint on behalf of `actor` (the audit log's actor), counting the mint or
@@ -38,9 +47,9 @@ pub async fn mint_counted(
     app: &App,
     b: MintBody,
     actor: &str,
-    act: Option<leash_core::Actor>,
+    extra: MintExtra,
 ) -> ApiResult<Minted> {
-    let result = mint_token(app, b, actor, act).await;
+    let result = mint_token(app, b, actor, extra).await;
     match &result {
         Ok(m) => {
             app.metrics
@@ -64,12 +73,7 @@ pub async fn mint_counted(
     result
 }
 
-async fn mint_token(
-    app: &App,
-    b: MintBody,
-    actor: &str,
-    act: Option<leash_core::Actor>,
-) -> ApiResult<Minted> {
+async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> ApiResult<Minted> {
     let format = match b.format.as_deref() {
         None => TokenFormat::Jwt,
         Some(f) => f
@@ -179,8 +183,9 @@ async fn mint_token(
             justification: request.justification.clone(),
             revocation: None,
             depth: parent.as_ref().map_or(0, |p| p.depth + 1),
-            act: act.clone(),
+            act: extra.act.clone(),
             may_act: may_act.clone(),
+            cnf_jkt: extra.cnf_jkt.clone(),
         };
         let claims = AccessClaims {
             iss: app.issuer.clone(),
@@ -204,7 +209,11 @@ async fn mint_token(
             workload: workload.name.clone(),
             workflow: workflow.map(|w| w.name.clone()),
             run: run.map(|r| r.id),
-            act,
+            act: extra.act,
+            cnf: extra
+                .cnf_jkt
+                .clone()
+                .map(|jkt| leash_token::jwt::Confirmation { jkt }),
             may_act: may_act
                 .clone()
                 .map(|sub| leash_core::Actor { sub, act: None }),
@@ -228,7 +237,12 @@ async fn mint_token(
     let minted = Minted {
         id: token.id.clone(),
         token: secret,
-        token_type: "Bearer".into(),
+        token_type: if token.cnf_jkt.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        }
+        .into(),
         format: format.to_string(),
         expires_at: ts(token.expires_at),
         expires_in: (token.expires_at - now + 999).div_euclid(1000),
@@ -486,6 +500,7 @@ pub async fn explain(
         act: t.act.clone(),
         lineage,
         may_act: t.may_act.clone(),
+        cnf_jkt: t.cnf_jkt.clone(),
     }))
 }
 
