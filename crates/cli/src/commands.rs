@@ -118,6 +118,7 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     cfg.ttl_caps = ttl_caps(&a.ttl_caps)?;
     cfg.default_audience = a.default_audience;
     cfg.max_delegation_depth = a.max_delegation_depth;
+    cfg.jwks_min_refresh = std::time::Duration::from_secs(parse_duration(&a.jwks_min_refresh)?);
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]

@@ -101,6 +101,9 @@ pub struct ServeArgs {
     /// Most delegation hops below a root token (token exchange, --parent).
     #[arg(long, default_value_t = 4)]
     pub max_delegation_depth: u32,
+    /// Re-fetch a trusted issuer's JWKS for an unknown kid at most this often.
+    #[arg(long, default_value = "30s")]
+    pub jwks_min_refresh: String,
 }
 
 #[derive(Subcommand)]

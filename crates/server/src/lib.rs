@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub default_audience: String,
     /// Most delegation hops below a root token.
     pub max_delegation_depth: u32,
+    /// An issuer's JWKS URL is re-fetched for an unknown `kid` at most this often.
+    pub jwks_min_refresh: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -84,6 +86,7 @@ impl ServerConfig {
             ttl_caps: TtlCaps::default(),
             default_audience: "urn:leash:any".into(),
             max_delegation_depth: leash_core::issuance::DEFAULT_MAX_DELEGATION_DEPTH,
+            jwks_min_refresh: api::federation::DEFAULT_MIN_REFRESH,
         }
     }
 }
@@ -195,7 +198,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         issuer,
         default_audience: cfg.default_audience.clone(),
         assertion_jtis: Default::default(),
-        jwks_cache: Default::default(),
+        jwks_cache: api::federation::JwksCache::new(cfg.jwks_min_refresh),
         dpop_jtis: Default::default(),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))

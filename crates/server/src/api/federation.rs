@@ -38,8 +38,8 @@ pub const EXTERNAL_ALGS: &[jsonwebtoken::Algorithm] = &[
 ];
 /// Clock skew allowed on `exp`/`nbf`.
 pub const LEEWAY_SECS: u64 = 60;
-/// A JWKS URL is fetched again for an unknown `kid` at most this often.
-const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// By default a JWKS URL is fetched again for an unknown `kid` at most this often.
+pub const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(30);
 /// A cached JWKS is re-fetched when older than this.
 const MAX_AGE: Duration = Duration::from_secs(3600);
 /// Largest JWKS document accepted.
@@ -178,9 +178,9 @@ struct CachedSet {
 }
 
 /// Fetched JWK Sets per issuer, refreshed on an unknown `kid` (rate-limited).
-#[derive(Default)]
 pub struct JwksCache {
     sets: Mutex<HashMap<i64, CachedSet>>,
+    min_refresh: Duration,
     /// How many times a JWKS URL was fetched (for tests and metrics).
     pub fetches: std::sync::atomic::AtomicU64,
 }
@@ -199,7 +199,22 @@ fn pick(set: &JwkSet, kid: Option<&str>) -> Option<Jwk> {
     }
 }
 
+impl Default for JwksCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_MIN_REFRESH)
+    }
+}
+
 impl JwksCache {
+    /// A cache that re-fetches a JWKS for an unknown `kid` at most every `min_refresh`.
+    pub fn new(min_refresh: Duration) -> Self {
+        JwksCache {
+            sets: Mutex::default(),
+            min_refresh,
+            fetches: Default::default(),
+        }
+    }
+
     fn cached(&self, issuer: i64, kid: Option<&str>) -> (Option<Jwk>, bool) {
         let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
         match sets.get(&issuer) {
@@ -207,7 +222,7 @@ impl JwksCache {
             Some(c) => {
                 let stale = c.fetched.elapsed() > MAX_AGE;
                 let key = if stale { None } else { pick(&c.set, kid) };
-                let may_refresh = c.last_attempt.elapsed() >= REFRESH_EVERY || stale;
+                let may_refresh = c.last_attempt.elapsed() >= self.min_refresh || stale;
                 (key, may_refresh)
             }
         }
@@ -235,8 +250,9 @@ impl JwksCache {
         }
         if !may_refresh {
             return Err(format!(
-                "no key of issuer `{}` has kid {kid:?} (its JWKS was refreshed less than 30 s ago)",
-                issuer.name
+                "no key of issuer `{}` has kid {kid:?} (its JWKS was refreshed less than {} s ago)",
+                issuer.name,
+                self.min_refresh.as_secs()
             ));
         }
         {
