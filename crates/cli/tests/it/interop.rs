@@ -57,7 +57,14 @@ async fn pyjwt_verifies_a_minted_jwt_with_the_jwks() {
     // a tampered token must fail PyJWT's verification
     let token = t["token"].as_str().unwrap();
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    parts[2] = format!("{}A", &parts[2][..parts[2].len() - 1]).replace("AA", "AB");
+    // flip one payload character: the signed bytes change whatever the text
+    let mid = parts[1].len() / 2;
+    let flipped = if &parts[1][mid..mid + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    parts[1] = format!("{}{}{}", &parts[1][..mid], flipped, &parts[1][mid + 1..]);
     let bad = parts.join(".");
     let o = Command::new(python())
         .arg(script)
@@ -70,10 +77,7 @@ async fn pyjwt_verifies_a_minted_jwt_with_the_jwks() {
         ])
         .output()
         .unwrap();
-    assert!(
-        !o.status.success() || bad == token,
-        "PyJWT accepted a tampered token"
-    );
+    assert!(!o.status.success(), "PyJWT accepted a tampered token");
 }
 
 #[tokio::test]
