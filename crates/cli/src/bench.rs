@@ -331,6 +331,33 @@ fn print_report(r: &Report, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// Closed-loop load on `/oauth2/token` with one form body and an
+/// Authorization header (empty: none).
+async fn token_endpoint_load(
+    api: &Api,
+    b: &HealthBench,
+    what: &str,
+    body: Bytes,
+    authorization: String,
+    progress: bool,
+) -> Result<Report> {
+    let make: MakeRequest = Arc::new(move |_| {
+        (
+            hyper::Method::POST,
+            "/oauth2/token".to_owned(),
+            Some(body.clone()),
+        )
+    });
+    let d = leash_core::duration::parse_duration(&b.duration)?;
+    let load = Load {
+        clients: b.clients,
+        rate: None,
+        stop: Stop::After(Duration::from_secs(d)),
+        oauth: Some(authorization),
+    };
+    drive(api, what, load, make, progress).await
+}
+
 /// Register a bench issuer (fresh ES256 key, inline JWKS) mapped to
 /// `workload`, and return a form body exchanging one of its JWTs.
 async fn federated_exchange_body(api: &Api, workload: &str) -> Result<Bytes> {
@@ -510,25 +537,12 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
             );
             let body = Bytes::from_static(b"grant_type=client_credentials&scope=tickets%3Aread");
-            let make: MakeRequest = Arc::new(move |_| {
-                (
-                    hyper::Method::POST,
-                    "/oauth2/token".to_owned(),
-                    Some(body.clone()),
-                )
-            });
-            let d = leash_core::duration::parse_duration(&b.duration)?;
-            let load = Load {
-                clients: b.clients,
-                rate: None,
-                stop: Stop::After(Duration::from_secs(d)),
-                oauth: Some(basic),
-            };
-            let r = drive(
+            let r = token_endpoint_load(
                 &api,
+                &b,
                 "client_credentials (client_secret_basic)",
-                load,
-                make,
+                body,
+                basic,
                 progress,
             )
             .await?;
@@ -537,26 +551,13 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
         BenchCmd::Exchange(b) => {
             let (workload, _) = setup(&api, false).await?;
             let body = federated_exchange_body(&api, &workload).await?;
-            let make: MakeRequest = Arc::new(move |_| {
-                (
-                    hyper::Method::POST,
-                    "/oauth2/token".to_owned(),
-                    Some(body.clone()),
-                )
-            });
-            let d = leash_core::duration::parse_duration(&b.duration)?;
             // no client credentials: the external token is the credential
-            let load = Load {
-                clients: b.clients,
-                rate: None,
-                stop: Stop::After(Duration::from_secs(d)),
-                oauth: Some(String::new()),
-            };
-            let r = drive(
+            let r = token_endpoint_load(
                 &api,
+                &b,
                 "token exchange (external ES256 JWT)",
-                load,
-                make,
+                body,
+                String::new(),
                 progress,
             )
             .await?;

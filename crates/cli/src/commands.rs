@@ -83,6 +83,13 @@ fn read_definition(path: &std::path::Path) -> Result<String> {
     })
 }
 
+/// A JWK Set file, parsed as JSON (the server checks the keys).
+fn read_jwks(path: &std::path::Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("JWK Set file {} cannot be read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
 fn revoked_line(r: &RevokedView) -> String {
     match r.count {
         0 => "no live tokens to revoke".to_owned(),
@@ -160,17 +167,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             no_secret,
             introspect,
         }) => {
-            let jwks: Option<Value> = match jwks {
-                None => None,
-                Some(p) => {
-                    let text = std::fs::read_to_string(&p)
-                        .with_context(|| format!("JWK Set file {} cannot be read", p.display()))?;
-                    Some(
-                        serde_json::from_str(&text)
-                            .with_context(|| format!("{} is not JSON", p.display()))?,
-                    )
-                }
-            };
+            let jwks = jwks.as_deref().map(read_jwks).transpose()?;
             let c: leash_server::api::clients::ClientCreated = api()?
                 .post(
                     "/v1/clients",
@@ -197,17 +194,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             jwks,
             audience,
         }) => {
-            let jwks: Option<Value> = match jwks {
-                None => None,
-                Some(p) => {
-                    let text = std::fs::read_to_string(&p)
-                        .with_context(|| format!("JWK Set file {} cannot be read", p.display()))?;
-                    Some(
-                        serde_json::from_str(&text)
-                            .with_context(|| format!("{} is not JSON", p.display()))?,
-                    )
-                }
-            };
+            let jwks = jwks.as_deref().map(read_jwks).transpose()?;
             let v: leash_server::api::federation::IssuerView =
                 api()?.post("/v1/issuers", &json!({"name": name, "issuer": issuer, "jwks_url": jwks_url, "jwks": jwks, "audience": audience})).await?;
             show(j, &v, |v| {

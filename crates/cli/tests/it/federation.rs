@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,18 +21,10 @@ struct IssuerKey {
 }
 
 fn es256_key(kid: &str) -> IssuerKey {
-    let pk8 = EcdsaKeyPair::generate_pkcs8(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        &aws_lc_rs::rand::SystemRandom::new(),
-    )
-    .unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref()).unwrap();
-    let public = pair.public_key().as_ref().to_vec(); // 0x04 ‖ x ‖ y
-    let jwk = json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&public[1..33]), "y": B64.encode(&public[33..65]), "kid": kid, "alg": "ES256", "use": "sig"});
-    IssuerKey {
-        pk8: pk8.as_ref().to_vec(),
-        jwk,
-    }
+    let (pk8, mut jwk) = crate::harness::es256_key();
+    jwk["kid"] = json!(kid);
+    jwk["alg"] = json!("ES256");
+    IssuerKey { pk8, jwk }
 }
 
 fn sign(key: &IssuerKey, claims: &Value) -> String {

@@ -193,6 +193,30 @@ impl Leash {
             .unwrap()
     }
 
+    /// GET a public (unauthenticated) JSON endpoint.
+    pub async fn public_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{}", self.url, path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// GET a public (unauthenticated) text endpoint.
+    pub async fn public_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{}", self.url, path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn event_count(&self) -> i64 {
         let (_, v) = self.get("/v1/audit/verify").await;
         v["events"].as_i64().unwrap()
@@ -203,6 +227,24 @@ impl Drop for Leash {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A fresh P-256 key: its PKCS#8 bytes and its public JWK (no `kid`).
+pub fn es256_key() -> (Vec<u8>, Value) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let pk8 = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref()).unwrap();
+    let p = pair.public_key().as_ref(); // 0x04 ‖ x ‖ y
+    (
+        pk8.as_ref().to_vec(),
+        json!({"kty": "EC", "crv": "P-256", "x": b64.encode(&p[1..33]), "y": b64.encode(&p[33..65])}),
+    )
 }
 
 pub fn stdout(o: &Output) -> String {

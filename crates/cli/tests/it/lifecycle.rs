@@ -24,15 +24,7 @@ async fn first_start_creates_credentials_and_restart_keeps_everything() {
     assert!(std::fs::read_dir(l.data().join("keys")).unwrap().count() >= 1);
     let run = l.fixture().await;
     let t = l.mint(read_mint(Some(run))).await;
-    let jwks_before = l
-        .http
-        .get(format!("{}/.well-known/jwks.json", l.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jwks_before = l.public_text("/.well-known/jwks.json").await;
     let events_before = l.event_count().await;
 
     l.restart().await; // SIGKILL, then start again
@@ -40,15 +32,7 @@ async fn first_start_creates_credentials_and_restart_keeps_everything() {
     assert_eq!(e["status"], "active");
     assert_eq!(e["owner"]["name"], "alice");
     assert_eq!(e["run"]["id"], run);
-    let jwks_after = l
-        .http
-        .get(format!("{}/.well-known/jwks.json", l.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jwks_after = l.public_text("/.well-known/jwks.json").await;
     assert_eq!(jwks_before, jwks_after, "signing keys survive a restart");
     assert_eq!(l.event_count().await, events_before);
     // the run is still running after restart and still mints; ending it still revokes

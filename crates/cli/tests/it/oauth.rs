@@ -244,16 +244,7 @@ async fn client_credentials_with_a_secret_basic_and_post() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (_, m) = l
-        .http
-        .get(format!("{}/metrics", l.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| ((), t))
-        .unwrap();
+    let m = l.public_text("/metrics").await;
     assert!(
         m.contains("leash_mint_refusals_total{rule=\"scope_ceiling\"} 1"),
         "{m}"
@@ -466,14 +457,8 @@ async fn clients_revoke_their_own_tokens_and_metadata_lists_the_endpoints() {
     assert_eq!(s, 401);
 
     let meta: Value = l
-        .http
-        .get(format!("{}/.well-known/oauth-authorization-server", l.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .public_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(meta["issuer"], l.url);
     assert_eq!(meta["token_endpoint"], format!("{}/oauth2/token", l.url));
     assert_eq!(
@@ -755,15 +740,7 @@ async fn key_rotation_publishes_both_keys_then_retires_the_old_one() {
     assert_ne!(new_kid, old_kid);
     assert_eq!(v["keys"].as_array().unwrap().len(), 2);
     assert!(v["keys"][1]["retires_at"].as_i64().is_some());
-    let jwks: Value = l
-        .http
-        .get(format!("{}/.well-known/jwks.json", l.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = l.public_json("/.well-known/jwks.json").await;
     assert_eq!(
         jwks["keys"].as_array().unwrap().len(),
         2,
@@ -794,15 +771,7 @@ async fn key_rotation_publishes_both_keys_then_retires_the_old_one() {
     // after the longest TTL the old key leaves the JWKS
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     l.restart().await;
-    let jwks: Value = l
-        .http
-        .get(format!("{}/.well-known/jwks.json", l.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = l.public_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     assert_eq!(jwks["keys"][0]["kid"], new_kid);
 }
@@ -963,18 +932,10 @@ struct DpopKey {
 }
 
 fn dpop_key() -> DpopKey {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-    let pk8 = EcdsaKeyPair::generate_pkcs8(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        &aws_lc_rs::rand::SystemRandom::new(),
-    )
-    .unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref()).unwrap();
-    let p = pair.public_key().as_ref();
-    let jwk = serde_json::from_value(json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65])})).unwrap();
+    let (pk8, jwk) = crate::harness::es256_key();
     DpopKey {
-        pk8: pk8.as_ref().to_vec(),
-        jwk,
+        pk8,
+        jwk: serde_json::from_value(jwk).unwrap(),
     }
 }
 

@@ -119,16 +119,7 @@ async fn every_issuance_rule_refuses_with_its_name_and_a_remedy() {
     assert_eq!(l.event_count().await, events + 1);
     let (_, list) = l.get("/v1/tokens").await;
     assert_eq!(list.as_array().unwrap().len(), 0);
-    let (_, m) = l
-        .http
-        .get(format!("{}/metrics", l.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| ((), t))
-        .unwrap();
+    let m = l.public_text("/metrics").await;
     assert!(
         m.contains("leash_mint_refusals_total{rule=\"ttl_cap\"} 1"),
         "{m}"

@@ -68,15 +68,7 @@ async fn jwks_publishes_the_signing_key_and_jwts_are_rfc9068() {
     let t = l
         .mint(json!({"workload": "triage-bot", "scopes": ["tickets:read"], "ttl": "10m"}))
         .await;
-    let jwks: Value = l
-        .http
-        .get(format!("{}/.well-known/jwks.json", l.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = l.public_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
@@ -130,15 +122,7 @@ async fn metrics_openapi_and_logs() {
     l.explain(t["token"].as_str().unwrap()).await;
     introspect(&l, o["token"].as_str().unwrap(), Some(&l.token)).await;
 
-    let m = l
-        .http
-        .get(format!("{}/metrics", l.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = l.public_text("/metrics").await;
     for needle in [
         "leash_mints_total{format=\"jwt\"} 1",
         "leash_mints_total{format=\"opaque\"} 1",

@@ -24,18 +24,6 @@ use crate::{App, AppState};
 
 /// `client_assertion_type` for RFC 7523 client authentication.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// Signature algorithms accepted on client assertions: asymmetric only.
-pub const ASSERTION_ALGS: &[jsonwebtoken::Algorithm] = &[
-    jsonwebtoken::Algorithm::RS256,
-    jsonwebtoken::Algorithm::RS384,
-    jsonwebtoken::Algorithm::RS512,
-    jsonwebtoken::Algorithm::PS256,
-    jsonwebtoken::Algorithm::PS384,
-    jsonwebtoken::Algorithm::PS512,
-    jsonwebtoken::Algorithm::ES256,
-    jsonwebtoken::Algorithm::ES384,
-    jsonwebtoken::Algorithm::EdDSA,
-];
 /// Longest a client assertion may live (Authlib and others default to an hour;
 /// the replay cache keeps each `jti` until then).
 const MAX_ASSERTION_LIFETIME: i64 = 3600;
@@ -351,7 +339,7 @@ fn verify_assertion(
     }
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|e| invalid_client(format!("client_assertion is not a JWT: {e}")))?;
-    if !ASSERTION_ALGS.contains(&header.alg) {
+    if !super::ASYMMETRIC_ALGS.contains(&header.alg) {
         return Err(invalid_client(format!(
             "client_assertion alg {:?} is not accepted; sign with RS*, PS*, ES256/384 or EdDSA",
             header.alg

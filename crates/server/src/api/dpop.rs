@@ -80,7 +80,7 @@ pub fn verify_proof(
     {
         return Err(invalid("a DPoP proof has `typ: dpop+jwt`"));
     }
-    if !super::federation::EXTERNAL_ALGS.contains(&header.alg) {
+    if !super::ASYMMETRIC_ALGS.contains(&header.alg) {
         return Err(invalid(format!(
             "alg {:?} is not accepted for DPoP; use ES256, RS256, PS256 or EdDSA",
             header.alg

@@ -24,18 +24,6 @@ use super::registry::OPERATOR;
 use crate::error::{ApiResult, Problem};
 use crate::{App, AppState};
 
-/// Algorithms accepted on external tokens: asymmetric only (no `none`, no HS*).
-pub const EXTERNAL_ALGS: &[jsonwebtoken::Algorithm] = &[
-    jsonwebtoken::Algorithm::RS256,
-    jsonwebtoken::Algorithm::RS384,
-    jsonwebtoken::Algorithm::RS512,
-    jsonwebtoken::Algorithm::PS256,
-    jsonwebtoken::Algorithm::PS384,
-    jsonwebtoken::Algorithm::PS512,
-    jsonwebtoken::Algorithm::ES256,
-    jsonwebtoken::Algorithm::ES384,
-    jsonwebtoken::Algorithm::EdDSA,
-];
 /// Clock skew allowed on `exp`/`nbf`.
 pub const LEEWAY_SECS: u64 = 60;
 /// By default a JWKS URL is fetched again for an unknown `kid` at most this often.
@@ -318,7 +306,7 @@ pub async fn verify_external(app: &App, token: &str) -> Result<Federated, String
     }
     let header = jsonwebtoken::decode_header(token)
         .map_err(|e| format!("the subject_token is not a JWT: {e}"))?;
-    if !EXTERNAL_ALGS.contains(&header.alg) {
+    if !super::ASYMMETRIC_ALGS.contains(&header.alg) {
         return Err(format!(
             "alg {:?} is not accepted; external tokens must be signed with RS*, PS*, ES256/384 or EdDSA",
             header.alg

@@ -765,7 +765,7 @@ pub async fn revoke(State(app): State<AppState>, req: Request) -> Result<Respons
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth", responses((status = 200, description = "RFC 8414 metadata")))]
 pub async fn metadata(State(app): State<AppState>) -> impl IntoResponse {
     let iss = &app.issuer;
-    let algs: Vec<String> = super::clients::ASSERTION_ALGS
+    let algs: Vec<String> = super::ASYMMETRIC_ALGS
         .iter()
         .map(|a| format!("{a:?}"))
         .collect();
