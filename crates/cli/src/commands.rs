@@ -109,6 +109,12 @@ fn ttl_caps(list: &[String]) -> Result<TtlCaps> {
             format!("--ttl-cap `{item}`: write it as ENV=DURATION, e.g. prod=30m")
         })?;
         let secs = parse_duration(dur)?;
+        // token expiry times are Unix milliseconds in i64: keep caps far from overflow
+        if secs > 366 * 86_400 {
+            bail!(
+                "--ttl-cap `{item}`: a cap above 366d is not accepted; tokens are meant to be short-lived"
+            );
+        }
         match env {
             "dev" => caps.dev = secs,
             "stage" => caps.stage = secs,

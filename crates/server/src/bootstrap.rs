@@ -117,7 +117,7 @@ pub fn load_keys(
     let mut info = Vec::new();
     let mut replaced_at: Option<i64> = None;
     for (created, p) in files {
-        let retires_at = replaced_at.map(|r| r + max_ttl * 1000);
+        let retires_at = replaced_at.map(|r| r.saturating_add(max_ttl.saturating_mul(1000)));
         replaced_at = Some(created);
         if retires_at.is_some_and(|r| r <= now_ms) {
             continue;

@@ -168,11 +168,14 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         ServerError::Setup(format!("cannot create {}: {e}", cfg.data_dir.display()))
     })?;
-    let max_ttl = cfg
-        .ttl_caps
-        .dev
-        .max(cfg.ttl_caps.stage)
-        .max(cfg.ttl_caps.prod) as i64;
+    // a huge configured cap must not wrap to a negative retirement delay
+    let max_ttl = i64::try_from(
+        cfg.ttl_caps
+            .dev
+            .max(cfg.ttl_caps.stage)
+            .max(cfg.ttl_caps.prod),
+    )
+    .unwrap_or(i64::MAX);
     let (keys, key_info) = bootstrap::load_keys(&cfg.data_dir, max_ttl, leash_store::now_ms())?;
     let operator_hash = bootstrap::load_or_create_operator(&cfg.data_dir)?;
     let store = SqliteStore::open(
