@@ -336,6 +336,117 @@ impl Token {
     }
 }
 
+string_enum!(
+    /// Where a leaked secret was seen.
+    ExposureSource, "exposure source" {
+        Ticket = "ticket", Chat = "chat", Code = "code", Git = "git", Log = "log", Partner = "partner"
+    }
+);
+string_enum!(
+    /// What Leash did about an exposure: `revoked` (a live Leash token,
+    /// revoked with its descendants), `already_inactive` (a Leash token that
+    /// was already revoked or expired), `matched_external` (a tracked
+    /// third-party secret: owner told, connector called), `unmatched` (a
+    /// secret Leash knows nothing about, recorded for review).
+    ExposureAction, "exposure action" {
+        Revoked = "revoked",
+        AlreadyInactive = "already_inactive",
+        MatchedExternal = "matched_external",
+        Unmatched = "unmatched",
+    }
+);
+string_enum!(
+    /// Lifecycle of a third-party credential Leash tracks but did not mint.
+    ExternalStatus, "external token status" {
+        Active = "active", Revoked = "revoked", RevocationFailed = "revocation_failed"
+    }
+);
+string_enum!(
+    /// How urgent a finding is.
+    Severity, "severity" { Low = "low", Medium = "medium", High = "high", Critical = "critical" }
+);
+string_enum!(
+    /// Where a finding is in review.
+    FindingStatus, "finding status" { Open = "open", Acknowledged = "acknowledged", Resolved = "resolved" }
+);
+
+/// A leaked secret found somewhere, and what was done about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    pub id: i64,
+    pub source: ExposureSource,
+    /// Where it was seen: `slack:T1/C2/1700000000.000100`, `jira:SUP-12#comment-7`,
+    /// `src/app.py:12`, a GitHub URL, …
+    pub location: String,
+    /// The detector (scanner rule id) that found it.
+    pub detector: String,
+    /// Redacted excerpt: never the secret.
+    pub excerpt: String,
+    /// Hex SHA-256 of the secret.
+    pub fingerprint: String,
+    /// The Leash token it is, when it is one.
+    pub token_id: Option<String>,
+    /// The external token it matched, when it matched one.
+    pub external_id: Option<i64>,
+    pub action: ExposureAction,
+    /// When Leash received the text that held it.
+    pub detected_at: Millis,
+    /// When the token was revoked (durably), for Leash tokens revoked by this exposure.
+    pub revoked_at: Option<Millis>,
+    /// Tokens revoked, descendants included.
+    pub revoked_count: u64,
+    /// Audit event recording it.
+    pub event: i64,
+}
+
+impl Exposure {
+    /// Detection to durable revocation, in milliseconds.
+    pub fn revocation_latency_ms(&self) -> Option<Millis> {
+        self.revoked_at.map(|r| r - self.detected_at)
+    }
+}
+
+/// A third-party credential Leash did not mint but tracks (imported
+/// inventory): matched by fingerprint when it leaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalToken {
+    pub id: i64,
+    pub name: String,
+    /// Provider and type, e.g. `github-pat`, `aws-access-key`.
+    pub kind: String,
+    pub owner_id: Option<i64>,
+    /// Hex SHA-256 of the secret (the secret itself is never stored).
+    pub fingerprint: String,
+    /// Workloads that use it (its blast radius, with `workflows`).
+    pub workloads: Vec<i64>,
+    pub workflows: Vec<i64>,
+    pub scopes: Vec<String>,
+    /// Where it is kept (vault path, CI secret name, …).
+    pub stored_in: Option<String>,
+    /// The revocation connector to call when it leaks.
+    pub connector: Option<String>,
+    pub status: ExternalStatus,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// Something a human must review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: i64,
+    /// `exposure`, and more kinds as review grows.
+    pub kind: String,
+    pub severity: Severity,
+    /// What it is about: a token id, an external token, a fingerprint.
+    pub subject: String,
+    /// Accountable owner, when one is known.
+    pub owner_id: Option<i64>,
+    pub summary: String,
+    pub evidence: serde_json::Value,
+    pub status: FindingStatus,
+    pub created_at: Millis,
+}
+
 /// Triggers every token declares, plus the run and parent ones when bound.
 pub fn declared_triggers(has_run: bool, has_parent: bool) -> Vec<RevocationTrigger> {
     let mut t = vec![RevocationTrigger::Expiry];

@@ -30,8 +30,9 @@ use leash_core::audit::{ChainBreak, ChainSummary, Event};
 use leash_core::issuance::{MintRefusal, MintRequest, TtlCaps};
 use leash_core::scope::Scope;
 use leash_core::{
-    Client, Environment, IdentityRule, InvalidInput, Issuer, Millis, Owner, OwnerKind, Run,
-    RunState, Token, TokenStatus, Workflow, Workload,
+    Client, Environment, Exposure, ExposureSource, ExternalStatus, ExternalToken, Finding,
+    FindingStatus, IdentityRule, InvalidInput, Issuer, Millis, Owner, OwnerKind, Run, RunState,
+    Token, TokenStatus, Workflow, Workload,
 };
 use serde::Serialize;
 
@@ -147,6 +148,56 @@ pub struct MintPlan {
     pub request: MintRequest,
 }
 
+/// A third-party credential to track (its secret is never stored: only
+/// the SHA-256 fingerprint).
+#[derive(Debug, Clone)]
+pub struct NewExternalToken {
+    pub name: String,
+    pub kind: String,
+    /// Owner name, when one is known (an unowned token is allowed, and shows as such).
+    pub owner: Option<String>,
+    /// Hex SHA-256 of the secret.
+    pub fingerprint: String,
+    /// Names of the workloads and workflows that use it.
+    pub workloads: Vec<String>,
+    pub workflows: Vec<String>,
+    pub scopes: Vec<String>,
+    pub stored_in: Option<String>,
+    pub connector: Option<String>,
+}
+
+/// A leaked secret to record. When `token_id` names a Leash token, the store
+/// revokes it (and its descendants) in the same transaction.
+#[derive(Debug, Clone)]
+pub struct NewExposure {
+    pub source: ExposureSource,
+    pub location: String,
+    pub detector: String,
+    /// Redacted excerpt (callers never pass the secret).
+    pub excerpt: String,
+    /// Hex SHA-256 of the secret.
+    pub fingerprint: String,
+    /// The Leash token it is (recognised by the caller with certainty:
+    /// checksum and registry hash, or signature and key id).
+    pub token_id: Option<String>,
+    /// When the text holding it was received.
+    pub detected_at: Millis,
+}
+
+/// What recording an exposure did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExposureRecord {
+    pub exposure: Exposure,
+    /// The revocation it caused (empty when nothing was live).
+    pub revoked: Revoked,
+    /// The finding it opened (None for a repeat report).
+    pub finding: Option<Finding>,
+    /// The external token it matched.
+    pub external: Option<ExternalToken>,
+    /// The same secret was already reported from the same location: nothing new was recorded.
+    pub repeat: bool,
+}
+
 /// What a revocation did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Revoked {
@@ -250,6 +301,50 @@ pub trait Store: Send + Sync {
     fn verify_audit(&self) -> StoreFuture<'_, Result<ChainSummary, Vec<ChainBreak>>>;
     /// Counts by token status, for metrics and reports.
     fn token_counts(&self, now: Millis) -> StoreFuture<'_, TokenCounts>;
+    /// Track a third-party credential by fingerprint.
+    fn create_external_token(
+        &self,
+        new: NewExternalToken,
+        actor: &str,
+    ) -> StoreFuture<'_, ExternalToken>;
+    /// Record what a revocation connector did for an external token.
+    fn set_external_status(
+        &self,
+        id: i64,
+        status: ExternalStatus,
+        detail: String,
+        actor: &str,
+    ) -> StoreFuture<'_, ExternalToken>;
+    /// Record a leaked secret: revoke the Leash token it is (with its
+    /// descendants), match a third-party secret against the external
+    /// inventory, open a finding. One transaction, durable on return.
+    fn record_exposure_and_revoke(
+        &self,
+        new: NewExposure,
+        actor: &str,
+    ) -> StoreFuture<'_, ExposureRecord>;
+    /// Change a finding's review status.
+    fn set_finding_status(
+        &self,
+        id: i64,
+        status: FindingStatus,
+        note: String,
+        actor: &str,
+    ) -> StoreFuture<'_, Finding>;
+    fn get_external_token(&self, id: i64) -> StoreFuture<'_, ExternalToken>;
+    /// External tokens with id > `after`, ascending.
+    fn list_external_tokens(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<ExternalToken>>;
+    fn get_exposure(&self, id: i64) -> StoreFuture<'_, Exposure>;
+    /// Exposures, newest first, with id < `before` when given.
+    fn list_exposures(&self, before: Option<i64>, limit: u32) -> StoreFuture<'_, Vec<Exposure>>;
+    fn get_finding(&self, id: i64) -> StoreFuture<'_, Finding>;
+    /// Findings, newest first, optionally of one status, with id < `before` when given.
+    fn list_findings(
+        &self,
+        status: Option<FindingStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Finding>>;
 }
 
 /// Token counts by status.

@@ -8,9 +8,9 @@ use leash_core::audit::{ChainBreak, ChainHead, ChainSummary, ChainVerifier, Even
 use leash_core::issuance::{MintContext, TtlCaps, check_mint};
 use leash_core::scope::Scope;
 use leash_core::{
-    Client, IdentityRule, InvalidInput, Issuer, Millis, Owner, OwnerStatus, Revocation,
-    RevocationTrigger, Run, RunState, Token, TokenStatus, Workflow, Workload, validate_email,
-    validate_len, validate_name,
+    Client, Exposure, ExternalStatus, ExternalToken, Finding, FindingStatus, IdentityRule,
+    InvalidInput, Issuer, Millis, Owner, OwnerStatus, Revocation, RevocationTrigger, Run, RunState,
+    Token, TokenStatus, Workflow, Workload, validate_email, validate_len, validate_name,
 };
 use serde_json::json;
 use sqlx::sqlite::{
@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::registry::{Registry, SharedRegistry};
 use crate::{
-    MintPlan, NewClient, NewIssuer, NewOwner, NewWorkflow, NewWorkload, Revoked, Store,
-    StoreConfig, StoreError, StoreFuture, TokenCounts, TokenFilter, now_ms,
+    ExposureRecord, MintPlan, NewClient, NewExposure, NewExternalToken, NewIssuer, NewOwner,
+    NewWorkflow, NewWorkload, Revoked, Store, StoreConfig, StoreError, StoreFuture, TokenCounts,
+    TokenFilter, now_ms,
 };
 
 /// Most ids echoed back from a revocation.
@@ -64,6 +65,10 @@ enum Job {
     EndRun(i64, RunState, String, Reply<(Run, Revoked)>),
     Mint(Box<MintPlan>, String, Reply<()>),
     Revoke(String, String, String, Reply<Revoked>),
+    CreateExternal(NewExternalToken, String, Reply<ExternalToken>),
+    SetExternal(i64, ExternalStatus, String, String, Reply<ExternalToken>),
+    Exposure(Box<NewExposure>, String, Reply<ExposureRecord>),
+    SetFinding(i64, FindingStatus, String, String, Reply<Finding>),
 }
 
 impl Job {
@@ -86,6 +91,10 @@ impl Job {
             Job::EndRun(.., r) => fail(r, why),
             Job::Mint(.., r) => fail(r, why),
             Job::Revoke(.., r) => fail(r, why),
+            Job::CreateExternal(.., r) => fail(r, why),
+            Job::SetExternal(.., r) => fail(r, why),
+            Job::Exposure(.., r) => fail(r, why),
+            Job::SetFinding(.., r) => fail(r, why),
         }
     }
 }
@@ -559,6 +568,18 @@ impl Writer {
             Job::Mint(plan, actor, r) => settle(r, self.mint(*plan, &actor, now).await),
             Job::Revoke(id, reason, actor, r) => {
                 settle(r, self.revoke(&id, reason, &actor, now).await)
+            }
+            Job::CreateExternal(new, actor, r) => {
+                settle(r, self.create_external(new, &actor, now).await)
+            }
+            Job::SetExternal(id, status, detail, actor, r) => {
+                settle(r, self.set_external(id, status, detail, &actor, now).await)
+            }
+            Job::Exposure(new, actor, r) => {
+                settle(r, self.record_exposure(*new, &actor, now).await)
+            }
+            Job::SetFinding(id, status, note, actor, r) => {
+                settle(r, self.set_finding(id, status, note, &actor, now).await)
             }
         }
     }
@@ -1604,6 +1625,65 @@ impl Store for SqliteStore {
         let (id, actor) = (id.to_owned(), actor.to_owned());
         Box::pin(self.submit(move |r| Job::Revoke(id, reason, actor, r)))
     }
+    fn create_external_token(
+        &self,
+        new: NewExternalToken,
+        actor: &str,
+    ) -> StoreFuture<'_, ExternalToken> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::CreateExternal(new, actor, r)))
+    }
+    fn set_external_status(
+        &self,
+        id: i64,
+        status: ExternalStatus,
+        detail: String,
+        actor: &str,
+    ) -> StoreFuture<'_, ExternalToken> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::SetExternal(id, status, detail, actor, r)))
+    }
+    fn record_exposure_and_revoke(
+        &self,
+        new: NewExposure,
+        actor: &str,
+    ) -> StoreFuture<'_, ExposureRecord> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::Exposure(Box::new(new), actor, r)))
+    }
+    fn set_finding_status(
+        &self,
+        id: i64,
+        status: FindingStatus,
+        note: String,
+        actor: &str,
+    ) -> StoreFuture<'_, Finding> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::SetFinding(id, status, note, actor, r)))
+    }
+    fn get_external_token(&self, id: i64) -> StoreFuture<'_, ExternalToken> {
+        Box::pin(exposures::get_external(&self.reads, id))
+    }
+    fn list_external_tokens(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<ExternalToken>> {
+        Box::pin(exposures::list_external(&self.reads, after, limit))
+    }
+    fn get_exposure(&self, id: i64) -> StoreFuture<'_, Exposure> {
+        Box::pin(exposures::get_exposure(&self.reads, id))
+    }
+    fn list_exposures(&self, before: Option<i64>, limit: u32) -> StoreFuture<'_, Vec<Exposure>> {
+        Box::pin(exposures::list_exposures(&self.reads, before, limit))
+    }
+    fn get_finding(&self, id: i64) -> StoreFuture<'_, Finding> {
+        Box::pin(exposures::get_finding(&self.reads, id))
+    }
+    fn list_findings(
+        &self,
+        status: Option<FindingStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Finding>> {
+        Box::pin(exposures::list_findings(&self.reads, status, before, limit))
+    }
 
     fn get_run(&self, id: i64) -> StoreFuture<'_, Run> {
         Box::pin(async move {
@@ -1818,3 +1898,5 @@ pub async fn verify_audit_offline(
     pool.close().await;
     out
 }
+
+mod exposures;

@@ -6,10 +6,13 @@
 use std::sync::Arc;
 
 use leash_core::issuance::MintRequest;
-use leash_core::{Environment, OwnerKind, RunState, Token, TokenFormat, TokenStatus};
+use leash_core::{
+    Environment, ExposureAction, ExposureSource, Owner, OwnerKind, Run, RunState, Token,
+    TokenFormat, TokenStatus, Workflow, Workload,
+};
 use leash_store::{
-    MintPlan, NewOwner, NewWorkflow, NewWorkload, SqliteStore, Store, StoreConfig, StoreError,
-    TokenFilter, now_ms,
+    MintPlan, NewExposure, NewExternalToken, NewOwner, NewWorkflow, NewWorkload, SqliteStore,
+    Store, StoreConfig, StoreError, TokenFilter, now_ms,
 };
 
 fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) -> MintPlan {
@@ -45,14 +48,8 @@ fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) ->
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_token_outlives_its_run_under_concurrent_mints() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(dir.path(), StoreConfig::default())
-            .await
-            .unwrap(),
-    );
+/// alice owns workload `bot` (dev, tickets:read) and workflow `wf`; one run is running.
+async fn registry(store: &dyn Store) -> (Owner, Workload, Workflow, Run) {
     let owner = store
         .create_owner(
             NewOwner {
@@ -91,6 +88,18 @@ async fn no_token_outlives_its_run_under_concurrent_mints() {
         .await
         .unwrap();
     let run = store.start_run("wf", "bot", "test").await.unwrap();
+    (owner, wl, wf, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_outlives_its_run_under_concurrent_mints() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(dir.path(), StoreConfig::default())
+            .await
+            .unwrap(),
+    );
+    let (owner, wl, wf, run) = registry(&*store).await;
 
     let mut minters = Vec::new();
     for m in 0..16 {
@@ -198,4 +207,162 @@ async fn a_reopened_store_has_the_same_registry_and_chain() {
         .await
         .unwrap();
     assert_eq!(store.verify_audit().await.unwrap().unwrap().events, 3);
+}
+
+fn exposure(fingerprint: &str, location: &str, token: Option<&str>) -> NewExposure {
+    NewExposure {
+        source: ExposureSource::Chat,
+        location: location.into(),
+        detector: "leash-opaque".into(),
+        excerpt: "lsh_…(42 chars)".into(),
+        fingerprint: fingerprint.into(),
+        token_id: token.map(str::to_owned),
+        detected_at: now_ms(),
+    }
+}
+
+#[tokio::test]
+async fn an_exposed_token_is_revoked_with_its_descendants_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreConfig::default())
+        .await
+        .unwrap();
+    let (owner, wl, wf, run) = registry(&store).await;
+    store
+        .record_mint(plan("tok_a".into(), owner.id, wl.id, run.id, wf.id), "t")
+        .await
+        .unwrap();
+    let mut child = plan("tok_b".into(), owner.id, wl.id, run.id, wf.id);
+    child.token.parent_id = Some("tok_a".into());
+    child.token.depth = 1;
+    child.token.expires_at -= 5_000;
+    child.request.ttl_secs = 590;
+    store.record_mint(child, "t").await.unwrap();
+    let events = store.verify_audit().await.unwrap().unwrap().events;
+
+    let fp = "ab".repeat(32);
+    let rec = store
+        .record_exposure_and_revoke(exposure(&fp, "slack:T1/C1/1.2", Some("tok_a")), "feed")
+        .await
+        .unwrap();
+    assert!(!rec.repeat);
+    assert_eq!(rec.exposure.action, ExposureAction::Revoked);
+    assert_eq!((rec.revoked.count, rec.revoked.cascaded), (2, 1));
+    assert!(rec.exposure.revocation_latency_ms().unwrap() >= 0);
+    let finding = rec.finding.unwrap();
+    assert_eq!(finding.owner_id, Some(owner.id));
+    assert_eq!(finding.evidence["exposure"], rec.exposure.id);
+    for id in ["tok_a", "tok_b"] {
+        let t = store.get_token(id).await.unwrap();
+        assert_eq!(t.status(now_ms()), TokenStatus::Revoked, "{id}");
+    }
+    let a = store.get_token("tok_a").await.unwrap().revocation.unwrap();
+    assert_eq!(a.trigger, leash_core::RevocationTrigger::Exposure);
+    assert_eq!(a.event, rec.exposure.event);
+    assert!(a.reason.contains("slack:T1/C1/1.2"), "{}", a.reason);
+    // exposure event + the descendant's revocation event
+    let after = store.verify_audit().await.unwrap().unwrap().events;
+    assert_eq!(after, events + 2);
+
+    // the same report again (a webhook retry): nothing new
+    let again = store
+        .record_exposure_and_revoke(exposure(&fp, "slack:T1/C1/1.2", Some("tok_a")), "feed")
+        .await
+        .unwrap();
+    assert!(again.repeat);
+    assert_eq!(again.exposure.id, rec.exposure.id);
+    assert_eq!(store.verify_audit().await.unwrap().unwrap().events, after);
+
+    // seen somewhere else later: recorded, nothing left to revoke
+    let elsewhere = store
+        .record_exposure_and_revoke(exposure(&fp, "jira:SUP-1", Some("tok_a")), "feed")
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.exposure.action, ExposureAction::AlreadyInactive);
+    assert_eq!(elsewhere.revoked.count, 0);
+    assert_eq!(store.list_exposures(None, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_third_party_secret_matches_its_tracked_owner_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreConfig::default())
+        .await
+        .unwrap();
+    let (owner, wl, wf, _) = registry(&store).await;
+    let fp = "cd".repeat(32);
+    let ext = store
+        .create_external_token(
+            NewExternalToken {
+                name: "ci-github-pat".into(),
+                kind: "github-pat".into(),
+                owner: Some("alice".into()),
+                fingerprint: fp.clone(),
+                workloads: vec!["bot".into()],
+                workflows: vec!["wf".into()],
+                scopes: vec!["repo".into()],
+                stored_in: Some("vault:ci/github".into()),
+                connector: None,
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (ext.workloads.clone(), ext.workflows.clone()),
+        (vec![wl.id], vec![wf.id])
+    );
+    // the same secret cannot be tracked twice under another name
+    let mut dup = NewExternalToken {
+        name: "other".into(),
+        kind: "github-pat".into(),
+        owner: None,
+        fingerprint: fp.clone(),
+        workloads: vec![],
+        workflows: vec![],
+        scopes: vec![],
+        stored_in: None,
+        connector: None,
+    };
+    let err = store
+        .create_external_token(dup.clone(), "t")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ci-github-pat"), "{err}");
+    dup.fingerprint = "not-hex".into();
+    let err = store.create_external_token(dup, "t").await.unwrap_err();
+    assert!(err.to_string().contains("64 lowercase hex"), "{err}");
+
+    let mut e = exposure(&fp, "src/ci.yml:3", None);
+    e.source = ExposureSource::Code;
+    e.detector = "github-pat".into();
+    let rec = store.record_exposure_and_revoke(e, "scan").await.unwrap();
+    assert_eq!(rec.exposure.action, ExposureAction::MatchedExternal);
+    assert_eq!(rec.external.unwrap().id, ext.id);
+    let f = rec.finding.unwrap();
+    assert_eq!(f.owner_id, Some(owner.id));
+    assert_eq!(f.severity, leash_core::Severity::Critical);
+
+    let rec = store
+        .record_exposure_and_revoke(exposure(&"ef".repeat(32), "src/x.py:1", None), "scan")
+        .await
+        .unwrap();
+    assert_eq!(rec.exposure.action, ExposureAction::Unmatched);
+    assert_eq!(rec.finding.unwrap().owner_id, None);
+    let open = store
+        .list_findings(Some(leash_core::FindingStatus::Open), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 2);
+    let acked = store
+        .set_finding_status(
+            open[0].id,
+            leash_core::FindingStatus::Acknowledged,
+            "on it".into(),
+            "t",
+        )
+        .await
+        .unwrap();
+    assert_eq!(acked.status, leash_core::FindingStatus::Acknowledged);
+    assert!(store.verify_audit().await.unwrap().is_ok());
 }

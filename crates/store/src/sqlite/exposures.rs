@@ -1,0 +1,582 @@
+//! Exposures, the external-token inventory and findings in SQLite.
+
+use leash_core::{
+    Exposure, ExposureAction, ExternalStatus, ExternalToken, Finding, FindingStatus, InvalidInput,
+    Millis, RevocationTrigger, Severity, TokenStatus, validate_len, validate_name,
+};
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+
+use super::{Root, Writer, parse, token_from_row};
+use crate::{ExposureRecord, NewExposure, NewExternalToken, Revoked, StoreError};
+
+/// Most workloads, workflows or scopes listed on one external token.
+const MAX_USERS: usize = 256;
+
+fn ids(text: &str) -> Vec<i64> {
+    text.split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+fn join_ids(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
+}
+
+/// A fingerprint is the lowercase hex SHA-256 of the secret.
+pub(crate) fn validate_fingerprint(fp: &str) -> Result<(), StoreError> {
+    if fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(
+            "a fingerprint is the SHA-256 of the secret as 64 lowercase hex characters".into(),
+        ))
+    }
+}
+
+fn external_from_row(row: &SqliteRow) -> Result<ExternalToken, StoreError> {
+    Ok(ExternalToken {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: row.try_get("kind")?,
+        owner_id: row.try_get("owner_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        workloads: ids(row.try_get("workloads")?),
+        workflows: ids(row.try_get("workflows")?),
+        scopes: row
+            .try_get::<&str, _>("scopes")?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        stored_in: row.try_get("stored_in")?,
+        connector: row.try_get("connector")?,
+        status: parse("external token status", row.try_get("status")?)?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn exposure_from_row(row: &SqliteRow) -> Result<Exposure, StoreError> {
+    Ok(Exposure {
+        id: row.try_get("id")?,
+        source: parse("exposure source", row.try_get("source")?)?,
+        location: row.try_get("location")?,
+        detector: row.try_get("detector")?,
+        excerpt: row.try_get("excerpt")?,
+        fingerprint: row.try_get("fingerprint")?,
+        token_id: row.try_get("token_id")?,
+        external_id: row.try_get("external_id")?,
+        action: parse("exposure action", row.try_get("action")?)?,
+        detected_at: row.try_get("detected_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        revoked_count: u64::try_from(row.try_get::<i64, _>("revoked_count")?).unwrap_or_default(),
+        event: row.try_get("event")?,
+    })
+}
+
+fn finding_from_row(row: &SqliteRow) -> Result<Finding, StoreError> {
+    Ok(Finding {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        severity: parse("severity", row.try_get("severity")?)?,
+        subject: row.try_get("subject")?,
+        owner_id: row.try_get("owner_id")?,
+        summary: row.try_get("summary")?,
+        evidence: serde_json::from_str(row.try_get("evidence")?)
+            .map_err(|_| StoreError::Corrupt("a finding's evidence is not JSON".into()))?,
+        status: parse("finding status", row.try_get("status")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Writer {
+    pub(super) async fn create_external(
+        &mut self,
+        new: NewExternalToken,
+        actor: &str,
+        now: Millis,
+    ) -> Result<ExternalToken, StoreError> {
+        validate_name("external token", &new.name)?;
+        validate_len("kind", &new.kind, 100)?;
+        validate_fingerprint(&new.fingerprint)?;
+        if let Some(s) = &new.stored_in {
+            validate_len("stored_in", s, 500)?;
+        }
+        if let Some(c) = &new.connector {
+            validate_name("connector", c)?;
+        }
+        for (what, list) in [
+            ("workloads", &new.workloads),
+            ("workflows", &new.workflows),
+            ("scopes", &new.scopes),
+        ] {
+            if list.len() > MAX_USERS {
+                return Err(InvalidInput::TooMany {
+                    what,
+                    max: MAX_USERS,
+                }
+                .into());
+            }
+        }
+        for s in &new.scopes {
+            validate_len("scope", s, 200)?;
+            if s.chars().any(char::is_whitespace) {
+                return Err(StoreError::Conflict(format!(
+                    "scope `{s}` contains whitespace; list scopes one by one"
+                )));
+            }
+        }
+        let (owner_id, workloads, workflows) = {
+            let reg = self.registry.read();
+            let owner_id = match &new.owner {
+                Some(o) => Some(
+                    reg.owner_by_name(o)
+                        .ok_or_else(|| StoreError::NotFound {
+                            what: "owner",
+                            key: o.clone(),
+                        })?
+                        .id,
+                ),
+                None => None,
+            };
+            let workloads = new
+                .workloads
+                .iter()
+                .map(|w| {
+                    reg.workload_by_name(w)
+                        .map(|x| x.id)
+                        .ok_or_else(|| StoreError::NotFound {
+                            what: "workload",
+                            key: w.clone(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let workflows = new
+                .workflows
+                .iter()
+                .map(|w| {
+                    reg.workflow_by_name(w)
+                        .map(|x| x.id)
+                        .ok_or_else(|| StoreError::NotFound {
+                            what: "workflow",
+                            key: w.clone(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (owner_id, workloads, workflows)
+        };
+        let clash =
+            sqlx::query("SELECT name FROM external_tokens WHERE name = ? OR fingerprint = ?")
+                .bind(&new.name)
+                .bind(&new.fingerprint)
+                .fetch_optional(&mut self.conn)
+                .await?;
+        if let Some(row) = clash {
+            let name: String = row.try_get("name")?;
+            return Err(if name == new.name {
+                StoreError::Duplicate {
+                    what: "external token",
+                    name,
+                }
+            } else {
+                StoreError::Conflict(format!(
+                    "that fingerprint is already tracked as external token `{name}`"
+                ))
+            });
+        }
+        let row = sqlx::query(
+            "INSERT INTO external_tokens (name, kind, owner_id, fingerprint, workloads, workflows, scopes, stored_in, connector, status, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?) RETURNING *",
+        )
+        .bind(&new.name)
+        .bind(&new.kind)
+        .bind(owner_id)
+        .bind(&new.fingerprint)
+        .bind(join_ids(&workloads))
+        .bind(join_ids(&workflows))
+        .bind(new.scopes.join(" "))
+        .bind(&new.stored_in)
+        .bind(&new.connector)
+        .bind(now)
+        .fetch_one(&mut self.conn)
+        .await?;
+        let ext = external_from_row(&row)?;
+        self.append(
+            now,
+            "external.tracked",
+            actor,
+            format!("external:{}", ext.name),
+            json!({
+                "kind": ext.kind,
+                "owner": new.owner,
+                "fingerprint": ext.fingerprint,
+                "workloads": new.workloads,
+                "workflows": new.workflows,
+                "connector": ext.connector,
+            }),
+        );
+        Ok(ext)
+    }
+
+    pub(super) async fn set_external(
+        &mut self,
+        id: i64,
+        status: ExternalStatus,
+        detail: String,
+        actor: &str,
+        now: Millis,
+    ) -> Result<ExternalToken, StoreError> {
+        validate_len("detail", &detail, 1000)?;
+        let revoked_at = (status == ExternalStatus::Revoked).then_some(now);
+        let row = sqlx::query(
+            "UPDATE external_tokens SET status = ?, revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING *",
+        )
+        .bind(status.as_str())
+        .bind(revoked_at)
+        .bind(id)
+        .fetch_optional(&mut self.conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "external token",
+            key: id.to_string(),
+        })?;
+        let ext = external_from_row(&row)?;
+        self.append(
+            now,
+            &format!("external.{}", status.as_str()),
+            actor,
+            format!("external:{}", ext.name),
+            json!({"detail": detail}),
+        );
+        Ok(ext)
+    }
+
+    pub(super) async fn record_exposure(
+        &mut self,
+        new: NewExposure,
+        actor: &str,
+        now: Millis,
+    ) -> Result<ExposureRecord, StoreError> {
+        validate_len("location", &new.location, 1000)?;
+        validate_len("detector", &new.detector, 100)?;
+        validate_len("excerpt", &new.excerpt, 200)?;
+        validate_fingerprint(&new.fingerprint)?;
+        self.flush_tokens().await?;
+
+        if let Some(row) =
+            sqlx::query("SELECT * FROM exposures WHERE fingerprint = ? AND location = ?")
+                .bind(&new.fingerprint)
+                .bind(&new.location)
+                .fetch_optional(&mut self.conn)
+                .await?
+        {
+            // a retried webhook or a re-run scan: already handled
+            return Ok(ExposureRecord {
+                exposure: exposure_from_row(&row)?,
+                revoked: Revoked::default(),
+                finding: None,
+                external: None,
+                repeat: true,
+            });
+        }
+
+        let token = match &new.token_id {
+            Some(id) => Some(
+                sqlx::query(select_tokens!("WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(&mut self.conn)
+                    .await?
+                    .map(|r| token_from_row(&r))
+                    .transpose()?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "token",
+                        key: id.clone(),
+                    })?,
+            ),
+            None => None,
+        };
+        let external = match token {
+            Some(_) => None,
+            None => sqlx::query("SELECT * FROM external_tokens WHERE fingerprint = ?")
+                .bind(&new.fingerprint)
+                .fetch_optional(&mut self.conn)
+                .await?
+                .map(|r| external_from_row(&r))
+                .transpose()?,
+        };
+        let live = token
+            .as_ref()
+            .is_some_and(|t| t.status(now) == TokenStatus::Active);
+        let action = match (&token, &external) {
+            (Some(_), _) if live => ExposureAction::Revoked,
+            (Some(_), _) => ExposureAction::AlreadyInactive,
+            (None, Some(_)) => ExposureAction::MatchedExternal,
+            (None, None) => ExposureAction::Unmatched,
+        };
+
+        let exposure_id: i64 = sqlx::query(
+            "INSERT INTO exposures (source, location, detector, excerpt, fingerprint, token_id, external_id, action, detected_at, revoked_count, event) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0) RETURNING id",
+        )
+        .bind(new.source.as_str())
+        .bind(&new.location)
+        .bind(&new.detector)
+        .bind(&new.excerpt)
+        .bind(&new.fingerprint)
+        .bind(&new.token_id)
+        .bind(external.as_ref().map(|e| e.id))
+        .bind(action.as_str())
+        .bind(new.detected_at)
+        .fetch_one(&mut self.conn)
+        .await?
+        .try_get("id")?;
+
+        let subject = match (&new.token_id, &external) {
+            (Some(id), _) => id.clone(),
+            (None, Some(e)) => format!("external:{}", e.name),
+            (None, None) => format!("fingerprint:{}", &new.fingerprint[..16]),
+        };
+        let cause = self.append(
+            now,
+            "exposure.detected",
+            actor,
+            subject.clone(),
+            json!({
+                "exposure": exposure_id,
+                "source": new.source,
+                "location": new.location,
+                "detector": new.detector,
+                "excerpt": new.excerpt,
+                "fingerprint": new.fingerprint,
+                "action": action,
+            }),
+        );
+        let revoked = match (&new.token_id, live) {
+            (Some(id), true) => {
+                let reason = format!(
+                    "exposed in {} at {} (found by {})",
+                    new.source, new.location, new.detector
+                );
+                self.revoke_cascade(
+                    Root::Token(id),
+                    RevocationTrigger::Exposure,
+                    &reason,
+                    cause,
+                    actor,
+                    now,
+                    true,
+                )
+                .await?
+            }
+            _ => Revoked::default(),
+        };
+        let revoked_at = (revoked.count > 0).then_some(now);
+        sqlx::query(
+            "UPDATE exposures SET event = ?, revoked_at = ?, revoked_count = ? WHERE id = ?",
+        )
+        .bind(cause)
+        .bind(revoked_at)
+        .bind(revoked.count as i64)
+        .bind(exposure_id)
+        .execute(&mut self.conn)
+        .await?;
+
+        let owner_id = token
+            .as_ref()
+            .map(|t| t.owner_id)
+            .or(external.as_ref().and_then(|e| e.owner_id));
+        let (severity, summary) = match action {
+            ExposureAction::Revoked => (
+                Severity::High,
+                format!(
+                    "Leash token {subject} was exposed in {} at {}; it was revoked with {} descendant(s). Find out how it leaked.",
+                    new.source, new.location, revoked.cascaded
+                ),
+            ),
+            ExposureAction::AlreadyInactive => (
+                Severity::Low,
+                format!(
+                    "Leash token {subject} was exposed in {} at {} after it stopped working; remove the copy.",
+                    new.source, new.location
+                ),
+            ),
+            ExposureAction::MatchedExternal => (
+                Severity::Critical,
+                format!(
+                    "Third-party credential {subject} was exposed in {} at {}; rotate it and check its blast radius.",
+                    new.source, new.location
+                ),
+            ),
+            ExposureAction::Unmatched => (
+                Severity::High,
+                format!(
+                    "An untracked {} secret was exposed in {} at {}; nobody is known to own it.",
+                    new.detector, new.source, new.location
+                ),
+            ),
+        };
+        let evidence = json!({
+            "exposure": exposure_id,
+            "source": new.source,
+            "location": new.location,
+            "detector": new.detector,
+            "excerpt": new.excerpt,
+            "fingerprint": new.fingerprint,
+            "revoked": revoked.count,
+            "event": cause,
+        });
+        let row = sqlx::query(
+            "INSERT INTO findings (kind, severity, subject, owner_id, summary, evidence, status, created_at) \
+             VALUES ('exposure', ?, ?, ?, ?, ?, 'open', ?) RETURNING *",
+        )
+        .bind(severity.as_str())
+        .bind(&subject)
+        .bind(owner_id)
+        .bind(&summary)
+        .bind(evidence.to_string())
+        .bind(now)
+        .fetch_one(&mut self.conn)
+        .await?;
+        let finding = finding_from_row(&row)?;
+        let exposure = Exposure {
+            id: exposure_id,
+            source: new.source,
+            location: new.location,
+            detector: new.detector,
+            excerpt: new.excerpt,
+            fingerprint: new.fingerprint,
+            token_id: new.token_id,
+            external_id: external.as_ref().map(|e| e.id),
+            action,
+            detected_at: new.detected_at,
+            revoked_at,
+            revoked_count: revoked.count as u64,
+            event: cause,
+        };
+        Ok(ExposureRecord {
+            exposure,
+            revoked,
+            finding: Some(finding),
+            external,
+            repeat: false,
+        })
+    }
+
+    pub(super) async fn set_finding(
+        &mut self,
+        id: i64,
+        status: FindingStatus,
+        note: String,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Finding, StoreError> {
+        validate_len("note", &note, 1000)?;
+        let row = sqlx::query("UPDATE findings SET status = ? WHERE id = ? RETURNING *")
+            .bind(status.as_str())
+            .bind(id)
+            .fetch_optional(&mut self.conn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "finding",
+                key: id.to_string(),
+            })?;
+        let f = finding_from_row(&row)?;
+        self.append(
+            now,
+            "finding.status",
+            actor,
+            format!("finding:{id}"),
+            json!({"status": status, "note": note}),
+        );
+        Ok(f)
+    }
+}
+
+pub(super) async fn get_external(pool: &SqlitePool, id: i64) -> Result<ExternalToken, StoreError> {
+    sqlx::query("SELECT * FROM external_tokens WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| external_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "external token",
+            key: id.to_string(),
+        })
+}
+
+pub(super) async fn list_external(
+    pool: &SqlitePool,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<ExternalToken>, StoreError> {
+    sqlx::query("SELECT * FROM external_tokens WHERE id > ? ORDER BY id LIMIT ?")
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(external_from_row)
+        .collect()
+}
+
+pub(super) async fn get_exposure(pool: &SqlitePool, id: i64) -> Result<Exposure, StoreError> {
+    sqlx::query("SELECT * FROM exposures WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| exposure_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "exposure",
+            key: id.to_string(),
+        })
+}
+
+pub(super) async fn list_exposures(
+    pool: &SqlitePool,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Exposure>, StoreError> {
+    sqlx::query("SELECT * FROM exposures WHERE id < ? ORDER BY id DESC LIMIT ?")
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(exposure_from_row)
+        .collect()
+}
+
+pub(super) async fn get_finding(pool: &SqlitePool, id: i64) -> Result<Finding, StoreError> {
+    sqlx::query("SELECT * FROM findings WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| finding_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "finding",
+            key: id.to_string(),
+        })
+}
+
+pub(super) async fn list_findings(
+    pool: &SqlitePool,
+    status: Option<FindingStatus>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Finding>, StoreError> {
+    sqlx::query(
+        "SELECT * FROM findings WHERE id < ? AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3",
+    )
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(status.map(|s| s.as_str()))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(finding_from_row)
+    .collect()
+}
