@@ -17,13 +17,13 @@ use crate::{
     WorkflowCmd, WorkloadCmd,
 };
 
-fn print_json<T: Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
 /// Print JSON when asked, text otherwise.
-fn show<T: Serialize>(json_out: bool, v: &T, text: impl FnOnce(&T)) -> Result<()> {
+pub(crate) fn show<T: Serialize>(json_out: bool, v: &T, text: impl FnOnce(&T)) -> Result<()> {
     if json_out {
         print_json(v)
     } else {
@@ -32,7 +32,7 @@ fn show<T: Serialize>(json_out: bool, v: &T, text: impl FnOnce(&T)) -> Result<()
     }
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -53,7 +53,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn or_dash(v: Option<&str>) -> String {
+pub(crate) fn or_dash(v: Option<&str>) -> String {
     v.unwrap_or("-").to_owned()
 }
 
@@ -126,7 +126,9 @@ fn ttl_caps(list: &[String]) -> Result<TtlCaps> {
 }
 
 async fn serve(a: ServeArgs) -> Result<ExitCode> {
+    let exposure = crate::exposure::settings(&a)?;
     let mut cfg = leash_server::ServerConfig::new(a.data, a.listen);
+    cfg.exposure = exposure;
     cfg.issuer = a.issuer;
     cfg.ttl_caps = ttl_caps(&a.ttl_caps)?;
     cfg.default_audience = a.default_audience;
@@ -164,6 +166,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => return serve(a).await,
         Command::Bench(cmd) => return crate::bench::run(cmd, api()?, j).await,
         Command::Owner(cmd) => owner(&api()?, cmd, j).await?,
+        Command::Exposures(cmd) => crate::exposure::exposures(&api()?, cmd, j).await?,
+        Command::Findings(cmd) => crate::exposure::findings(&api()?, cmd, j).await?,
+        Command::External(cmd) => crate::exposure::external(&api()?, cmd, j).await?,
         Command::Workload(cmd) => workload(&api()?, cmd, j).await?,
         Command::Workflow(cmd) => workflow(&api()?, cmd, j).await?,
         Command::Run(cmd) => run_cmd(&api()?, cmd, j).await?,

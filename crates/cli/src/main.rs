@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod commands;
+mod exposure;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,15 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Leaked secrets Leash found or was told about, and what it did.
+    #[command(subcommand)]
+    Exposures(exposure::ExposuresCmd),
+    /// Things a human must review.
+    #[command(subcommand)]
+    Findings(exposure::FindingsCmd),
+    /// Third-party credentials tracked by fingerprint (so a leak finds its owner and blast radius).
+    #[command(subcommand)]
+    External(exposure::ExternalCmd),
     /// Load drivers against a running server (reproduces the README's figures).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -104,6 +114,27 @@ pub struct ServeArgs {
     /// Re-fetch a trusted issuer's JWKS for an unknown kid at most this often.
     #[arg(long, default_value = "30s")]
     pub jwks_min_refresh: String,
+    /// File holding the Slack app's signing secret: Slack Events API calls to /v1/exposures are verified with it.
+    #[arg(long, env = "LEASH_SLACK_SIGNING_SECRET_FILE", value_name = "FILE")]
+    pub slack_signing_secret_file: Option<PathBuf>,
+    /// File holding the Jira webhook secret: `X-Hub-Signature` on /v1/exposures is verified with it.
+    #[arg(long, env = "LEASH_JIRA_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub jira_webhook_secret_file: Option<PathBuf>,
+    /// GitHub's secret scanning public keys (the JSON of GET https://api.github.com/meta/public_keys/secret_scanning), for /v1/partners/github.
+    #[arg(long, env = "LEASH_GITHUB_KEYS", value_name = "FILE")]
+    pub github_keys: Option<PathBuf>,
+    /// Owners are notified of exposures here (a signed JSON POST each).
+    #[arg(long, env = "LEASH_NOTIFY_URL", value_name = "URL")]
+    pub notify_url: Option<String>,
+    /// File holding the secret that signs notifications and connector calls (`Leash-Signature: sha256=HMAC`).
+    #[arg(long, env = "LEASH_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// A revocation connector for third-party credentials (repeat): NAME=URL, a generic webhook.
+    #[arg(long = "connector", value_name = "NAME=URL")]
+    pub connectors: Vec<String>,
+    /// Extra scanner rules for the exposure feeds, in gitleaks TOML format.
+    #[arg(long, value_name = "FILE")]
+    pub scan_rules: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -72,6 +72,10 @@ impl ApiError {
             "missing or wrong credential: send `Authorization: Bearer <operator token>` (the CLI reads it from LEASH_TOKEN or DIR/operator.token)",
         )
     }
+    /// 401 with a specific reason (a webhook signature that does not verify, …).
+    pub fn unauthorized_because(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -21,6 +21,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,6 +75,37 @@ pub struct ServerConfig {
     pub max_delegation_depth: u32,
     /// An issuer's JWKS URL is re-fetched for an unknown `kid` at most this often.
     pub jwks_min_refresh: std::time::Duration,
+    /// Exposure feeds, notifications and connectors.
+    pub exposure: ExposureSettings,
+}
+
+/// Secret bytes that never print.
+#[derive(Clone, Default)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBytes(…)")
+    }
+}
+
+/// How exposures reach the server and what it does after one.
+#[derive(Debug, Clone, Default)]
+pub struct ExposureSettings {
+    /// Slack app signing secret: Slack Events API requests are verified with it.
+    pub slack_signing_secret: Option<SecretBytes>,
+    /// Jira webhook secret: `X-Hub-Signature: sha256=…` is verified with it.
+    pub jira_webhook_secret: Option<SecretBytes>,
+    /// GitHub secret scanning public keys (partner alerts are verified with them).
+    pub github_keys: Vec<api::exposures::GithubKey>,
+    /// Owner notifications go here (a signed JSON POST per exposure).
+    pub notify_url: Option<String>,
+    /// Signs notifications and connector calls (`Leash-Signature`).
+    pub webhook_secret: Option<SecretBytes>,
+    /// Revocation connectors by name: generic webhook URLs.
+    pub connectors: Vec<(String, String)>,
+    /// Extra scanner rules (gitleaks TOML), beside the built-in ones.
+    pub extra_rules: Vec<leash_scan::Rule>,
 }
 
 impl ServerConfig {
@@ -87,6 +119,7 @@ impl ServerConfig {
             default_audience: "urn:leash:any".into(),
             max_delegation_depth: leash_core::issuance::DEFAULT_MAX_DELEGATION_DEPTH,
             jwks_min_refresh: api::federation::DEFAULT_MIN_REFRESH,
+            exposure: ExposureSettings::default(),
         }
     }
 }
@@ -110,6 +143,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// Client-assertion `jti`s already used (RFC 7523 replay protection).
     pub assertion_jtis: api::clients::ReplayCache,
+    /// Exposure feeds and what acts on them.
+    pub exposures: api::exposures::ExposureConfig,
     operator_hash: [u8; 32],
 }
 
@@ -191,23 +226,60 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         .issuer
         .clone()
         .unwrap_or_else(|| format!("http://{}", cfg.listen));
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| ServerError::Setup(format!("cannot build the HTTP client: {e}")))?;
+    let metrics = Metrics::default();
+    let x = &cfg.exposure;
+    let webhook_secret: Option<Arc<[u8]>> = x.webhook_secret.as_ref().map(|s| s.0.clone().into());
+    let mut connectors: std::collections::HashMap<String, Arc<dyn notify::RevocationConnector>> =
+        std::collections::HashMap::new();
+    for (name, url) in &x.connectors {
+        leash_core::validate_name("connector", name)
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ServerError::Setup(format!(
+                "connector `{name}`: `{url}` is not an http(s) URL"
+            )));
+        }
+        connectors.insert(
+            name.clone(),
+            Arc::new(notify::WebhookConnector {
+                url: url.clone(),
+                secret: webhook_secret.clone(),
+                http: http.clone(),
+            }),
+        );
+    }
+    let exposures = api::exposures::ExposureConfig {
+        scanner: leash_scan::Scanner::builtin_with(x.extra_rules.clone()),
+        slack_secret: x.slack_signing_secret.as_ref().map(|s| s.0.clone()),
+        jira_secret: x.jira_webhook_secret.as_ref().map(|s| s.0.clone()),
+        github_keys: x.github_keys.clone(),
+        notifier: notify::Notifier::start(
+            http.clone(),
+            x.notify_url.clone(),
+            webhook_secret,
+            metrics.notifications.clone(),
+        ),
+        connectors,
+    };
     Ok(Arc::new(App {
+        exposures,
         store: Arc::new(store),
         keys: std::sync::RwLock::new(Arc::new(keys)),
         key_info: std::sync::RwLock::new(key_info),
         data_dir: cfg.data_dir.clone(),
         max_ttl,
-        metrics: Metrics::default(),
+        metrics,
         issuer,
         default_audience: cfg.default_audience.clone(),
         assertion_jtis: Default::default(),
         jwks_cache: api::federation::JwksCache::new(cfg.jwks_min_refresh),
         dpop_jtis: Default::default(),
-        http: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| ServerError::Setup(format!("cannot build the HTTP client: {e}")))?,
+        http,
         max_delegation_depth: cfg.max_delegation_depth,
         operator_hash,
     }))
@@ -259,7 +331,13 @@ pub async fn serve(
 
 /// Bearer operator credential on every `/v1` call except the OpenAPI document.
 async fn require_operator(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path().ends_with("/openapi.json") {
+    // the router nests under /v1, so the full path is in the original URI
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    if api::self_authenticating(req.method(), &path) {
         return next.run(req).await;
     }
     let ok = bearer(&req).is_some_and(|t| app.is_operator(t));

@@ -20,6 +20,11 @@ pub struct TriggerLabel {
     pub trigger: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExposureLabels {
+    pub source: String,
+    pub action: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
     pub route: String,
@@ -39,6 +44,17 @@ pub struct Metrics {
     pub refusals: Family<RuleLabel, Counter>,
     pub revocations: Family<TriggerLabel, Counter>,
     pub requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub exposures: Family<ExposureLabels, Counter>,
+    /// Receipt of the text holding a Leash token → its revocation durable.
+    pub exposure_revocation_seconds: Histogram,
+    pub notifications: NotifyCounters,
+}
+
+/// Owner notifications delivered and given up on.
+#[derive(Clone, Default)]
+pub struct NotifyCounters {
+    pub delivered: Counter,
+    pub failed: Counter,
 }
 
 impl Default for Metrics {
@@ -66,8 +82,34 @@ impl Default for Metrics {
             "HTTP request latency",
             requests.clone(),
         );
+        let exposures = Family::<ExposureLabels, Counter>::default();
+        registry.register(
+            "exposures",
+            "Leaked secrets recorded, by source and action",
+            exposures.clone(),
+        );
+        let exposure_revocation_seconds = latency_histogram();
+        registry.register(
+            "exposure_revocation_seconds",
+            "From receiving text that holds a live Leash token to its revocation being durable",
+            exposure_revocation_seconds.clone(),
+        );
+        let notifications = NotifyCounters::default();
+        registry.register(
+            "notifications_delivered",
+            "Owner notifications delivered",
+            notifications.delivered.clone(),
+        );
+        registry.register(
+            "notifications_failed",
+            "Owner notifications given up after retries",
+            notifications.failed.clone(),
+        );
         Metrics {
             registry,
+            exposures,
+            exposure_revocation_seconds,
+            notifications,
             mints,
             refusals,
             revocations,

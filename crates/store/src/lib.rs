@@ -37,7 +37,7 @@ use leash_core::{
 use serde::Serialize;
 
 pub use registry::{Registry, SharedRegistry};
-pub use sqlite::{SqliteStore, verify_audit_offline};
+pub use sqlite::{SqliteStore, validate_fingerprint, verify_audit_offline};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1900,3 +1900,4 @@ pub async fn verify_audit_offline(
 }
 
 mod exposures;
+pub use exposures::validate_fingerprint;

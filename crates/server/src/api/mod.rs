@@ -4,8 +4,9 @@ pub mod audit;
 pub mod clients;
 pub mod dpop;
 pub mod dto;
-
+pub mod exposures;
 pub mod federation;
+pub mod feeds;
 pub mod oauth;
 pub mod openapi;
 pub mod registry;
@@ -141,6 +142,25 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/revocations", post(tokens::revoke))
         .route("/audit/events", get(audit::events))
         .route("/audit/verify", get(audit::verify))
+        .route("/exposures", post(exposures::report).get(exposures::list))
+        .route("/exposures/{id}", get(exposures::get))
+        .route("/partners/github", post(exposures::github_partner))
+        .route("/findings", get(exposures::list_findings))
+        .route("/findings/{id}", get(exposures::get_finding))
+        .route("/findings/{id}/status", post(exposures::set_finding_status))
+        .route(
+            "/external-tokens",
+            post(exposures::create_external).get(exposures::list_external),
+        )
+        .route("/external-tokens/{id}", get(exposures::get_external))
+}
+
+/// `/v1` calls that authenticate themselves (webhook signatures) instead
+/// of with the operator credential.
+pub fn self_authenticating(method: &axum::http::Method, path: &str) -> bool {
+    path.ends_with("/openapi.json")
+        || (method == axum::http::Method::POST
+            && matches!(path, "/v1/exposures" | "/v1/partners/github"))
 }
 
 /// Routes outside `/v1`.

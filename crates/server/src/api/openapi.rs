@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, clients, dto, federation, oauth, registry, tokens};
+use super::{audit, clients, dto, exposures, federation, oauth, registry, tokens};
 use crate::error::Problem;
 
 struct OperatorAuth;
@@ -38,6 +38,9 @@ impl Modify for OperatorAuth {
         oauth::introspect, oauth::jwks, oauth::token, oauth::revoke, oauth::metadata, oauth::keys, oauth::rotate_keys,
         clients::create, clients::list,
         federation::create_issuer, federation::list_issuers, federation::add_rule,
+        exposures::report, exposures::list, exposures::get, exposures::github_partner,
+        exposures::list_findings, exposures::get_finding, exposures::set_finding_status,
+        exposures::create_external, exposures::list_external, exposures::get_external,
     ),
     components(schemas(Problem, dto::Ttl)),
     modifiers(&OperatorAuth),

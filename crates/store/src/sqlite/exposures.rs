@@ -25,7 +25,7 @@ fn join_ids(ids: &[i64]) -> String {
 }
 
 /// A fingerprint is the lowercase hex SHA-256 of the secret.
-pub(crate) fn validate_fingerprint(fp: &str) -> Result<(), StoreError> {
+pub fn validate_fingerprint(fp: &str) -> Result<(), StoreError> {
     if fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(())
     } else {
