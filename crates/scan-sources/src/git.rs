@@ -20,7 +20,9 @@ use gix::hashtable::{HashMap, HashSet};
 use gix::objs::Kind;
 
 use crate::chunk;
-use crate::{CommitInfo, Progress, Report, Source, SourceScanner, Stage, has_binary_extension};
+use crate::{
+    CommitInfo, ItemError, Progress, Report, Source, SourceScanner, Stage, has_binary_extension,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -136,26 +138,46 @@ impl History<'_> {
         Ok(object)
     }
 
-    /// The commits that `HEAD` and the refs point to (through tags).
-    fn tips(&self) -> Result<Vec<(ObjectId, String)>, GitError> {
+    /// The commits that `HEAD` and the refs point to (through tags). A ref
+    /// that cannot be read or resolved (a dangling symbolic ref such as a
+    /// stale `refs/remotes/origin/HEAD`) is an item error, not a failure.
+    fn tips(&self, errors: &mut Vec<ItemError>) -> Result<Vec<(ObjectId, String)>, GitError> {
         let refs_error = |e: BoxError| GitError::References {
             path: self.path.to_owned(),
             source: e,
         };
         let mut tips = Vec::new();
-        let head = self.repo.head().map_err(|e| refs_error(e.into()))?;
-        if let Some(id) = head.id() {
-            tips.push((id.detach(), "HEAD".to_owned()));
+        match self.repo.head() {
+            Ok(head) => {
+                if let Some(id) = head.id() {
+                    tips.push((id.detach(), "HEAD".to_owned()));
+                }
+            }
+            Err(e) => errors.push(ItemError {
+                path: "HEAD".to_owned(),
+                reason: e.to_string(),
+            }),
         }
         let platform = self.repo.references().map_err(|e| refs_error(e.into()))?;
         for reference in platform.all().map_err(|e| refs_error(e.into()))? {
-            let mut reference = reference.map_err(|e| refs_error(e.into()))?;
+            let mut reference = match reference {
+                Ok(reference) => reference,
+                Err(e) => {
+                    errors.push(ItemError {
+                        path: "refs".to_owned(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             let name = reference.name().as_bstr().to_string();
-            let id = reference
-                .peel_to_id()
-                .map_err(|e| refs_error(e.into()))?
-                .detach();
-            tips.push((id, name));
+            match reference.peel_to_id() {
+                Ok(id) => tips.push((id.detach(), name)),
+                Err(e) => errors.push(ItemError {
+                    path: name,
+                    reason: e.to_string(),
+                }),
+            }
         }
         // Peel annotated tags down to what they point to.
         let mut commits = Vec::with_capacity(tips.len());
@@ -306,16 +328,20 @@ pub(crate) fn scan_history(
     let history = History { repo: &repo, path };
 
     progress.stage(Stage::ListingCommits);
-    let tips = history.tips()?;
+    let mut report = Report::default();
+    let tips = history.tips(&mut report.stats.errors)?;
     let commits = history.commits_oldest_first(tips)?;
     progress.total_items(commits.len() as u64);
     progress.stage(Stage::ScanningCommits);
 
     let options = sources.options();
-    let mut report = Report::default();
     report.stats.commits = Some(commits.len() as u64);
     let mut seen_trees: HashSet<ObjectId> = HashSet::default();
     let mut seen_blobs: HashSet<ObjectId> = HashSet::default();
+    let mut skipped_blobs: HashSet<ObjectId> = HashSet::default();
+    // (fingerprint, path) already reported: a secret that stays in a file
+    // while the file changes is reported once, where it first appeared.
+    let mut reported: std::collections::HashSet<(String, String)> = Default::default();
     // Trees still to walk for the current commit: id and path prefix.
     let mut stack: Vec<(ObjectId, String)> = Vec::new();
     for commit in &commits {
@@ -329,11 +355,10 @@ pub(crate) fn scan_history(
             let tree = history.find(tree_id, Kind::Tree, &referrer)?;
             for entry in gix::objs::TreeRefIter::from_bytes(&tree.data, repo.object_hash()) {
                 let entry = entry.map_err(|e| history.object_error("tree", tree_id, e.into()))?;
-                let name = format!("{prefix}{}", entry.filename);
                 let id = entry.oid.to_owned();
                 if entry.mode.is_tree() {
                     if !seen_trees.contains(&id) {
-                        stack.push((id, format!("{name}/")));
+                        stack.push((id, format!("{prefix}{}/", entry.filename)));
                     }
                     continue;
                 }
@@ -341,18 +366,24 @@ pub(crate) fn scan_history(
                 if !entry.mode.is_blob() || seen_blobs.contains(&id) {
                     continue;
                 }
+                let name = format!("{prefix}{}", entry.filename);
                 if options.skip_binary_extensions && has_binary_extension(&name) {
                     // Not marked seen: the same bytes under a text name
                     // are still scanned.
-                    report.stats.skipped_binary += 1;
+                    if skipped_blobs.insert(id) {
+                        report.stats.skipped_binary += 1;
+                    }
                     continue;
                 }
                 seen_blobs.insert(id);
                 let blob = history.find(id, Kind::Blob, &referrer)?;
                 let ctx = sources.context(Some(&name));
-                let scanned =
+                let mut scanned =
                     chunk::scan_bytes(sources.scanner, &ctx, options, &blob.data, progress);
                 drop(blob);
+                scanned
+                    .findings
+                    .retain(|(f, _)| reported.insert((f.fingerprint.clone(), name.clone())));
                 if !scanned.findings.is_empty() && info.is_none() {
                     info = Some(history.commit_info(commit.id)?);
                 }

@@ -25,7 +25,9 @@
 //! * **Git history scans every blob once.** Commits reachable from any ref
 //!   (branches, tags, notes, stash) and `HEAD` are visited parents first;
 //!   trees and blobs already seen are skipped, so each blob is scanned at
-//!   the oldest commit and path that introduced it.
+//!   the oldest commit and path that introduced it. A secret that stays in
+//!   a file while the file changes (new blobs, same path) is reported once
+//!   per path, at the oldest commit.
 //! * **Progress is a hook, not a dependency.** Every scan takes a
 //!   [`Progress`]; the CLI draws bars with it, tests pass `&mut ()`.
 //!
@@ -311,8 +313,11 @@ impl<'a> SourceScanner<'a> {
     }
 
     /// Scan every blob reachable from any ref or `HEAD` of the repository
-    /// at `repo` (a work tree or a bare repository), once each, reported
-    /// at the oldest commit and path that introduced it.
+    /// at `repo` (a work tree, its `.git`, or a bare repository), once each,
+    /// reported at the oldest commit and path that introduced it. A secret
+    /// already reported at a path is not reported again for later versions
+    /// of the file there. Submodules, symbolic links and binary blobs are
+    /// skipped; refs to bare trees or blobs are ignored.
     pub fn scan_git_history(
         &self,
         repo: &Path,

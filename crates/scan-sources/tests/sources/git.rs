@@ -52,6 +52,7 @@ struct Repo {
 /// 4: config/app.env deleted; the same bytes copied to backup/config.env.
 /// 5 (branch `feature`, from 2): secret k2 in feature.txt (line 3), by Bob.
 /// 6 (only under tag `v0.1`, from 1): secret k3 in tagged.txt.
+/// 7 (branch `feature`): feature.txt edited, k2 still in it.
 fn history() -> Option<Repo> {
     if Command::new("git").arg("--version").output().is_err() {
         eprintln!("skipped: no git CLI");
@@ -117,7 +118,17 @@ fn history() -> Option<Repo> {
     git(p, ALICE, d6, &["add", "tagged.txt"]);
     commit(&mut commits, ALICE, d6, "six");
     git(p, ALICE, d6, &["tag", "-a", "v0.1", "-m", "release"]);
-    git(p, ALICE, d6, &["checkout", "-q", "main"]);
+
+    let d7 = "2024-01-07T10:00:00+00:00";
+    git(p, BOB, d7, &["checkout", "-q", "feature"]);
+    crate::write(
+        p,
+        "feature.txt",
+        format!("x\ny\nkey = {}\nmore\n", aws_key(42)),
+    );
+    git(p, BOB, d7, &["add", "feature.txt"]);
+    commit(&mut commits, BOB, d7, "seven");
+    git(p, ALICE, d7, &["checkout", "-q", "main"]);
     Some(Repo {
         _dir: dir,
         path,
@@ -140,7 +151,7 @@ fn assert_history(repo: &Repo, repo_path: &Path) {
         .scan_git_history(repo_path, &mut progress)
         .unwrap();
     assert_eq!(report.findings.len(), 3, "{:#?}", report.findings);
-    assert_eq!(report.stats.commits, Some(6));
+    assert_eq!(report.stats.commits, Some(7));
     assert_eq!(report.stats.skipped_binary, 1);
     assert!(report.stats.errors.is_empty());
 
@@ -165,8 +176,8 @@ fn assert_history(repo: &Repo, repo_path: &Path) {
     assert_eq!(k3.location.path, "tagged.txt");
     assert_eq!(k3.location.commit.as_ref().unwrap().id, repo.commits[5]);
 
-    assert_eq!(progress.total, Some(6));
-    assert_eq!(progress.items, 6);
+    assert_eq!(progress.total, Some(7));
+    assert_eq!(progress.items, 7);
     assert_eq!(
         progress.stages,
         vec![Stage::ListingCommits, Stage::ScanningCommits]
@@ -245,4 +256,23 @@ fn a_repository_without_commits_has_no_findings() {
     let report = sources().scan_git_history(dir.path(), &mut ()).unwrap();
     assert!(report.findings.is_empty());
     assert_eq!(report.stats.commits, Some(0));
+}
+
+#[test]
+fn a_dangling_symbolic_ref_is_an_item_error_not_a_failure() {
+    let Some(repo) = history() else { return };
+    git(
+        &repo.path,
+        ALICE,
+        "2024-02-01T00:00:00+00:00",
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/gone",
+        ],
+    );
+    let report = sources().scan_git_history(&repo.path, &mut ()).unwrap();
+    assert_eq!(report.findings.len(), 3);
+    assert_eq!(report.stats.errors.len(), 1, "{:?}", report.stats.errors);
+    assert_eq!(report.stats.errors[0].path, "refs/remotes/origin/HEAD");
 }
