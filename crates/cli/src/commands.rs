@@ -164,6 +164,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let api = || Api::new(&cli.url, find_token(cli.token.clone()));
     match cli.command {
         Command::Serve(a) => return serve(a).await,
+        Command::Scan(a) => {
+            // a server is configured when an operator credential is at hand
+            let token = find_token(cli.token.clone());
+            let api = match token {
+                Some(t) if !a.offline => Some(Api::new(&cli.url, Some(t))?),
+                _ => None,
+            };
+            if api.is_none() && !a.offline && !j && a.format == "text" {
+                eprintln!(
+                    "note: no Leash server configured (LEASH_TOKEN or $LEASH_DATA/operator.token); scanning offline"
+                );
+            }
+            return Ok(crate::scan::run(a, api, j).await);
+        }
         Command::Bench(cmd) => return crate::bench::run(cmd, api()?, j).await,
         Command::Owner(cmd) => owner(&api()?, cmd, j).await?,
         Command::Exposures(cmd) => crate::exposure::exposures(&api()?, cmd, j).await?,

@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod commands;
 mod exposure;
+mod scan;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Find secrets in files, stdin or git history; Leash tokens found are revoked through the server (unless --offline). Exit code 1 when secrets are found.
+    Scan(scan::ScanArgs),
     /// Leaked secrets Leash found or was told about, and what it did.
     #[command(subcommand)]
     Exposures(exposure::ExposuresCmd),

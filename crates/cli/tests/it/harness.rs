@@ -125,6 +125,24 @@ impl Leash {
             .unwrap()
     }
 
+    /// Run the CLI with `input` on stdin.
+    pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(self.root.path())
+            .env("LEASH_URL", &self.url)
+            .env("LEASH_DATA", self.data())
+            .env_remove("LEASH_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     pub async fn req(
         &self,
         method: reqwest::Method,

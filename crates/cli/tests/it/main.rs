@@ -12,4 +12,5 @@ mod interop;
 mod lifecycle;
 mod oauth;
 mod refusals;
+mod scan;
 mod standards;
