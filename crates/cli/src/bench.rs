@@ -36,6 +36,8 @@ pub enum BenchCmd {
     RunEnd(RunEndBench),
     /// Explain random existing tokens and report latency.
     Explain(ExplainBench),
+    /// POST /v1/exposures with a chat message holding a live token, --tokens times: request → durable revocation latency.
+    Exposure(ExposureBench),
     /// GET /health: the HTTP stack's own ceiling on this machine, as a peer for the other figures.
     Health(HealthBench),
     /// POST /oauth2/token, client_credentials with client_secret_basic.
@@ -88,6 +90,21 @@ pub struct RunEndBench {
     pub common: Common,
     #[arg(long, default_value_t = 10_000)]
     pub tokens: u64,
+}
+
+#[derive(Args)]
+pub struct ExposureBench {
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Tokens minted, then each reported once.
+    #[arg(long, default_value_t = 2000)]
+    pub tokens: u64,
+    /// Reports per second across all clients (open loop); omit for max throughput.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// jwt or opaque.
+    #[arg(long, default_value = "opaque")]
+    pub format: String,
 }
 
 #[derive(Args)]
@@ -520,6 +537,74 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 println!(
                     "run-end: ending run {run} revoked {} tokens in {:.3}s (request to durable response)",
                     ended.revoked.count, secs
+                );
+            }
+        }
+        BenchCmd::Exposure(b) => {
+            let (workload, _) = setup(&api, false).await?;
+            let minted: Vec<String> = {
+                let mut out = Vec::with_capacity(b.tokens as usize);
+                for _ in 0..b.tokens {
+                    let t: Value = api
+                        .post("/v1/tokens", &json!({"workload": workload, "scopes": ["tickets:read"], "ttl": "1h", "format": b.format}))
+                        .await?;
+                    out.push(
+                        t["token"]
+                            .as_str()
+                            .ok_or_else(|| anyhow!("mint answered no token"))?
+                            .to_owned(),
+                    );
+                }
+                out
+            };
+            let bodies: Arc<Vec<Bytes>> = Arc::new(
+                minted
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        serde_json::to_vec(&json!({"source": "chat", "location": format!("bench:C1/{i}"), "text": format!("can someone check why this fails? curl -H 'Authorization: Bearer {t}' https://api.acme.io/v1/tickets")}))
+                            .map(Bytes::from)
+                    })
+                    .collect::<Result<_, _>>()?,
+            );
+            let make: MakeRequest = Arc::new(move |i| {
+                let body = bodies[(i as usize) % bodies.len()].clone();
+                (hyper::Method::POST, "/v1/exposures".to_owned(), Some(body))
+            });
+            let what = match b.rate {
+                Some(r) => format!("exposure → revocation ({r:.0}/s offered)"),
+                None => "exposure → revocation".to_owned(),
+            };
+            let r = drive(
+                &api,
+                &what,
+                Load {
+                    clients: b.clients,
+                    rate: b.rate,
+                    stop: Stop::Count(b.tokens),
+                    oauth: None,
+                },
+                make,
+                progress,
+            )
+            .await?;
+            // every token must now be revoked, by exposure
+            let active: Vec<TokenView> = api
+                .get(&format!(
+                    "/v1/tokens?workload={workload}&status=active&limit=1000"
+                ))
+                .await?;
+            if !active.is_empty() {
+                bail!(
+                    "{} token(s) are still active after being reported",
+                    active.len()
+                );
+            }
+            print_report(&r, json_out)?;
+            if !json_out {
+                println!(
+                    "all {} reported tokens are revoked (latency = webhook received → revocation durable → answer)",
+                    minted.len()
                 );
             }
         }

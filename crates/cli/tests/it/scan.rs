@@ -223,3 +223,55 @@ async fn a_leash_token_in_git_history_or_stdin_is_revoked_through_the_server() {
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stderr(&o).contains("--offline"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_pre_commit_hook_refuses_a_commit_that_adds_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    git(d, &["init", "-q"]);
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pre-commit");
+    std::fs::copy(&hook, d.join(".git/hooks/pre-commit")).unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let commit = |msg: &str| {
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=Dev",
+                "-c",
+                "user.email=dev@acme.io",
+                "commit",
+                "-qm",
+                msg,
+            ])
+            .current_dir(d)
+            .env("PATH", &path)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env_remove("LEASH_TOKEN")
+            .output()
+            .unwrap()
+    };
+    std::fs::write(d.join("app.py"), "print('hello')\n").unwrap();
+    git(d, &["add", "."]);
+    let o = commit("clean");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    std::fs::write(
+        d.join("app.py"),
+        format!("print('hello')\nTOKEN = \"{DO_TOKEN}\"\n"),
+    )
+    .unwrap();
+    git(d, &["add", "."]);
+    let o = commit("oops");
+    assert!(!o.status.success(), "the hook must refuse");
+    let err = stderr(&o) + &stdout(&o);
+    assert!(
+        err.contains("digitalocean-pat") && err.contains("add secrets"),
+        "{err}"
+    );
+    assert!(!err.contains(DO_TOKEN), "{err}");
+}
