@@ -493,17 +493,29 @@ impl Writer {
     }
 }
 
-pub(super) async fn get_external(pool: &SqlitePool, id: i64) -> Result<ExternalToken, StoreError> {
-    sqlx::query("SELECT * FROM external_tokens WHERE id = ?")
+/// One row by id, or NotFound naming `what`.
+async fn by_id<T>(
+    pool: &SqlitePool,
+    sql: &'static str,
+    what: &'static str,
+    id: i64,
+    from_row: fn(&SqliteRow) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    sqlx::query(sql)
         .bind(id)
         .fetch_optional(pool)
         .await?
-        .map(|r| external_from_row(&r))
+        .map(|r| from_row(&r))
         .transpose()?
         .ok_or_else(|| StoreError::NotFound {
-            what: "external token",
+            what,
             key: id.to_string(),
         })
+}
+
+pub(super) async fn get_external(pool: &SqlitePool, id: i64) -> Result<ExternalToken, StoreError> {
+    let sql = "SELECT * FROM external_tokens WHERE id = ?";
+    by_id(pool, sql, "external token", id, external_from_row).await
 }
 
 pub(super) async fn list_external(
@@ -522,16 +534,14 @@ pub(super) async fn list_external(
 }
 
 pub(super) async fn get_exposure(pool: &SqlitePool, id: i64) -> Result<Exposure, StoreError> {
-    sqlx::query("SELECT * FROM exposures WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .map(|r| exposure_from_row(&r))
-        .transpose()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "exposure",
-            key: id.to_string(),
-        })
+    by_id(
+        pool,
+        "SELECT * FROM exposures WHERE id = ?",
+        "exposure",
+        id,
+        exposure_from_row,
+    )
+    .await
 }
 
 pub(super) async fn list_exposures(
@@ -550,16 +560,14 @@ pub(super) async fn list_exposures(
 }
 
 pub(super) async fn get_finding(pool: &SqlitePool, id: i64) -> Result<Finding, StoreError> {
-    sqlx::query("SELECT * FROM findings WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .map(|r| finding_from_row(&r))
-        .transpose()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "finding",
-            key: id.to_string(),
-        })
+    by_id(
+        pool,
+        "SELECT * FROM findings WHERE id = ?",
+        "finding",
+        id,
+        finding_from_row,
+    )
+    .await
 }
 
 pub(super) async fn list_findings(
