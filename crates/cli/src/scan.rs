@@ -46,6 +46,9 @@ pub struct ScanArgs {
     /// Extra rules in gitleaks TOML format (a rule with a built-in id replaces it).
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// A JWK Set file (the server's /.well-known/jwks.json) to recognise Leash JWTs offline.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
     /// Exposure source reported to the server (default: code for files, git with --git, log for stdin).
     #[arg(long)]
     pub source: Option<String>,
@@ -132,8 +135,13 @@ async fn fetch_jwks(api: &Api) -> Result<HashMap<String, Vec<u8>>> {
         .json()
         .await
         .with_context(|| format!("{url} did not answer a JWK Set"))?;
+    Ok(ed25519_keys(&v))
+}
+
+/// The Ed25519 keys of a JWK Set, by `kid`.
+fn ed25519_keys(v: &Value) -> HashMap<String, Vec<u8>> {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    Ok(v["keys"]
+    v["keys"]
         .as_array()
         .into_iter()
         .flatten()
@@ -144,7 +152,7 @@ async fn fetch_jwks(api: &Api) -> Result<HashMap<String, Vec<u8>>> {
                 b64.decode(k["x"].as_str()?).ok()?,
             ))
         })
-        .collect())
+        .collect()
 }
 
 /// Is this JWT signed by one of the server's keys (`kid` known, signature valid)?
@@ -346,10 +354,24 @@ async fn scan(a: ScanArgs, api: Option<Api>, json_flag: bool) -> Result<ExitCode
     };
     let scanner = Scanner::builtin_with(extra);
     let api = if a.offline { None } else { api };
-    let keys = match &api {
+    let mut keys = match &api {
         Some(api) => fetch_jwks(api).await?,
         None => HashMap::new(),
     };
+    if let Some(p) = &a.jwks {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("--jwks {} cannot be read", p.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("--jwks {} is not JSON", p.display()))?;
+        let found = ed25519_keys(&v);
+        if found.is_empty() {
+            bail!(
+                "--jwks {}: no Ed25519 keys (kty OKP, crv Ed25519, kid, x) in it",
+                p.display()
+            );
+        }
+        keys.extend(found);
+    }
     let check = |t: &str| is_leash_jwt(&keys, t);
     let sources = SourceScanner::new(&scanner)
         .with_options(Options {

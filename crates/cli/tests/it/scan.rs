@@ -216,6 +216,17 @@ async fn a_leash_token_in_git_history_or_stdin_is_revoked_through_the_server() {
     assert_eq!(list[0]["source"], "chat");
     assert_eq!(list[0]["location"], "stdin:1");
 
+    // offline with the server's JWKS saved to a file, a Leash JWT is still recognised
+    let jwks = l.public_text("/.well-known/jwks.json").await;
+    std::fs::write(l.root.path().join("jwks.json"), jwks).unwrap();
+    let o = l.cli_stdin(
+        &["scan", "-", "--offline", "--jwks", "jwks.json", "--json"],
+        text.as_bytes(),
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["findings"][0]["rule_id"], "leash-jwt", "{v}");
+    assert_eq!(v["server"], Value::Null);
+
     // the server down: the scan fails (exit 2) and says how to scan offline, instead of pretending
     let mut l = l;
     l.kill();
