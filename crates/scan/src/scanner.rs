@@ -22,11 +22,16 @@ const LINE_TARGET_CAP: usize = 4 * 1024;
 const TABLE_BITS: u32 = 16;
 const TABLE_SLOTS: usize = 1 << TABLE_BITS;
 /// ORed into every byte: folds ASCII letters to lower case.
-const FOLD: u128 = u128::from_le_bytes([0x20; 16]);
+const FOLD: u64 = u64::from_le_bytes([0x20; 8]);
 /// Then each byte is cut to its low six bits.
-const SIX_BITS: u128 = u128::from_le_bytes([0x3f; 16]);
+const SIX_BITS: u64 = u64::from_le_bytes([0x3f; 8]);
+/// Positions the prefilter looks at per step, and the bytes that takes:
+/// three overlapping 8-byte words at offsets 0, 5 and 10, five positions
+/// from each.
+const STEP: usize = 15;
+const BLOCK: usize = 18;
 
-/// The table slots of the first eight positions of `block`.
+/// The table slots of the first five positions of the 8-byte word `word`.
 ///
 /// Each byte is folded (`| 0x20`) and cut to six bits, giving `c`; the slot
 /// of position `k` is bits `8k..8k + 16` of `c ^ c >> 3 ^ c >> 6 ^ c >> 11`:
@@ -36,37 +41,45 @@ const SIX_BITS: u128 = u128::from_le_bytes([0x3f; 16]);
 /// quadruples share a slot: that only adds candidates, and every candidate
 /// is confirmed on the real bytes.
 #[inline(always)]
-fn position_slots(block: &[u8; 16]) -> [usize; 8] {
-    let c = (u128::from_le_bytes(*block) | FOLD) & SIX_BITS;
-    let h = c ^ c >> 3 ^ c >> 6 ^ c >> 11;
-    let slot = |k: u32| (h >> (8 * k)) as usize & (TABLE_SLOTS - 1);
+fn word_slots(word: [u8; 8]) -> [usize; 5] {
+    let c = (u64::from_le_bytes(word) | FOLD) & SIX_BITS;
+    let mut h = c ^ c >> 3 ^ c >> 6 ^ c >> 11;
+    let mut slots = [0; 5];
+    for slot in &mut slots {
+        *slot = usize::from(h as u16);
+        h >>= 8;
+    }
+    slots
+}
+
+/// The table slots of the first [`STEP`] positions of `block`.
+#[inline(always)]
+fn block_slots(block: &[u8; BLOCK]) -> [usize; STEP] {
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&block[at..at + 8]);
+        word_slots(w)
+    };
+    let (a, b, c) = (word(0), word(5), word(10));
     [
-        slot(0),
-        slot(1),
-        slot(2),
-        slot(3),
-        slot(4),
-        slot(5),
-        slot(6),
-        slot(7),
+        a[0], a[1], a[2], a[3], a[4], b[0], b[1], b[2], b[3], b[4], c[0], c[1], c[2], c[3], c[4],
     ]
 }
 
 /// The slot of a position that starts with these four bytes.
 fn slot_of(prefix: [u8; 4]) -> usize {
-    let mut block = [0u8; 16];
-    block[..4].copy_from_slice(&prefix);
-    position_slots(&block)[0]
+    let mut word = [0u8; 8];
+    word[..4].copy_from_slice(&prefix);
+    word_slots(word)[0]
 }
 
 /// Finds every keyword occurrence, ASCII case-insensitively.
 ///
-/// Eight positions per step: one 16-byte load and a few shifts and XORs give
-/// the eight positions' table slots ([`position_slots`]), eight loads from
-/// a 64 KiB table say whether a keyword starts with bytes of that slot, and
-/// the step branches once, on whether any of the eight did (about one step
-/// in twenty on source code, mostly on real keyword prefixes such as `toke`
-/// or `secr`). Only then is each marked position compared with the few
+/// Fifteen positions per step: three 8-byte loads and a few shifts and XORs
+/// give their table slots ([`word_slots`]), fifteen loads from a 64 KiB
+/// table say whether a keyword starts with bytes of that slot, and the step
+/// branches once, on whether any of them did (about one step in six on
+/// source code, mostly on real keyword prefixes such as `toke` or `secr`). Only then is each marked position compared with the few
 /// keywords filed under its slot, longest first.
 #[derive(Clone)]
 struct Prefilter {
@@ -134,25 +147,26 @@ impl Prefilter {
         })
     }
 
-    /// Does any of the first eight positions of `block` fall on a marked slot?
+    /// Does any of the first [`STEP`] positions of `block` fall on a marked slot?
     #[inline(always)]
-    fn any_marked(&self, block: &[u8; 16]) -> bool {
-        let s = position_slots(block);
-        let m = |i: usize| self.marked[s[i]];
-        (m(0) | m(1) | m(2) | m(3) | m(4) | m(5) | m(6) | m(7)) != 0
+    fn any_marked(&self, block: &[u8; BLOCK]) -> bool {
+        block_slots(block)
+            .iter()
+            .fold(0, |any, &slot| any | self.marked[slot])
+            != 0
     }
 
-    /// Reports the keywords starting at the first eight positions of
+    /// Reports the keywords starting at the first [`STEP`] positions of
     /// `block`, which sits at `base` in `bytes`.
     #[inline(never)]
     fn confirm_block(
         &self,
         bytes: &[u8],
-        block: &[u8; 16],
+        block: &[u8; BLOCK],
         base: usize,
         f: &mut impl FnMut(usize, usize, usize),
     ) {
-        let slots = position_slots(block);
+        let slots = block_slots(block);
         let mut candidates = 0u32;
         for (k, &slot) in slots.iter().enumerate() {
             candidates |= u32::from(self.marked[slot]) << k;
@@ -183,25 +197,25 @@ impl Prefilter {
     /// starts (the longest one there), in increasing order.
     fn for_each_hit(&self, bytes: &[u8], mut f: impl FnMut(usize, usize, usize)) {
         let mut at = 0;
-        while let Some(block) = bytes.get(at..at + 16) {
-            if let Ok(block) = <&[u8; 16]>::try_from(block)
+        while let Some(block) = bytes.get(at..at + BLOCK) {
+            if let Ok(block) = <&[u8; BLOCK]>::try_from(block)
                 && self.any_marked(block)
             {
                 self.confirm_block(bytes, block, at, &mut f);
             }
-            at += 8;
+            at += STEP;
         }
-        // Fewer than 16 bytes are left: run them zero-padded. Padding can
+        // Fewer than BLOCK bytes are left: run them zero-padded. Padding can
         // only add candidates, and `confirm` reads the real bytes.
         let rest = bytes.get(at..).unwrap_or_default();
-        let mut padded = [0u8; 32];
+        let mut padded = [0u8; STEP + BLOCK];
         padded[..rest.len()].copy_from_slice(rest);
-        for half in [0, 8] {
-            if half < rest.len()
-                && let Some(block) = padded.get(half..half + 16)
-                && let Ok(block) = <&[u8; 16]>::try_from(block)
+        for skip in [0, STEP] {
+            if skip < rest.len()
+                && let Some(block) = padded.get(skip..skip + BLOCK)
+                && let Ok(block) = <&[u8; BLOCK]>::try_from(block)
             {
-                self.confirm_block(bytes, block, at + half, &mut f);
+                self.confirm_block(bytes, block, at + skip, &mut f);
             }
         }
     }
@@ -222,6 +236,9 @@ pub struct Scanner {
     keyword_rules: Vec<Vec<usize>>,
     /// Rules with a regex but no keywords: they run over the whole input.
     unconditional: Vec<usize>,
+    /// Rules limited to some paths (regex or path-only): when there are
+    /// none, every rule is active on every input and nothing is looked up.
+    path_rules: Vec<usize>,
 }
 
 /// A regex match that passed its rule's checks, before overlap resolution.
@@ -248,7 +265,9 @@ impl Scanner {
                 rules
                     .iter()
                     .enumerate()
-                    .filter(|(_, r)| r.keywords.iter().any(|k| hit.contains(k.as_str())))
+                    .filter(|(_, r)| {
+                        r.regex.is_some() && r.keywords.iter().any(|k| hit.contains(k.as_str()))
+                    })
                     .map(|(i, _)| i)
                     .collect()
             })
@@ -260,11 +279,18 @@ impl Scanner {
             .filter(|(_, r)| r.regex.is_some() && (r.keywords.is_empty() || prefilter.is_none()))
             .map(|(i, _)| i)
             .collect();
+        let path_rules = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.path.is_some())
+            .map(|(i, _)| i)
+            .collect();
         Scanner {
             rules,
             prefilter,
             keyword_rules,
             unconditional,
+            path_rules,
         }
     }
 
@@ -294,27 +320,33 @@ impl Scanner {
             };
         }
 
-        let active: Vec<bool> = self
-            .rules
+        // Rules whose path pattern rejects this input (or that need a path
+        // and have none); usually there are no path rules at all.
+        let inactive: Vec<usize> = self
+            .path_rules
             .iter()
-            .map(|r| match (&r.path, ctx.path) {
-                (None, _) => true,
-                (Some(p), Some(path)) => p.is_match(path.as_bytes()),
-                (Some(_), None) => false,
+            .copied()
+            .filter(|&r| match (&self.rules[r].path, ctx.path) {
+                (Some(p), Some(path)) => !p.is_match(path.as_bytes()),
+                _ => true,
             })
             .collect();
+        let active = |r: usize| !inactive.contains(&r);
 
         let windows = self.windows(bytes, &active, &mut stats);
         stats.windows = windows.len();
 
         let mut candidates = Vec::new();
-        let mut caps_by_rule: Vec<Option<regex_automata::util::captures::Captures>> =
-            vec![None; self.rules.len()];
+        // Windows come grouped by rule: one set of capture slots per group.
+        let mut caps: Option<(usize, regex_automata::util::captures::Captures)> = None;
         for (rule_index, window) in windows {
             let rule = &self.rules[rule_index];
             let Some(pattern) = &rule.regex else { continue };
             let re = pattern.regex();
-            let caps = caps_by_rule[rule_index].get_or_insert_with(|| re.create_captures());
+            let caps = match &mut caps {
+                Some((r, c)) if *r == rule_index => c,
+                slot => &mut slot.insert((rule_index, re.create_captures())).1,
+            };
             let mut input = Input::new(bytes).span(window.clone());
             loop {
                 re.search_captures(&input, caps);
@@ -340,17 +372,17 @@ impl Scanner {
         ScanReport { findings, stats }
     }
 
-    /// The regex windows: per rule, overlapping and touching windows merged.
+    /// The regex windows, grouped by rule and in input order within a rule,
+    /// overlapping and touching windows of a rule merged.
     fn windows(
         &self,
         bytes: &[u8],
-        active: &[bool],
+        active: &impl Fn(usize) -> bool,
         stats: &mut ScanStats,
     ) -> Vec<(usize, Range<usize>)> {
         let len = bytes.len();
-        let mut out = Vec::new();
+        let mut out: Vec<(usize, Range<usize>)> = Vec::new();
         if let Some(prefilter) = &self.prefilter {
-            let mut open: Vec<Option<Range<usize>>> = vec![None; self.rules.len()];
             let mut lines = LineCache::default();
             prefilter.for_each_hit(bytes, |hit_start, hit_end, keyword| {
                 stats.keyword_hits += 1;
@@ -363,31 +395,29 @@ impl Scanner {
                     .max(hit_start.saturating_sub(WINDOW_BEFORE));
                 let line_end = len.min(line.end + 1);
                 for &r in &self.keyword_rules[keyword] {
-                    if !active[r] || self.rules[r].regex.is_none() {
+                    if !active(r) {
                         continue;
                     }
                     let end = match self.rules[r].reach {
                         Reach::Line => line_end.min(hit_end.saturating_add(WINDOW_AFTER)),
                         Reach::Forward(n) => len.min(hit_end.saturating_add(n)),
                     };
-                    match &mut open[r] {
-                        Some(w) if start <= w.end => w.end = w.end.max(end),
-                        slot => {
-                            if let Some(done) = slot.replace(start..end) {
-                                out.push((r, done));
-                            }
-                        }
-                    }
+                    out.push((r, start..end));
                 }
             });
-            for (r, w) in open.into_iter().enumerate() {
-                if let Some(w) = w {
-                    out.push((r, w));
-                }
-            }
         }
+        // Hits come in input order, so each rule's windows start in order;
+        // a stable sort by rule keeps that order, and merging is one pass.
+        out.sort_by_key(|(r, _)| *r);
+        out.dedup_by(|(r, next), (r0, open)| {
+            let merge = r == r0 && next.start <= open.end;
+            if merge {
+                open.end = open.end.max(next.end);
+            }
+            merge
+        });
         for &r in &self.unconditional {
-            if active[r] {
+            if active(r) {
                 out.push((r, 0..len));
             }
         }
@@ -526,15 +556,19 @@ impl Scanner {
             .map(|s| s.range())
     }
 
-    fn path_findings(&self, active: &[bool], ctx: &ScanContext<'_>) -> Vec<Finding> {
+    fn path_findings(
+        &self,
+        active: &impl Fn(usize) -> bool,
+        ctx: &ScanContext<'_>,
+    ) -> Vec<Finding> {
         let Some(path) = ctx.path else {
             return Vec::new();
         };
-        self.rules
+        self.path_rules
             .iter()
-            .zip(active)
-            .filter(|(r, on)| **on && r.regex.is_none() && r.path.is_some())
-            .map(|(r, _)| make_finding(r, path.as_bytes(), 0, 0, 0..0))
+            .copied()
+            .filter(|&r| active(r) && self.rules[r].regex.is_none())
+            .map(|r| make_finding(&self.rules[r], path.as_bytes(), 0, 0, 0..0))
             .collect()
     }
 
