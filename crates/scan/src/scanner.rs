@@ -21,6 +21,9 @@ const LINE_TARGET_CAP: usize = 4 * 1024;
 /// table slots (64 KiB).
 const TABLE_BITS: u32 = 16;
 const TABLE_SLOTS: usize = 1 << TABLE_BITS;
+// `word_slots` cuts slots out of 16-bit lanes: a slot is a `u16`, so it is
+// always in bounds without a check.
+const _: () = assert!(TABLE_BITS == 16);
 /// ORed into every byte: folds ASCII letters to lower case.
 const FOLD: u64 = u64::from_le_bytes([0x20; 8]);
 /// Then each byte is cut to its low six bits.
