@@ -11,9 +11,11 @@ to files under the output directory, and only counts and rates are shown.
                                    [--sample-mb 200] [--subset-mb 10] [--runs 3] [--core 1] ROOT...
 """
 import argparse
+import collections
 import hashlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -164,6 +166,58 @@ def quality(args):
               f"| {s['precision']:.3f} | {s['recall']:.3f} |")
     with open(os.path.join(args.out, "quality.json"), "w") as f:
         json.dump([{"tool": n, "version": v, **s} for n, v, s in rows], f, indent=1)
+
+
+# --- corpus summary ---------------------------------------------------------------
+
+# Decoy categories, recognised on lines that hold no labeled secret. A count is
+# of matches, so a line can count in several categories.
+DECOYS = {
+    "placeholder": r"<[^<>\n]*(?:key|token|secret|password|here|set-me|paste|generate|redacted)[^<>\n]*>|x{8,}|X{8,}|\*{5,}|\$\{\{?\s*[A-Za-z_.]+\s*\}?\}|\[(?:MASKED|REDACTED|redacted)\]"
+                   r"|your[_-][a-z_]*|changeme|sk-\.\.\.|sk-ant-api03-\.\.\.|<redacted>|=\.\.\.|\*\*\* masked",
+    "documented example": r"AKIAIOSFODNN7EXAMPLE|wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY|sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+                          r"|SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c|Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErC"
+                          r"|ghp_16C7e42F292c6912E7710c838347Ae178B4a|xoxb-17653672481-19874698323|AAAAIOMqqnkVzrm0SdG6UOoqKLsab",
+    "hash": r"(?<![A-Za-z0-9])(?:[0-9a-f]{64}|[0-9a-f]{40}|[0-9a-f]{32})(?![A-Za-z0-9])|\$2b\$12\$|sha(?:256|512)-[A-Za-z0-9+/]{40,}",
+    "UUID": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "base64 blob": r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*[0-9])(?=[A-Za-z0-9+/]*[+/])[A-Za-z0-9+/]{60,}={0,2}",
+    "checksum-invalid token": r"\b(?:gh[pousr]|npm|lsh)_[A-Za-z0-9]{36,38}\b",
+    "public key or certificate": r"ssh-(?:rsa|ed25519) AAAA|ecdsa-sha2-nistp256 AAAA|BEGIN (?:CERTIFICATE|PUBLIC KEY)"
+                                 r"|\"n\":\s*\"|\bn=[A-Za-z0-9_-]{100,}|MFkwEwYHKoZIzj0CAQY|pk_live_|pk\.eyJ|ca\.crt: [A-Za-z0-9+/]{40}",
+}
+
+
+def corpus_summary(args):
+    with open(os.path.join(args.corpus, "labels.json")) as f:
+        labels = json.load(f)
+    labeled = {(l["file"], l["line"]) for l in labels}
+    files = corpus_files(args.corpus)
+    kinds = sorted({f.split("/")[0] for f in files})
+    by_kind = collections.Counter(f.split("/")[0] for f in files)
+    secrets = collections.Counter(l["file"].split("/")[0] for l in labels)
+    decoys = {c: collections.Counter() for c in DECOYS}
+    patterns = {c: re.compile(p) for c, p in DECOYS.items()}
+    for file in files:
+        kind = file.split("/")[0]
+        with open(os.path.join(args.corpus, file), encoding="utf-8", errors="replace") as f:
+            armored = False  # inside a PEM/PGP block: its body is counted with its header
+            for number, line in enumerate(f, 1):
+                body = armored
+                armored = (armored or "-----BEGIN" in line) and "-----END" not in line
+                if (file, number) in labeled or (body and "-----END" not in line):
+                    continue
+                for category, pattern in patterns.items():
+                    decoys[category][kind] += len(pattern.findall(line))
+    # The checksum-invalid tokens also match as hashes or blobs nowhere; the
+    # documented GitHub example is checksum-invalid too, and counted once, there.
+    print("| | " + " | ".join(kinds) + " | total |")
+    print("|---|" + "---:|" * (len(kinds) + 1))
+    print("| files | " + " | ".join(str(by_kind[k]) for k in kinds) + f" | {len(files)} |")
+    print("| labeled secrets | " + " | ".join(str(secrets[k]) for k in kinds) + f" | {len(labels)} |")
+    for category, counts in decoys.items():
+        print(f"| decoy: {category} | " + " | ".join(str(counts[k]) for k in kinds)
+              + f" | {sum(counts.values())} |")
+    print("\nDecoys are counted by pattern on lines without a labeled secret (a rough census, not labels).")
 
 
 # --- throughput -----------------------------------------------------------------
@@ -339,6 +393,7 @@ def throughput(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("corpus").add_argument("--corpus", required=True)
     for name in ("quality", "throughput"):
         p = sub.add_parser(name)
         p.add_argument("--out", required=True)
@@ -353,7 +408,7 @@ def main():
     t.add_argument("--core", type=int, default=1)
     t.add_argument("roots", nargs="+")
     args = parser.parse_args()
-    {"quality": quality, "throughput": throughput}[args.command](args)
+    {"quality": quality, "throughput": throughput, "corpus": corpus_summary}[args.command](args)
 
 
 if __name__ == "__main__":
