@@ -391,6 +391,8 @@ def throughput(args):
 
 
 def main():
+    # Line-buffered, so nothing printed is left in a buffer when a tool starts.
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("corpus").add_argument("--corpus", required=True)
