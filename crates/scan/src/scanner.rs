@@ -81,9 +81,10 @@ fn slot_of(prefix: [u8; 4]) -> usize {
 /// Fifteen positions per step: three 8-byte loads and a few shifts and XORs
 /// give their table slots ([`word_slots`]), fifteen loads from a 64 KiB
 /// table say whether a keyword starts with bytes of that slot, and the step
-/// branches once, on whether any of them did (about one step in six on
-/// source code, mostly on real keyword prefixes such as `toke` or `secr`). Only then is each marked position compared with the few
-/// keywords filed under its slot, longest first.
+/// branches once, on whether any of them did (about one step in eight on
+/// source code, mostly on real keyword prefixes such as `toke` or `data`).
+/// Only then is each marked position compared with the few keywords filed
+/// under its slot, longest first.
 #[derive(Clone)]
 struct Prefilter {
     /// 1 where the first four bytes of some keyword fall (every slot that
@@ -226,7 +227,7 @@ impl Prefilter {
 
 /// A set of compiled rules behind one keyword prefilter.
 ///
-/// Building a scanner compiles every regex and the keyword automaton, so
+/// Building a scanner compiles every regex and the keyword table, so
 /// build it once and share it: `scan` takes `&self` and `Scanner` is
 /// `Send + Sync`.
 #[derive(Debug, Clone)]
