@@ -387,6 +387,9 @@ impl Scanner {
         let len = bytes.len();
         let mut out: Vec<(usize, Range<usize>)> = Vec::new();
         if let Some(prefilter) = &self.prefilter {
+            // Each rule's open window, merged with the next one while they
+            // touch: memory stays bounded by the rules, however many hits.
+            let mut open: Vec<Option<Range<usize>>> = Vec::new();
             let mut lines = LineCache::default();
             prefilter.for_each_hit(bytes, |hit_start, hit_end, keyword| {
                 stats.keyword_hits += 1;
@@ -406,20 +409,27 @@ impl Scanner {
                         Reach::Line => line_end.min(hit_end.saturating_add(WINDOW_AFTER)),
                         Reach::Forward(n) => len.min(hit_end.saturating_add(n)),
                     };
-                    out.push((r, start..end));
+                    if open.is_empty() {
+                        open.resize(self.rules.len(), None);
+                    }
+                    match &mut open[r] {
+                        Some(w) if start <= w.end => w.end = w.end.max(end),
+                        slot => {
+                            if let Some(done) = slot.replace(start..end) {
+                                out.push((r, done));
+                            }
+                        }
+                    }
                 }
             });
+            out.extend(
+                open.into_iter()
+                    .enumerate()
+                    .filter_map(|(r, w)| Some((r, w?))),
+            );
+            // Grouped by rule, in input order within a rule (the sort is stable).
+            out.sort_by_key(|(r, _)| *r);
         }
-        // Hits come in input order, so each rule's windows start in order;
-        // a stable sort by rule keeps that order, and merging is one pass.
-        out.sort_by_key(|(r, _)| *r);
-        out.dedup_by(|(r, next), (r0, open)| {
-            let merge = r == r0 && next.start <= open.end;
-            if merge {
-                open.end = open.end.max(next.end);
-            }
-            merge
-        });
         for &r in &self.unconditional {
             if active(r) {
                 out.push((r, 0..len));
