@@ -743,11 +743,9 @@ mod tests {
             .collect()
     }
 
-    fn prefilter_hits(keywords: &[String], text: &[u8]) -> Vec<(usize, usize, usize)> {
+    fn prefilter_hits(prefilter: &Prefilter, text: &[u8]) -> Vec<(usize, usize, usize)> {
         let mut hits = Vec::new();
-        if let Some(p) = Prefilter::build(keywords) {
-            p.for_each_hit(text, |start, end, k| hits.push((start, end, k)));
-        }
+        prefilter.for_each_hit(text, |start, end, k| hits.push((start, end, k)));
         hits
     }
 
@@ -757,11 +755,12 @@ mod tests {
             .iter()
             .map(|k| k.to_string())
             .collect();
-        for pad in 0..20 {
+        let prefilter = Prefilter::build(&keywords).unwrap();
+        for pad in 0..40 {
             for k in &keywords {
                 let text = format!("{}{}", ".".repeat(pad), k.to_uppercase());
                 assert_eq!(
-                    prefilter_hits(&keywords, text.as_bytes()),
+                    prefilter_hits(&prefilter, text.as_bytes()),
                     naive_hits(&keywords, text.as_bytes()),
                     "{text:?}"
                 );
@@ -770,17 +769,20 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
+        // Keywords of one byte are left to the test above: each is filed
+        // under all 65,536 slots, which makes a build slow in debug mode.
         #[test]
         fn prefilter_agrees_with_a_plain_search(
-            keywords in proptest::collection::vec("[a-cA-C_~.=\\x7f-]{1,6}", 1..12),
+            keywords in proptest::collection::vec("[a-cA-C_~.=\\x7f-]{2,6}", 1..12),
             text in proptest::collection::vec(
                 prop_oneof![Just(b'a'), Just(b'B'), Just(b'c'), Just(b'_'), Just(b'~'), Just(0x7f), any::<u8>()],
                 0..200,
             ),
         ) {
-            prop_assert_eq!(prefilter_hits(&keywords, &text), naive_hits(&keywords, &text));
+            let prefilter = Prefilter::build(&keywords).unwrap();
+            prop_assert_eq!(prefilter_hits(&prefilter, &text), naive_hits(&keywords, &text));
         }
     }
 
