@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         let path = root
             .as_ref()
             .map_or_else(|| PathBuf::from(file), |r| r.join(file));
-        let text = std::fs::read(&path)?;
+        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         bytes += text.len();
         let mut ctx = ScanContext::new().with_path(file);
         if kid.is_some() {
