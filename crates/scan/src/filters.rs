@@ -2,7 +2,7 @@
 //! identifiers, and the per-format validations of built-in rules.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 use crate::rule::contains_ignore_ascii_case;
 
@@ -338,7 +338,10 @@ pub fn plausible_assignment(a: &Assignment<'_>, password_like: bool) -> bool {
     if value.starts_with(b"AAAAB3NzaC1")
         || value.starts_with(b"AAAAC3NzaC1")
         || value.starts_with(b"AAAAE2VjZHNh")
+        || is_der_public_key(value)
     {
+        // SSH public keys, and DER `SubjectPublicKeyInfo` in base64
+        // (`MFkwEwYHKoZIzj0CAQY…`): verification keys, not secrets.
         return false;
     }
     if value.starts_with(b"/") || value.starts_with(b"./") || value.starts_with(b"~/") {
@@ -451,6 +454,47 @@ pub fn plausible_basic_auth(value: &[u8]) -> bool {
     };
     let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
     plausible_url_password(user, password)
+}
+
+/// Standard base64 (padded or not) of a DER `SubjectPublicKeyInfo`: a
+/// SEQUENCE that opens with an AlgorithmIdentifier (a SEQUENCE opening with
+/// an OID) followed by a BIT STRING. A PKCS#8 private key opens with an
+/// INTEGER instead, so it is never taken for one.
+pub fn is_der_public_key(value: &[u8]) -> bool {
+    let trimmed = value
+        .strip_suffix(b"==")
+        .or_else(|| value.strip_suffix(b"="))
+        .unwrap_or(value);
+    let Ok(der) = STANDARD_NO_PAD.decode(trimmed) else {
+        return false;
+    };
+    // (tag, offset of the content, offset past the element)
+    let element = |at: usize| -> Option<(u8, usize, usize)> {
+        let tag = *der.get(at)?;
+        let first = *der.get(at + 1)?;
+        let (len, content) = if first < 0x80 {
+            (usize::from(first), at + 2)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 3 {
+                return None;
+            }
+            let len = der
+                .get(at + 2..at + 2 + n)?
+                .iter()
+                .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
+            (len, at + 2 + n)
+        };
+        Some((tag, content, content.checked_add(len)?))
+    };
+    let spki = || -> Option<bool> {
+        let (outer, body, _) = element(0)?;
+        let (algorithm, oid_at, key_at) = element(body)?;
+        let (oid, _, _) = element(oid_at)?;
+        let (key, _, _) = element(key_at)?;
+        Some(outer == 0x30 && algorithm == 0x30 && oid == 0x06 && key == 0x03)
+    };
+    spki().unwrap_or(false)
 }
 
 /// `value` is standard base64 decoding to exactly `len` bytes.
@@ -600,6 +644,22 @@ mod tests {
         let mut ns = a("secret", "A4BNetworkProfile9x", true);
         ns.before_key = b':';
         assert!(!plausible_assignment(&ns, false));
+    }
+
+    #[test]
+    fn der_public_keys_are_recognised_and_private_keys_are_not() {
+        // P-256, Ed25519 and RSA SubjectPublicKeyInfo (random key material).
+        let p256 = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEf3xXpJAUqI9frI7gGjYJaLvw7oh+wadasUyNiUjPT5sgH2f0Aque3tz1lVQRB7hBv1Jt0VhiaIfxwl/O8MabHA==";
+        let ed25519 = "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=";
+        let rsa = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmwIDAQAB";
+        for key in [p256, ed25519, rsa] {
+            assert!(is_der_public_key(key.as_bytes()), "{key}");
+        }
+        // PKCS#8 private key header (version INTEGER first), and plain tokens.
+        let pkcs8 = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2OF/2NxApJCzGCEDdfSp6VQO30hyhRANCAAQRWz+jn65BtOMvdyHKcvjBeBSDZH2r1RTwjmYSi9R/zpBnuQ4EiMnCqfMPWiZqB4QdbAd0E7oH50VpuZ1P087G";
+        for value in [pkcs8, "Wq7mZ2rT9xQ4pL8nB3vK", "MIIB", ""] {
+            assert!(!is_der_public_key(value.as_bytes()), "{value}");
+        }
     }
 
     #[test]

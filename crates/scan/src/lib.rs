@@ -18,10 +18,11 @@
 //! # Design: keywords first, regexes only near them
 //!
 //! Every rule names keywords (`ghp_`, `sk-ant-api03-`, `password`, …). A
-//! scan first finds every keyword occurrence, ASCII case-insensitively: a
-//! table of the keywords' first three bytes is probed at each position (one
-//! load per byte, no branch per byte), and only positions that pass go to an
-//! anchored Aho-Corasick automaton that confirms the keyword. A rule's regex
+//! scan first finds every keyword occurrence, ASCII case-insensitively: each
+//! position's first bytes are mixed (shifts and XORs on 64-bit words) into a
+//! slot of a table marking the keywords' first bytes (one load per byte,
+//! one branch per fifteen bytes), and only positions on a marked slot are
+//! compared with the few keywords filed there. A rule's regex
 //! then runs only where one of its keywords was hit, and only over a bounded
 //! window: the enclosing line, capped at a few KiB for very long lines, or
 //! up to 32 KiB forward for multi-line private key blocks. Regexes are

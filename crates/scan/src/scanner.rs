@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, MatchKind, StartKind};
 use regex_automata::Input;
 
 use crate::filters;
@@ -18,34 +17,92 @@ const WINDOW_BEFORE: usize = 512;
 const WINDOW_AFTER: usize = 4 * 1024;
 /// An allowlist's `line` target is capped at this many bytes each side.
 const LINE_TARGET_CAP: usize = 4 * 1024;
-/// Trigram table size: three 6-bit codes.
-const TRIGRAM_BITS: u32 = 18;
-const TRIGRAM_WORDS: usize = 1 << (TRIGRAM_BITS - 6);
+/// The keyword prefilter maps each position to one of this many one-byte
+/// table slots (64 KiB).
+const TABLE_BITS: u32 = 16;
+const TABLE_SLOTS: usize = 1 << TABLE_BITS;
+// `word_slots` cuts slots out of 16-bit lanes: a slot is a `u16`, so it is
+// always in bounds without a check.
+const _: () = assert!(TABLE_BITS == 16);
+/// ORed into every byte: folds ASCII letters to lower case.
+const FOLD: u64 = u64::from_le_bytes([0x20; 8]);
+/// Then each byte is cut to its low six bits.
+const SIX_BITS: u64 = u64::from_le_bytes([0x3f; 8]);
+/// Positions the prefilter looks at per step, and the bytes that takes:
+/// three overlapping 8-byte words at offsets 0, 5 and 10, five positions
+/// from each.
+const STEP: usize = 15;
+const BLOCK: usize = 18;
+
+/// The table slots of the first five positions of the 8-byte word `word`.
+///
+/// Each byte is folded (`| 0x20`) and cut to six bits, giving `c`; the slot
+/// of position `k` is bits `8k..8k + 16` of `c ^ c >> 3 ^ c >> 6 ^ c >> 11`:
+/// a mix of all of bytes `k`, `k + 1` and `k + 2` and the low three bits of
+/// byte `k + 3`, and of nothing else. Folding and cutting make some bytes
+/// look alike (`_` and DEL, digits and some letters) and the mix lets some
+/// quadruples share a slot: that only adds candidates, and every candidate
+/// is confirmed on the real bytes.
+#[inline(always)]
+fn word_slots(word: [u8; 8]) -> [usize; 5] {
+    let c = (u64::from_le_bytes(word) | FOLD) & SIX_BITS;
+    let mut h = c ^ c >> 3 ^ c >> 6 ^ c >> 11;
+    let mut slots = [0; 5];
+    for slot in &mut slots {
+        *slot = usize::from(h as u16);
+        h >>= 8;
+    }
+    slots
+}
+
+/// The table slots of the first [`STEP`] positions of `block`.
+#[inline(always)]
+fn block_slots(block: &[u8; BLOCK]) -> [usize; STEP] {
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&block[at..at + 8]);
+        word_slots(w)
+    };
+    let (a, b, c) = (word(0), word(5), word(10));
+    [
+        a[0], a[1], a[2], a[3], a[4], b[0], b[1], b[2], b[3], b[4], c[0], c[1], c[2], c[3], c[4],
+    ]
+}
+
+/// The slot of a position that starts with these four bytes.
+fn slot_of(prefix: [u8; 4]) -> usize {
+    let mut word = [0u8; 8];
+    word[..4].copy_from_slice(&prefix);
+    word_slots(word)[0]
+}
 
 /// Finds every keyword occurrence, ASCII case-insensitively.
 ///
-/// A first pass looks at each position's three-byte prefix (case-folded and
-/// mapped to 6-bit codes) in a 2^18-bit table of the keywords' first three
-/// bytes: one table load per byte, no dependency between positions, so it
-/// runs near memory speed. Only positions whose prefix starts some keyword
-/// go to an anchored Aho-Corasick automaton, which confirms the longest
-/// keyword starting there.
+/// Fifteen positions per step: three 8-byte loads and a few shifts and XORs
+/// give their table slots ([`word_slots`]), fifteen loads from a 64 KiB
+/// table say whether a keyword starts with bytes of that slot, and the step
+/// branches once, on whether any of them did (about one step in eight on
+/// source code, mostly on real keyword prefixes such as `toke` or `data`).
+/// Only then is each marked position compared with the few keywords filed
+/// under its slot, longest first.
 #[derive(Clone)]
 struct Prefilter {
-    /// Byte -> 6-bit code (case-folded; bytes in no keyword share code 0).
-    codes: [u8; 256],
-    /// Bit per trigram code: some keyword starts with it.
-    starts: Box<[u64; TRIGRAM_WORDS]>,
-    /// Anchored automaton over the keywords.
-    automaton: AhoCorasick,
+    /// 1 where the first four bytes of some keyword fall (every slot that
+    /// its first bytes reach, for keywords shorter than four bytes).
+    marked: Box<[u8; TABLE_SLOTS]>,
+    /// Keywords filed under slot `h`: `by_slot[offsets[h]..offsets[h + 1]]`,
+    /// longest first.
+    offsets: Box<[u32]>,
+    by_slot: Box<[u32]>,
+    keywords: Vec<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for Prefilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set: u32 = self.starts.iter().map(|w| w.count_ones()).sum();
+        let marked = self.marked.iter().filter(|&&m| m != 0).count();
         f.debug_struct("Prefilter")
-            .field("trigrams", &set)
-            .field("keywords", &self.automaton.patterns_len())
+            .field("marked_slots", &marked)
+            .field("keywords", &self.keywords.len())
             .finish()
     }
 }
@@ -55,97 +112,122 @@ impl Prefilter {
         if keywords.is_empty() || keywords.iter().any(String::is_empty) {
             return None;
         }
-        let mut codes = [0u8; 256];
-        let mut next = 1u8;
-        for b in keywords.iter().flat_map(|k| k.bytes()) {
-            let lower = b.to_ascii_lowercase();
-            if codes[usize::from(lower)] == 0 && next < 64 {
-                codes[usize::from(lower)] = next;
-                codes[usize::from(lower.to_ascii_uppercase())] = next;
-                next += 1;
-            }
-        }
-        let mut starts = Box::new([0u64; TRIGRAM_WORDS]);
-        let mut set = |code: u32| starts[(code >> 6) as usize] |= 1 << (code & 63);
-        for k in keywords {
-            let c: Vec<u32> = k
-                .bytes()
-                .map(|b| u32::from(codes[usize::from(b)]))
-                .collect();
-            // Keywords shorter than three bytes start every trigram they prefix.
-            match c.as_slice() {
-                [a] => (0..64).for_each(|x| (0..64).for_each(|y| set(a << 12 | x << 6 | y))),
-                [a, b] => (0..64).for_each(|y| set(a << 12 | b << 6 | y)),
-                [a, b, c, ..] => set(a << 12 | b << 6 | c),
+        // Only the low six bits of a folded byte reach a slot.
+        let any_byte = 0..64u8;
+        let mut filed: Vec<(usize, usize)> = Vec::new();
+        for (index, k) in keywords.iter().enumerate() {
+            let mut file = |prefix| filed.push((slot_of(prefix), index));
+            // Keywords shorter than four bytes go under every slot whose
+            // position starts with them.
+            match *k.as_bytes() {
+                [a, b, c, d, ..] => file([a, b, c, d]),
+                [a, b, c] => any_byte.clone().for_each(|d| file([a, b, c, d])),
+                [a, b] => any_byte
+                    .clone()
+                    .for_each(|c| any_byte.clone().for_each(|d| file([a, b, c, d]))),
+                [_] => filed.extend((0..TABLE_SLOTS).map(|slot| (slot, index))),
                 [] => {}
             }
         }
-        let automaton = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .start_kind(StartKind::Anchored)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(keywords)
-            .ok()?;
+        filed.sort_unstable_by_key(|&(slot, k)| (slot, std::cmp::Reverse(keywords[k].len()), k));
+        filed.dedup();
+        let mut marked = Box::new([0u8; TABLE_SLOTS]);
+        let mut offsets = vec![0u32; TABLE_SLOTS + 1];
+        for &(slot, _) in &filed {
+            marked[slot] = 1;
+            offsets[slot + 1] += 1;
+        }
+        for h in 0..TABLE_SLOTS {
+            offsets[h + 1] += offsets[h];
+        }
         Some(Prefilter {
-            codes,
-            starts,
-            automaton,
+            marked,
+            offsets: offsets.into_boxed_slice(),
+            by_slot: filed.iter().map(|&(_, k)| k as u32).collect(),
+            keywords: keywords
+                .iter()
+                .map(|k| k.as_bytes().to_vec().into_boxed_slice())
+                .collect(),
+        })
+    }
+
+    /// Does any of the first [`STEP`] positions of `block` fall on a marked slot?
+    #[inline(always)]
+    fn any_marked(&self, block: &[u8; BLOCK]) -> bool {
+        block_slots(block)
+            .iter()
+            .fold(0, |any, &slot| any | self.marked[slot])
+            != 0
+    }
+
+    /// Reports the keywords starting at the first [`STEP`] positions of
+    /// `block`, which sits at `base` in `bytes`.
+    #[inline(never)]
+    fn confirm_block(
+        &self,
+        bytes: &[u8],
+        block: &[u8; BLOCK],
+        base: usize,
+        f: &mut impl FnMut(usize, usize, usize),
+    ) {
+        let slots = block_slots(block);
+        let mut candidates = 0u32;
+        for (k, &slot) in slots.iter().enumerate() {
+            candidates |= u32::from(self.marked[slot]) << k;
+        }
+        while candidates != 0 {
+            let k = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if let Some((end, keyword)) = self.confirm(bytes, base + k, slots[k]) {
+                f(base + k, end, keyword);
+            }
+        }
+    }
+
+    /// The longest keyword filed under `slot` that starts at `at`.
+    fn confirm(&self, bytes: &[u8], at: usize, slot: usize) -> Option<(usize, usize)> {
+        let filed = self.offsets[slot] as usize..self.offsets[slot + 1] as usize;
+        self.by_slot[filed].iter().find_map(|&k| {
+            let keyword = &self.keywords[k as usize];
+            let end = at.checked_add(keyword.len())?;
+            bytes
+                .get(at..end)?
+                .eq_ignore_ascii_case(keyword)
+                .then_some((end, k as usize))
         })
     }
 
     /// Calls `f(start, end, keyword)` for every position where a keyword
     /// starts (the longest one there), in increasing order.
     fn for_each_hit(&self, bytes: &[u8], mut f: impl FnMut(usize, usize, usize)) {
-        let mut confirm = |at: usize| {
-            let input = aho_corasick::Input::new(bytes)
-                .span(at..bytes.len())
-                .anchored(Anchored::Yes);
-            if let Some(m) = self.automaton.find(input) {
-                f(m.start(), m.end(), m.pattern().as_usize());
-            }
-        };
-        let code = |b: u8| u32::from(self.codes[usize::from(b)]);
-        let starts_keyword = |trigram: u32| {
-            let word = self.starts[(trigram >> 6) as usize & (TRIGRAM_WORDS - 1)];
-            (word >> (trigram & 63)) & 1
-        };
-        // Eight positions per step, with one branch: the common case is
-        // that none of them starts a keyword.
         let mut at = 0;
-        while let Some(block) = bytes.get(at..at + 10) {
-            let mut c = [0u32; 10];
-            for (slot, &b) in c.iter_mut().zip(block) {
-                *slot = code(b);
+        while let Some(block) = bytes.get(at..at + BLOCK) {
+            if let Ok(block) = <&[u8; BLOCK]>::try_from(block)
+                && self.any_marked(block)
+            {
+                self.confirm_block(bytes, block, at, &mut f);
             }
-            let mut found = 0u32;
-            for k in 0..8 {
-                let trigram = c[k] << 12 | c[k + 1] << 6 | c[k + 2];
-                found |= (starts_keyword(trigram) as u32) << k;
-            }
-            while found != 0 {
-                confirm(at + found.trailing_zeros() as usize);
-                found &= found - 1;
-            }
-            at += 8;
+            at += STEP;
         }
-        while at + 2 < bytes.len() {
-            let trigram = code(bytes[at]) << 12 | code(bytes[at + 1]) << 6 | code(bytes[at + 2]);
-            if starts_keyword(trigram) != 0 {
-                confirm(at);
+        // Fewer than BLOCK bytes are left: run them zero-padded. Padding can
+        // only add candidates, and `confirm` reads the real bytes.
+        let rest = bytes.get(at..).unwrap_or_default();
+        let mut padded = [0u8; STEP + BLOCK];
+        padded[..rest.len()].copy_from_slice(rest);
+        for skip in [0, STEP] {
+            if skip < rest.len()
+                && let Some(block) = padded.get(skip..skip + BLOCK)
+                && let Ok(block) = <&[u8; BLOCK]>::try_from(block)
+            {
+                self.confirm_block(bytes, block, at + skip, &mut f);
             }
-            at += 1;
-        }
-        // The last two positions have no full trigram: ask the automaton.
-        for at in bytes.len().saturating_sub(2)..bytes.len() {
-            confirm(at);
         }
     }
 }
 
 /// A set of compiled rules behind one keyword prefilter.
 ///
-/// Building a scanner compiles every regex and the keyword automaton, so
+/// Building a scanner compiles every regex and the keyword table, so
 /// build it once and share it: `scan` takes `&self` and `Scanner` is
 /// `Send + Sync`.
 #[derive(Debug, Clone)]
@@ -158,6 +240,9 @@ pub struct Scanner {
     keyword_rules: Vec<Vec<usize>>,
     /// Rules with a regex but no keywords: they run over the whole input.
     unconditional: Vec<usize>,
+    /// Rules limited to some paths (regex or path-only): when there are
+    /// none, every rule is active on every input and nothing is looked up.
+    path_rules: Vec<usize>,
 }
 
 /// A regex match that passed its rule's checks, before overlap resolution.
@@ -184,7 +269,9 @@ impl Scanner {
                 rules
                     .iter()
                     .enumerate()
-                    .filter(|(_, r)| r.keywords.iter().any(|k| hit.contains(k.as_str())))
+                    .filter(|(_, r)| {
+                        r.regex.is_some() && r.keywords.iter().any(|k| hit.contains(k.as_str()))
+                    })
                     .map(|(i, _)| i)
                     .collect()
             })
@@ -196,11 +283,18 @@ impl Scanner {
             .filter(|(_, r)| r.regex.is_some() && (r.keywords.is_empty() || prefilter.is_none()))
             .map(|(i, _)| i)
             .collect();
+        let path_rules = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.path.is_some())
+            .map(|(i, _)| i)
+            .collect();
         Scanner {
             rules,
             prefilter,
             keyword_rules,
             unconditional,
+            path_rules,
         }
     }
 
@@ -230,27 +324,33 @@ impl Scanner {
             };
         }
 
-        let active: Vec<bool> = self
-            .rules
+        // Rules whose path pattern rejects this input (or that need a path
+        // and have none); usually there are no path rules at all.
+        let inactive: Vec<usize> = self
+            .path_rules
             .iter()
-            .map(|r| match (&r.path, ctx.path) {
-                (None, _) => true,
-                (Some(p), Some(path)) => p.is_match(path.as_bytes()),
-                (Some(_), None) => false,
+            .copied()
+            .filter(|&r| match (&self.rules[r].path, ctx.path) {
+                (Some(p), Some(path)) => !p.is_match(path.as_bytes()),
+                _ => true,
             })
             .collect();
+        let active = |r: usize| !inactive.contains(&r);
 
         let windows = self.windows(bytes, &active, &mut stats);
         stats.windows = windows.len();
 
         let mut candidates = Vec::new();
-        let mut caps_by_rule: Vec<Option<regex_automata::util::captures::Captures>> =
-            vec![None; self.rules.len()];
+        // Windows come grouped by rule: one set of capture slots per group.
+        let mut caps: Option<(usize, regex_automata::util::captures::Captures)> = None;
         for (rule_index, window) in windows {
             let rule = &self.rules[rule_index];
             let Some(pattern) = &rule.regex else { continue };
             let re = pattern.regex();
-            let caps = caps_by_rule[rule_index].get_or_insert_with(|| re.create_captures());
+            let caps = match &mut caps {
+                Some((r, c)) if *r == rule_index => c,
+                slot => &mut slot.insert((rule_index, re.create_captures())).1,
+            };
             let mut input = Input::new(bytes).span(window.clone());
             loop {
                 re.search_captures(&input, caps);
@@ -276,17 +376,20 @@ impl Scanner {
         ScanReport { findings, stats }
     }
 
-    /// The regex windows: per rule, overlapping and touching windows merged.
+    /// The regex windows, grouped by rule and in input order within a rule,
+    /// overlapping and touching windows of a rule merged.
     fn windows(
         &self,
         bytes: &[u8],
-        active: &[bool],
+        active: &impl Fn(usize) -> bool,
         stats: &mut ScanStats,
     ) -> Vec<(usize, Range<usize>)> {
         let len = bytes.len();
-        let mut out = Vec::new();
+        let mut out: Vec<(usize, Range<usize>)> = Vec::new();
         if let Some(prefilter) = &self.prefilter {
-            let mut open: Vec<Option<Range<usize>>> = vec![None; self.rules.len()];
+            // Each rule's open window, merged with the next one while they
+            // touch: memory stays bounded by the rules, however many hits.
+            let mut open: Vec<Option<Range<usize>>> = Vec::new();
             let mut lines = LineCache::default();
             prefilter.for_each_hit(bytes, |hit_start, hit_end, keyword| {
                 stats.keyword_hits += 1;
@@ -299,13 +402,16 @@ impl Scanner {
                     .max(hit_start.saturating_sub(WINDOW_BEFORE));
                 let line_end = len.min(line.end + 1);
                 for &r in &self.keyword_rules[keyword] {
-                    if !active[r] || self.rules[r].regex.is_none() {
+                    if !active(r) {
                         continue;
                     }
                     let end = match self.rules[r].reach {
                         Reach::Line => line_end.min(hit_end.saturating_add(WINDOW_AFTER)),
                         Reach::Forward(n) => len.min(hit_end.saturating_add(n)),
                     };
+                    if open.is_empty() {
+                        open.resize(self.rules.len(), None);
+                    }
                     match &mut open[r] {
                         Some(w) if start <= w.end => w.end = w.end.max(end),
                         slot => {
@@ -316,14 +422,16 @@ impl Scanner {
                     }
                 }
             });
-            for (r, w) in open.into_iter().enumerate() {
-                if let Some(w) = w {
-                    out.push((r, w));
-                }
-            }
+            out.extend(
+                open.into_iter()
+                    .enumerate()
+                    .filter_map(|(r, w)| Some((r, w?))),
+            );
+            // Grouped by rule, in input order within a rule (the sort is stable).
+            out.sort_by_key(|(r, _)| *r);
         }
         for &r in &self.unconditional {
-            if active[r] {
+            if active(r) {
                 out.push((r, 0..len));
             }
         }
@@ -462,15 +570,19 @@ impl Scanner {
             .map(|s| s.range())
     }
 
-    fn path_findings(&self, active: &[bool], ctx: &ScanContext<'_>) -> Vec<Finding> {
+    fn path_findings(
+        &self,
+        active: &impl Fn(usize) -> bool,
+        ctx: &ScanContext<'_>,
+    ) -> Vec<Finding> {
         let Some(path) = ctx.path else {
             return Vec::new();
         };
-        self.rules
+        self.path_rules
             .iter()
-            .zip(active)
-            .filter(|(r, on)| **on && r.regex.is_none() && r.path.is_some())
-            .map(|(r, _)| make_finding(r, path.as_bytes(), 0, 0, 0..0))
+            .copied()
+            .filter(|&r| active(r) && self.rules[r].regex.is_none())
+            .map(|r| make_finding(&self.rules[r], path.as_bytes(), 0, 0, 0..0))
             .collect()
     }
 
@@ -611,6 +723,68 @@ impl LineCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every (start, end, keyword) a plain search finds: at each position,
+    /// the longest keyword (earliest on ties) that starts there.
+    fn naive_hits(keywords: &[String], text: &[u8]) -> Vec<(usize, usize, usize)> {
+        (0..text.len())
+            .filter_map(|at| {
+                keywords
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| {
+                        text.get(at..at + k.len())
+                            .is_some_and(|s| s.eq_ignore_ascii_case(k.as_bytes()))
+                    })
+                    .max_by_key(|(i, k)| (k.len(), std::cmp::Reverse(*i)))
+                    .map(|(i, k)| (at, at + k.len(), i))
+            })
+            .collect()
+    }
+
+    fn prefilter_hits(prefilter: &Prefilter, text: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut hits = Vec::new();
+        prefilter.for_each_hit(text, |start, end, k| hits.push((start, end, k)));
+        hits
+    }
+
+    #[test]
+    fn prefilter_finds_keywords_of_every_length_at_every_offset() {
+        let keywords: Vec<String> = ["q", "Zx", "hf_", "ghp_", "PASSWORD", "password=", "pass"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        let prefilter = Prefilter::build(&keywords).unwrap();
+        for pad in 0..40 {
+            for k in &keywords {
+                let text = format!("{}{}", ".".repeat(pad), k.to_uppercase());
+                assert_eq!(
+                    prefilter_hits(&prefilter, text.as_bytes()),
+                    naive_hits(&keywords, text.as_bytes()),
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        // Keywords of one byte are left to the test above: each is filed
+        // under all 65,536 slots, which makes a build slow in debug mode.
+        #[test]
+        fn prefilter_agrees_with_a_plain_search(
+            keywords in proptest::collection::vec("[a-cA-C_~.=\\x7f-]{2,6}", 1..12),
+            text in proptest::collection::vec(
+                prop_oneof![Just(b'a'), Just(b'B'), Just(b'c'), Just(b'_'), Just(b'~'), Just(0x7f), any::<u8>()],
+                0..200,
+            ),
+        ) {
+            let prefilter = Prefilter::build(&keywords).unwrap();
+            prop_assert_eq!(prefilter_hits(&prefilter, &text), naive_hits(&keywords, &text));
+        }
+    }
 
     #[test]
     fn overlap_keeps_the_stronger_tier() {

@@ -185,7 +185,11 @@ pub(crate) const SPECS: &[Spec] = &[
         )
     },
     Spec {
-        keywords: &["q~"],
+        // The digit before `Q~` makes the keyword three bytes long: a
+        // two-byte keyword would leave the prefilter too many candidates.
+        keywords: &[
+            "0q~", "1q~", "2q~", "3q~", "4q~", "5q~", "6q~", "7q~", "8q~", "9q~",
+        ],
         positives: &[
             "AZURE_CLIENT_SECRET=USH8Q~UT_3HBxSMHfaNrbvVhiy1mF6FEEYgXQP02",
             r#"client_secret: "8gQ7Q~gpiZC3XjzHHVOX3VZe00oOuXx_Tew3E""#,

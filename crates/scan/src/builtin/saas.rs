@@ -1,6 +1,12 @@
 //! SaaS platforms: email, observability, productivity, developer tools.
 
 use super::Spec;
+use crate::rule::Reach;
+
+/// How far past a `datadog` mention its block or section may hold the key:
+/// a Terraform `provider "datadog" {` block or a YAML `datadog:` section
+/// names the service a few lines above `api_key`.
+const DATADOG_SECTION_REACH: usize = 1024;
 
 pub(crate) const SPECS: &[Spec] = &[
     Spec {
@@ -388,28 +394,40 @@ pub(crate) const SPECS: &[Spec] = &[
     },
     Spec {
         keywords: &["datadog", "dd_api_key", "dd-api-key"],
+        reach: Reach::Forward(DATADOG_SECTION_REACH),
         positives: &[
             "DD_API_KEY=9dbde41f2dca98bd409edf24324972da",
             "datadog_api_key: 956d7dc16a971befab2b512ba1bef5c4",
+            "provider \"datadog\" {\n  api_url = \"https://api.datadoghq.eu/\"\n  api_key = \"8a1f0c3e5b7d9f2a4c6e8b0d2f4a6c8e\"\n}",
+            "datadog:\n  site: datadoghq.com\n  apiKey: 4b6d8f0a2c4e6a8c0e2a4c6e8a0c2e4b\n",
         ],
-        negatives: &["DD_SITE=datadoghq.eu", "DD_API_KEY=708dc2855d4054e7d316"],
+        negatives: &[
+            "DD_SITE=datadoghq.eu",
+            "DD_API_KEY=708dc2855d4054e7d316",
+            "datadog:\n  site: datadoghq.com\n\n\n\n\n\napi_key: 4b6d8f0a2c4e6a8c0e2a4c6e8a0c2e4b\n",
+        ],
         ..Spec::new(
             "datadog-api-key",
-            "Datadog API key (named in context)",
-            r#"(?i:(?:datadog[\w.-]{0,20}?|dd[_.-]?)api[_.-]?key)["']?\s{0,4}(?::=|=>|=|:)\s{0,4}["']?(?P<secret>[a-f0-9]{32})\b"#,
+            "Datadog API key (named in context, or in a `datadog` block or section)",
+            r#"(?i:(?:datadog[\w.-]{0,20}?|dd[_.-]?)api[_.-]?key|datadog[^\n]{0,40}(?:\n[^\n]{0,160}){0,4}?\n[ \t]*["']?api[_.-]?key)["']?\s{0,4}(?::=|=>|=|:)\s{0,4}["']?(?P<secret>[a-f0-9]{32})\b"#,
         )
     },
     Spec {
         keywords: &["datadog", "dd_app_key", "dd_application_key", "dd-app-key"],
+        reach: Reach::Forward(DATADOG_SECTION_REACH),
         positives: &[
             "DD_APP_KEY=8c415fee2ac2dc0a6adad63814c574f75ab44c10",
             "DATADOG_APPLICATION_KEY=aff5751220f2ead2259d268f2e8050d695b105de",
+            "provider \"datadog\" {\n  app_key = \"1c3e5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f\"\n}",
         ],
-        negatives: &["DD_APP_KEY=f956463d475db0b8e8f30d380353845d"],
+        negatives: &[
+            "DD_APP_KEY=f956463d475db0b8e8f30d380353845d",
+            "provider \"github\" {\n  app_key = \"1c3e5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f\"\n}",
+        ],
         ..Spec::new(
             "datadog-app-key",
-            "Datadog application key (named in context)",
-            r#"(?i:(?:datadog[\w.-]{0,20}?|dd[_.-]?)app(?:lication)?[_.-]?key)["']?\s{0,4}(?::=|=>|=|:)\s{0,4}["']?(?P<secret>[a-f0-9]{40})\b"#,
+            "Datadog application key (named in context, or in a `datadog` block or section)",
+            r#"(?i:(?:datadog[\w.-]{0,20}?|dd[_.-]?)app(?:lication)?[_.-]?key|datadog[^\n]{0,40}(?:\n[^\n]{0,160}){0,4}?\n[ \t]*["']?app(?:lication)?[_.-]?key)["']?\s{0,4}(?::=|=>|=|:)\s{0,4}["']?(?P<secret>[a-f0-9]{40})\b"#,
         )
     },
     Spec {

@@ -514,6 +514,155 @@ d.plant("sendgrid-api-key", "2026-03-06 02:00:06,001 ERROR mailer: 401 from send
 d.add("")
 docs.append(d)
 
+# --- one more document of each kind, with every decoy category ---------------
+# Each holds, next to its secrets: a placeholder, a documented example key, a
+# hash, a UUID, a base64 blob, a checksum-invalid token and a public key or
+# certificate. A fresh random stream, so the documents above stay as they were.
+rng = random.Random(4242)
+
+def wrap(text, width=64, indent=""):
+    return [indent + text[i:i + width] for i in range(0, len(text), width)]
+
+def ssh_ed25519_pub():
+    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + b64bytes(32)[1:44]
+
+def jwk_modulus():
+    return b64u(bytes(rng.getrandbits(8) for _ in range(256)))
+
+def bcrypt_hash():
+    return "$2b$12$" + rand(B62 + "./", 53, edges=False)
+
+# Published examples: AWS's documentation key pair, jwt.io's sample token (HS256,
+# secret "your-256-bit-secret"), the token in GitHub's REST API docs (its
+# checksum does not match), GitHub's own SSH host key.
+AWS_DOC_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+JWT_IO_EXAMPLE = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
+                  ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
+GITHUB_DOCS_TOKEN = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+GITHUB_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+d = Doc("tickets/SUP-4290.md")
+d.add("# SUP-4290: offboarding, rotate what the contractor could reach", "",
+      "**Reporter:** sec@acme.dev  ", "**Linked incident:** INC-" + uuid() + "  ", "",
+      "Inventory from their laptop export (pasted so we can confirm each one is revoked):", "",
+      "| system | credential |", "|---|---|")
+d.plant("github-oauth-token", "| GitHub OAuth app | `" + crc_token("gho_") + "` |")
+d.plant("slack-user-token", "| Slack (user) | `xoxp-" + rand(string.digits, 11) + "-" + rand(string.digits, 12) + "-"
+        + rand(string.digits, 13) + "-" + rand(HEX, 32) + "` |")
+d.plant("stripe-restricted-key", "| Stripe (restricted, reporting) | `rk_live_" + rand(B62, 99) + "` |")
+d.plant("tailscale-key", "| Tailscale | `tskey-auth-" + rand(B62, 17) + "-" + rand(B62, 32) + "` |")
+d.plant("newrelic-user-api-key", "| New Relic | `NRAK-" + rand(string.ascii_uppercase + string.digits, 27) + "` |")
+d.add("| Vault | `<vault token, ask Priya>` |", "| Stripe (full) | `sk_live_************************` |", "",
+      "Their SSH public key, to remove from `authorized_keys` everywhere:", "",
+      "    " + ssh_ed25519_pub() + " contractor@laptop", "",
+      "Their notes also had `" + GITHUB_DOCS_TOKEN + "`, which is the example token from GitHub's REST docs,",
+      "and `" + AWS_DOC_KEY_ID + "` from the AWS CLI guide. Their personal token",
+      "(" + crc_token("ghp_", valid=False) + ") was revoked last week; one character was mistyped in the export.", "",
+      "First block of the export, base64 (the rest is attached):", "", "```")
+d.add(*wrap(b64bytes(180), 76))
+d.add("```", "", "SHA-256 of the full export: " + rand(HEX, 64), "Password hash from their account row: " + bcrypt_hash(),
+      "Last webhook they received: `X-Hub-Signature-256: sha256=" + rand(HEX, 64) + "`", "",
+      "Their local compose override (still on the shared drive):", "", "```yaml")
+d.plant("generic-password", "  grafana_admin_password: " + rand(string.ascii_letters, 7) + "!" + rand(string.ascii_letters, 6) + "-" + rand(string.ascii_letters, 5))
+d.add("```", "")
+docs.append(d)
+
+d = Doc("chats/sre-oncall-2026-03-09.txt")
+d.add("[14:01] <ana> paging: payments-sync fails auth since the rotation",
+      "[14:02] <ben> which key does it run with now?",
+      "[14:02] <ana> the runbook says AWS_ACCESS_KEY_ID=" + AWS_DOC_KEY_ID,
+      "[14:03] <ben> that's the docs example lol. the real pair is in vault, here:")
+d.plant("aws-access-key-id", "[14:03] <ben> aws_access_key_id=AKIA" + rand("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16))
+d.plant("aws-secret-access-key", "[14:03] <ben> aws_secret_access_key=" + rand(B64, 40))
+d.add("[14:05] <ana> opened incident " + uuid(),
+      "[14:06] <cho> the github token pasted here last week (" + crc_token("ghp_", valid=False) + ") is dead, checksum is off anyway",
+      "[14:07] <cho> new deploy key, public half only: ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ" + rand(B64, 340) + " deploy@ci")
+d.plant("sentry-org-token", "[14:08] <ben> release step needs SENTRY_AUTH_TOKEN=sntrys_eyJ" + rand(B62, 120) + "_" + rand(B62 + "+/", 43))
+d.add("[14:09] <ana> the new-hire doc still says token: <paste here>, I'll fix it",
+      "[14:10] <cho> config blob base64'd so the client doesn't mangle it: " + b64bytes(150))
+d.plant("grafana-service-account-token", "[14:11] <cho> grafana sa token for the dashboards: glsa_" + rand(B62, 32) + "_" + rand(HEX, 8))
+d.plant("algolia-admin-key", "[14:12] <cho> and the algolia admin key for the reindex job is " + rand(HEX, 32))
+d.add("[14:12] <ben> the slack docs show bot tokens like xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy, ours is in vault",
+      "[14:13] <ben> deployed image sha256:" + rand(HEX, 64), "[14:14] <ana> resolved", "")
+docs.append(d)
+
+d = Doc("code/api/jwks_test.go")
+d.add("package api", "", "import (", '\t"strings"', '\t"testing"', ")", "",
+      "// Public half of the test signing key: safe to commit.", "const testPublicKeyPEM = `" + pem_lines("PUBLIC KEY", 294)[0])
+d.add(*pem_lines("PUBLIC KEY", 294)[1:])
+d.lines[-1] += "`"
+d.add("", "// The issuer's JWKS (public).",
+      'var jwks = `{"keys":[{"kty":"RSA","kid":"' + rand(HEX, 16) + '","use":"sig","alg":"RS256","n":"' + jwk_modulus() + '","e":"AQAB"}]}`', "",
+      "// jwt.io's example: HS256 signed with \"your-256-bit-secret\".",
+      'const jwtIOExample = "' + JWT_IO_EXAMPLE + '"', "",
+      "// Deliberately mistyped: the checksum must reject it.",
+      'const badInstallationToken = "' + crc_token("ghs_", valid=False) + '"', "",
+      'var placeholderToken = "ghp_" + strings.Repeat("x", 36)', "",
+      'const fixtureDigest = "sha256-' + b64bytes(32) + '"',
+      'const traceID = "' + uuid() + '"',
+      'const emptyArchive = "H4sIAAAAAAAA/' + b64bytes(120) + '"', "",
+      "func TestVerifyStagingToken(t *testing.T) {",
+      "\t// captured from staging on 2026-03-01; valid until 2027")
+d.plant("jwt", '\ttok := "' + jwt({"alg": "RS256", "typ": "JWT", "kid": rand(HEX, 16)},
+                                     {"iss": "https://auth.acme.dev/", "sub": "svc-payments", "aud": "payments",
+                                      "exp": 1803000000, "iat": 1772000000}, 342) + '"')
+d.add("\tif _, err := verify(tok, jwks); err != nil {", "\t\tt.Fatal(err)", "\t}", "}", "",
+      "func TestWebhookSignature(t *testing.T) {")
+d.plant("stripe-webhook-secret", '\tsecret := "whsec_' + rand(B62, 32) + '"')
+d.add("\t_ = secret", "}", "")
+d.plant("mysql-connection-string", 'const integrationDSN = "mysql://payments:' + rand(B62, 20) + '@tcp(mysql.ci.internal:3306)/payments"')
+d.plant("generic-secret", 'const forecastURL = "https://api.weatherlink.example/v2/forecast?api_key=' + rand(B62, 32) + '&units=metric"')
+d.add("", "// Publishable: meant to ship to browsers.", 'const stripePublishableKey = "pk_live_' + rand(B62, 99) + '"', "")
+docs.append(d)
+
+d = Doc("configs/k8s/payments.yaml")
+d.add("apiVersion: v1", "kind: Secret", "metadata:", "  name: payments-env", "type: Opaque", "stringData:")
+d.plant("stripe-secret-key", "  STRIPE_API_KEY: sk_live_" + rand(B62, 99))
+d.plant("slack-webhook-url", "  SLACK_WEBHOOK_URL: https://hooks.slack.com/services/T" + rand(string.ascii_uppercase + string.digits, 8)
+        + "/B" + rand(string.ascii_uppercase + string.digits, 10) + "/" + rand(B62, 24))
+d.plant("doppler-token", "  DOPPLER_TOKEN: dp.st.prd." + rand(B62, 43))
+d.add('  DB_PASSWORD: "<set-me>"', "  SMTP_PASSWORD: ${SMTP_PASSWORD}", "---", "apiVersion: v1", "kind: ConfigMap",
+      "metadata:", "  name: payments-trust", "data:", "  ca.crt: |")
+d.add(*["    " + l for l in pem_lines("CERTIFICATE", 700)])
+d.add("  known_hosts: |", "    github.com " + GITHUB_HOST_KEY, "binaryData:",
+      "  logo.png: iVBORw0KGgoAAAANSUhEUgAA" + b64bytes(240), "---", "apiVersion: apps/v1", "kind: Deployment",
+      "metadata:", "  name: payments", "spec:", "  template:", "    spec:", "      containers:", "      - name: api",
+      "        image: ghcr.io/acme/payments@sha256:" + rand(HEX, 64), "        env:",
+      "        - name: AWS_ACCESS_KEY_ID", "          value: " + AWS_DOC_KEY_ID + "  # SDK docs example, replaced at deploy",
+      "        - name: REQUEST_ID_NAMESPACE", '          value: "' + uuid() + '"',
+      "        - name: NPM_TOKEN", "          value: " + crc_token("npm_", valid=False) + "  # stale, mistyped",
+      "        - name: GITHUB_TOKEN", "          valueFrom:", "            secretKeyRef: {name: payments-env, key: GITHUB_TOKEN}",
+      "---", "apiVersion: v1", "kind: ConfigMap", "metadata:", "  name: payments-oidc", "data:",
+      "  OIDC_ISSUER: https://auth.acme.dev/",
+      "  OIDC_TOKEN_VERIFY_KEY: " + base64.b64encode(base64.b64decode("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE")
+                                                      + bytes(rng.getrandbits(8) for _ in range(64))).decode(),
+      "---", "# group_vars/payments.yml (Ansible)", "payments_db_password: !vault |", "  $ANSIBLE_VAULT;1.1;AES256")
+d.add(*wrap(rand(HEX, 320), 80, "  "))
+d.add("---", "# netrc mounted for the release job", "apiVersion: v1", "kind: Secret", "metadata:", "  name: release-netrc",
+      "stringData:", "  .netrc: |")
+d.plant("netrc-credentials", "    machine api.heroku.com login release@acme.dev password " + uuid())
+d.add("")
+docs.append(d)
+
+d = Doc("logs/auth-service.log")
+def alog(level, msg):
+    return f"2026-03-08T09:{rng.randint(10, 59)}:{rng.randint(10, 59)}.{rng.randint(100, 999)}Z {level:5} auth {msg}"
+d.add(alog("INFO", "starting, jwks_uri=https://auth.acme.dev/.well-known/jwks.json"),
+      alog("DEBUG", "jwks: fetched kid=" + rand(HEX, 16) + " kty=RSA n=" + jwk_modulus() + " e=AQAB"),
+      alog("DEBUG", "request body (base64): " + b64bytes(180)),
+      alog("WARN", "rejected token " + crc_token("ghp_", valid=False) + ": checksum mismatch"),
+      alog("INFO", "aws sdk: credentials from environment (access key " + AWS_DOC_KEY_ID + ")"))
+d.plant("github-server-to-server-token", alog("DEBUG", "outbound: Authorization: Bearer " + crc_token("ghs_")))
+d.add(alog("DEBUG", "outbound: Authorization: Bearer *****"),
+      alog("ERROR", "session " + uuid() + " login failed password=[REDACTED]"))
+d.plant("postmark-server-token", alog("DEBUG", "mailer: POSTMARK_SERVER_TOKEN=" + uuid()))
+d.add(alog("DEBUG", "verify: stored hash " + bcrypt_hash()),
+      alog("INFO", "cache key sha1=" + rand(HEX, 40)))
+d.plant("okta-api-token", alog("DEBUG", "okta: GET /api/v1/users Authorization: SSWS 00" + rand(URL, 40)))
+d.add(alog("INFO", "shutting down"), "")
+docs.append(d)
+
+
 labels = []
 for doc in docs:
     labels.extend(doc.write())
