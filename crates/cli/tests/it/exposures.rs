@@ -532,6 +532,11 @@ async fn bad_exposure_reports_get_clear_errors() {
             .contains("--slack-signing-secret-file"),
         "{v}"
     );
+    // only the POSTs authenticate themselves; reading exposures needs the operator
+    for path in ["/v1/exposures", "/v1/findings", "/v1/external-tokens"] {
+        let r = l.http.get(format!("{}{path}", l.url)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
     let (s, v) = raw_post(&l, "/v1/partners/github", b"[]", &[]).await;
     assert_eq!(s, 401);
     assert!(
