@@ -123,7 +123,7 @@ pub struct ServeArgs {
     /// File holding the Jira webhook secret: `X-Hub-Signature` on /v1/exposures is verified with it.
     #[arg(long, env = "LEASH_JIRA_WEBHOOK_SECRET_FILE", value_name = "FILE")]
     pub jira_webhook_secret_file: Option<PathBuf>,
-    /// GitHub's secret scanning public keys (the JSON of GET https://api.github.com/meta/public_keys/secret_scanning), for /v1/partners/github.
+    /// GitHub's secret scanning public keys (the JSON GitHub serves at api.github.com/meta/public_keys/secret_scanning), for /v1/partners/github.
     #[arg(long, env = "LEASH_GITHUB_KEYS", value_name = "FILE")]
     pub github_keys: Option<PathBuf>,
     /// Owners are notified of exposures here (a signed JSON POST each).
