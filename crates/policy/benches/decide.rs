@@ -12,7 +12,28 @@ use leash_core::{
     Environment, Owner, OwnerKind, OwnerStatus, Run, RunState, Token, TokenFormat, Workflow,
     Workload,
 };
-use leash_policy::{DecisionInput, PolicyEngine, ResourceRef, scope_covers};
+use leash_policy::{
+    DecisionInput, PolicyEngine, PolicySet, PolicySource, ResourceRef, scope_covers,
+};
+
+const READS_EVERYTHING: &str = r#"
+@id("reads-everything")
+@reason("reads every record")
+forbid (principal, action, resource)
+when {
+  principal.owner.status == "offboarded" ||
+  (principal has identity && principal.identity == "") ||
+  resource.type == "" || resource.id == "" ||
+  context.token.scopes.isEmpty() || context.token.break_glass ||
+  context.token.expires_at < context.now || context.token_id == "" ||
+  context.token.owner.kind == "" || context.token.workload != principal ||
+  context.action == "" ||
+  (context.token has run && context.token.run.state == "") ||
+  (context has run && context.run.workflow.tools.isEmpty()) ||
+  (context has workflow && context.workflow.owner.kind == "") ||
+  context.token.has_write == false
+};
+"#;
 
 struct Records {
     owner: Owner,
@@ -134,6 +155,18 @@ fn bench(c: &mut Criterion) {
                 black_box(Some("acme/api")),
             )
         })
+    });
+    // Worst case: an operator policy reads every record, so every entity
+    // and attribute is built.
+    let wide = PolicyEngine::new(
+        PolicySet::defaults()
+            .unwrap()
+            .with_source(PolicySource::new("ops.cedar", READS_EVERYTHING))
+            .unwrap(),
+    );
+    assert!(wide.decide(&allow).allow);
+    g.bench_function("allow_reading_every_record", |b| {
+        b.iter(|| wide.decide(black_box(&allow)))
     });
     g.finish();
 }

@@ -14,7 +14,7 @@ use crate::decision::{Decision, Reason, ReasonKind};
 use crate::error::PolicyError;
 use crate::input::{DecisionInput, normalize_environment, run_state};
 use crate::policies::{PolicyMeta, PolicySet};
-use crate::schema::{Compiled, compiled};
+use crate::schema::{Attr, Compiled, Needs, compiled};
 
 impl PolicySet {
     /// Decide one request with this set's policies.
@@ -28,7 +28,7 @@ impl PolicySet {
             Ok(c) => c,
             Err(e) => return evaluation_failure(e.to_string()),
         };
-        let (request, entities) = match build(compiled, input) {
+        let (request, entities) = match build(compiled, input, self.needs) {
             Ok(x) => x,
             Err(e) => return evaluation_failure(e),
         };
@@ -147,185 +147,168 @@ fn numbered(id: i64) -> String {
     format!("#{id}")
 }
 
-/// The Cedar request and entities for `input`. No schema checks here: the
-/// shapes are fixed by this function and tested against the schema.
+/// Attributes of one entity (or the context), keeping only those a policy
+/// set reads.
+struct Attrs {
+    needs: Needs,
+    list: Vec<(String, RestrictedExpression)>,
+}
+
+impl Attrs {
+    fn new(needs: Needs) -> Self {
+        Self {
+            needs,
+            list: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, attr: Attr, value: impl FnOnce() -> RestrictedExpression) {
+        if self.needs.has(attr) {
+            self.list.push((attr.name().to_owned(), value()));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn entity(self, uid: EntityUid, parent: Option<EntityUid>) -> Result<Entity, String> {
+        Entity::new_with_tags(uid, self.list, parent, []).map_err(|e| e.to_string())
+    }
+}
+
+/// The Cedar request and entities for `input`, with only the attributes
+/// `needs` names, and only the entities that then have attributes (the
+/// principal Workload, with its owner as parent, and the Resource always).
+/// No schema checks here: the shapes are fixed by this function and tested
+/// against the schema.
 pub(crate) fn build(
     c: &Compiled,
     input: &DecisionInput<'_>,
+    needs: Needs,
 ) -> Result<(Request, Entities), String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    let owner_uid = c.uid(&c.owner, &input.owner.name);
+    let owner_uid = || c.uid(&c.owner, &input.owner.name);
     let owner_of = |id: i64| {
         if id == input.owner.id {
-            owner_uid.clone()
+            owner_uid()
         } else {
             c.uid(&c.owner, &numbered(id))
         }
     };
     let workload_uid = c.uid(&c.workload, &input.workload.name);
-    let token_uid = c.uid(&c.token, &input.token.id);
+    let token_uid = || c.uid(&c.token, &input.token.id);
+    let workflow_uid = |w: &leash_core::Workflow| c.uid(&c.workflow, &w.name);
+    let run_id = input.run.map(|r| r.id).or(input.token.run_id);
+    let run_uid = |id: i64| c.uid(&c.run, &id.to_string());
+    let tools =
+        |w: &leash_core::Workflow| RestrictedExpression::new_set(w.tools.iter().map(|t| s(t)));
+    let mut entities = Vec::with_capacity(6);
+
+    let workload_owner = owner_of(input.workload.owner_id);
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Environment, || s(input.workload.environment.as_str()));
+    a.add(Attr::Owner, || uid_expr(&workload_owner));
+    if let Some(identity) = &input.workload.identity {
+        a.add(Attr::Identity, || s(identity));
+    }
+    entities.push(a.entity(workload_uid.clone(), Some(workload_owner))?);
+
     let resource_uid = c.uid(
         &c.resource,
         &format!("{}:{}", input.resource.resource_type, input.resource.id),
     );
-    let workflow_uid = input.workflow.map(|w| c.uid(&c.workflow, &w.name));
-    let run_uid = input
-        .run
-        .map(|r| r.id)
-        .or(input.token.run_id)
-        .map(|id| c.uid(&c.run, &id.to_string()));
-    let tools = || {
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Type, || s(input.resource.resource_type));
+    a.add(Attr::Id, || s(input.resource.id));
+    a.add(Attr::Environment, || {
+        s(&normalize_environment(input.resource.environment))
+    });
+    entities.push(a.entity(resource_uid.clone(), None)?);
+
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Kind, || s(input.owner.kind.as_str()));
+    a.add(Attr::Status, || s(input.owner.status.as_str()));
+    if !a.is_empty() {
+        entities.push(a.entity(owner_uid(), None)?);
+    }
+
+    if let Some(w) = input.workflow {
+        let mut a = Attrs::new(needs);
+        a.add(Attr::Owner, || uid_expr(&owner_of(w.owner_id)));
+        a.add(Attr::Tools, || tools(w));
+        if !a.is_empty() {
+            entities.push(a.entity(workflow_uid(w), None)?);
+        }
+    }
+
+    if let Some(r) = input.run {
+        let mut a = Attrs::new(needs);
+        a.add(Attr::Workflow, || {
+            RestrictedExpression::new_entity_uid(match input.workflow {
+                Some(w) if w.id == r.workflow_id => workflow_uid(w),
+                _ => c.uid(&c.workflow, &numbered(r.workflow_id)),
+            })
+        });
+        a.add(Attr::State, || s(r.state.as_str()));
+        if !a.is_empty() {
+            entities.push(a.entity(run_uid(r.id), None)?);
+        }
+    }
+
+    let token = input.token;
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Owner, || uid_expr(&owner_of(token.owner_id)));
+    a.add(Attr::Workload, || uid_expr(&workload_uid));
+    if let Some(id) = run_id {
+        a.add(Attr::Run, || {
+            RestrictedExpression::new_entity_uid(run_uid(id))
+        });
+    }
+    a.add(Attr::Scopes, || {
         RestrictedExpression::new_set(
-            input
-                .workflow
-                .into_iter()
-                .flat_map(|w| w.tools.iter())
-                .map(|t| s(t)),
+            token
+                .scopes
+                .iter()
+                .map(|sc| RestrictedExpression::new_string(sc.to_string())),
         )
-    };
+    });
+    a.add(Attr::HasWrite, || {
+        RestrictedExpression::new_bool(token.has_write())
+    });
+    a.add(Attr::BreakGlass, || {
+        RestrictedExpression::new_bool(input.break_glass)
+    });
+    a.add(Attr::ExpiresAt, || {
+        RestrictedExpression::new_long(token.expires_at)
+    });
+    if !a.is_empty() {
+        entities.push(a.entity(token_uid(), None)?);
+    }
+    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
 
-    let mut entities = Vec::with_capacity(6);
-    entities.push(
-        Entity::new_with_tags(
-            owner_uid.clone(),
-            [
-                ("kind".to_owned(), s(input.owner.kind.as_str())),
-                ("status".to_owned(), s(input.owner.status.as_str())),
-            ],
-            [],
-            [],
-        )
-        .map_err(|e| err(&e))?,
-    );
-    let mut workload_attrs = vec![
-        (
-            "environment".to_owned(),
-            s(input.workload.environment.as_str()),
-        ),
-        (
-            "owner".to_owned(),
-            uid_expr(&owner_of(input.workload.owner_id)),
-        ),
-    ];
-    if let Some(identity) = &input.workload.identity {
-        workload_attrs.push(("identity".to_owned(), s(identity)));
-    }
-    entities.push(
-        Entity::new_with_tags(
-            workload_uid.clone(),
-            workload_attrs,
-            [owner_of(input.workload.owner_id)],
-            [],
-        )
-        .map_err(|e| err(&e))?,
-    );
-    if let (Some(w), Some(uid)) = (input.workflow, &workflow_uid) {
-        entities.push(
-            Entity::new_with_tags(
-                uid.clone(),
-                [
-                    ("owner".to_owned(), uid_expr(&owner_of(w.owner_id))),
-                    ("tools".to_owned(), tools()),
-                ],
-                [],
-                [],
-            )
-            .map_err(|e| err(&e))?,
-        );
-    }
-    if let (Some(r), Some(uid)) = (input.run, &run_uid) {
-        let workflow = match (input.workflow, &workflow_uid) {
-            (Some(w), Some(wuid)) if w.id == r.workflow_id => wuid.clone(),
-            _ => c.uid(&c.workflow, &numbered(r.workflow_id)),
-        };
-        entities.push(
-            Entity::new_with_tags(
-                uid.clone(),
-                [
-                    ("workflow".to_owned(), uid_expr(&workflow)),
-                    ("state".to_owned(), s(r.state.as_str())),
-                ],
-                [],
-                [],
-            )
-            .map_err(|e| err(&e))?,
-        );
-    }
-    let mut token_attrs = vec![
-        (
-            "owner".to_owned(),
-            uid_expr(&owner_of(input.token.owner_id)),
-        ),
-        ("workload".to_owned(), uid_expr(&workload_uid)),
-        (
-            "scopes".to_owned(),
-            RestrictedExpression::new_set(
-                input
-                    .token
-                    .scopes
-                    .iter()
-                    .map(|sc| RestrictedExpression::new_string(sc.to_string())),
-            ),
-        ),
-        (
-            "has_write".to_owned(),
-            RestrictedExpression::new_bool(input.token.has_write()),
-        ),
-        (
-            "break_glass".to_owned(),
-            RestrictedExpression::new_bool(input.break_glass),
-        ),
-        (
-            "expires_at".to_owned(),
-            RestrictedExpression::new_long(input.token.expires_at),
-        ),
-    ];
-    if let Some(uid) = &run_uid {
-        token_attrs.push(("run".to_owned(), uid_expr(uid)));
-    }
-    entities
-        .push(Entity::new_with_tags(token_uid.clone(), token_attrs, [], []).map_err(|e| err(&e))?);
-    entities.push(
-        Entity::new_with_tags(
-            resource_uid.clone(),
-            [
-                ("type".to_owned(), s(input.resource.resource_type)),
-                ("id".to_owned(), s(input.resource.id)),
-                (
-                    "environment".to_owned(),
-                    s(&normalize_environment(input.resource.environment)),
-                ),
-            ],
-            [],
-            [],
-        )
-        .map_err(|e| err(&e))?,
-    );
-    let entities = Entities::from_entities(entities, None).map_err(|e| err(&e))?;
-
-    let mut context = vec![
-        ("action".to_owned(), s(&normalize_action(input.action))),
-        ("run_state".to_owned(), s(run_state(input))),
-        ("workflow_tools".to_owned(), tools()),
-        ("token".to_owned(), uid_expr(&token_uid)),
-        ("token_id".to_owned(), s(&input.token.id)),
-        ("now".to_owned(), RestrictedExpression::new_long(input.now)),
-    ];
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Action, || s(&normalize_action(input.action)));
+    a.add(Attr::RunState, || s(run_state(input)));
+    a.add(Attr::Token, || {
+        RestrictedExpression::new_entity_uid(token_uid())
+    });
+    a.add(Attr::TokenId, || s(&token.id));
+    a.add(Attr::Now, || RestrictedExpression::new_long(input.now));
     if let Some(tool) = input.tool {
-        context.push(("tool".to_owned(), s(tool)));
+        a.add(Attr::Tool, || s(tool));
     }
-    if let Some(uid) = workflow_uid {
-        context.push((
-            "workflow".to_owned(),
-            RestrictedExpression::new_entity_uid(uid),
-        ));
+    if let Some(w) = input.workflow {
+        a.add(Attr::WorkflowTools, || tools(w));
+        a.add(Attr::Workflow, || {
+            RestrictedExpression::new_entity_uid(workflow_uid(w))
+        });
     }
-    if input.run.is_some()
-        && let Some(uid) = run_uid
-    {
-        context.push(("run".to_owned(), RestrictedExpression::new_entity_uid(uid)));
+    if let Some(r) = input.run {
+        a.add(Attr::Run, || {
+            RestrictedExpression::new_entity_uid(run_uid(r.id))
+        });
     }
-    let context = Context::from_pairs(context).map_err(|e| err(&e))?;
+    let context = Context::from_pairs(a.list).map_err(|e| e.to_string())?;
     let request = Request::new(
         workload_uid,
         c.action(action_class(input.action)).clone(),
@@ -333,7 +316,7 @@ pub(crate) fn build(
         context,
         None,
     )
-    .map_err(|e| err(&e))?;
+    .map_err(|e| e.to_string())?;
     Ok((request, entities))
 }
 
@@ -505,7 +488,8 @@ mod tests {
                     tool: full.then_some("git-push"),
                     now: 5,
                 };
-                let (request, entities) = build(c, &input).unwrap();
+                let (request, entities) = build(c, &input, Needs::ALL).unwrap();
+                assert_eq!(entities.len(), if full { 6 } else { 4 });
                 Entities::from_entities(entities.iter().cloned(), Some(c.schema()))
                     .unwrap_or_else(|e| panic!("entities ({full}, {action}): {e}"));
                 Request::new(

@@ -25,19 +25,24 @@
 //!   `environment` (from the AuthZEN resource property `environment`,
 //!   normalized to dev / stage / prod, `""` when absent).
 //! * **Context** also carries `tool?`, `run_state` (`running`, `ended` or
-//!   `none`), `workflow_tools`, `workflow?`, `run?`, `token_id` and `now`.
+//!   `none`), `workflow_tools?` (present when the token has a workflow),
+//!   `workflow?`, `run?`, `token_id` and `now`.
 //!
 //! See [`SCHEMA`] for the full schema.
 //!
 //! # Speed
 //!
 //! The schema is parsed once per process; entity type names and action ids
-//! are built once. Per decision, six small entities and the context are
-//! built straight from the borrowed registry records (no JSON, no parsing,
-//! no per-request schema validation: the shapes are fixed by this crate and
-//! a test checks them against the schema), and Cedar evaluates the active
-//! set, which the engine reads with one atomic load. `benches/decide.rs`
-//! measures it.
+//! are built once. When a set is loaded, Leash notes every attribute name
+//! its policies read (`.a` or `has a`); a decision then builds only those
+//! attributes, and only the entities left with any (the principal Workload,
+//! which carries its owner as parent for `in`, and the Resource always).
+//! Strict validation only admits `e.a` where `e`'s type declares `a`, so
+//! this is unobservable to policies. With the defaults that is two small
+//! entities and three context fields. No JSON, no parsing and no
+//! per-request schema validation (the shapes are fixed by this crate and a
+//! test checks them against the schema); the engine reads the active set
+//! with one atomic load. `benches/decide.rs` measures it.
 //!
 //! # Policy sets
 //!

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Diagnostic, PolicyError};
 use crate::reason::ReasonTemplate;
-use crate::schema::compiled;
+use crate::schema::{Needs, compiled};
 
 /// The policies Leash ships, as `(file name, text)`: a base permit and the
 /// forbids for production isolation, ended runs and undeclared tools.
@@ -86,6 +86,7 @@ pub struct PolicySet {
     pub(crate) cedar: cedar_policy::PolicySet,
     pub(crate) meta: HashMap<PolicyId, PolicyMeta>,
     pub(crate) authorizer: std::sync::Arc<Authorizer>,
+    pub(crate) needs: Needs,
     sources: Vec<PolicySource>,
     warnings: Vec<Diagnostic>,
 }
@@ -241,10 +242,18 @@ impl PolicySet {
         if !diagnostics.is_empty() {
             return Err(PolicyError::Invalid { diagnostics });
         }
+        let mut needs = Needs::default();
+        for policy in cedar.policies() {
+            match policy.to_json() {
+                Ok(json) => needs.add_policy_json(&json),
+                Err(_) => needs = Needs::ALL,
+            }
+        }
         Ok(Self {
             cedar,
             meta,
             authorizer: std::sync::Arc::new(Authorizer::new()),
+            needs,
             sources,
             warnings,
         })
@@ -413,6 +422,7 @@ fn first_label_offset(d: &dyn miette::Diagnostic) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::Attr;
 
     #[test]
     fn defaults_load_with_their_ids_in_order() {
@@ -427,6 +437,30 @@ mod tests {
             ]
         );
         assert!(set.warnings().is_empty(), "{:?}", set.warnings());
+        // The defaults read only the principal, the resource and the context.
+        let mut read = Needs::default();
+        for a in ["environment", "run_state", "tool", "workflow_tools"] {
+            read.add_attr(a);
+        }
+        assert_eq!(set.needs, read);
+    }
+
+    #[test]
+    fn sets_build_the_entities_their_policies_read() {
+        let set = PolicySet::from_text(
+            "o.cedar",
+            "forbid (principal, action, resource) when { context has run && context.run.state == \"x\" };",
+        )
+        .unwrap();
+        assert!(set.needs.has(Attr::Run) && set.needs.has(Attr::State));
+        assert!(!set.needs.has(Attr::Owner) && !set.needs.has(Attr::Tools));
+        let set = PolicySet::from_text(
+            "o.cedar",
+            "forbid (principal, action, resource) when { principal.owner.status == \"offboarded\" };",
+        )
+        .unwrap();
+        assert!(set.needs.has(Attr::Owner) && set.needs.has(Attr::Status));
+        assert!(!set.needs.has(Attr::Run));
     }
 
     #[test]

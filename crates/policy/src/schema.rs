@@ -12,6 +12,119 @@ use crate::PolicyError;
 /// The schema text (Cedar schema syntax, namespace `Leash`).
 pub const SCHEMA: &str = include_str!("leash.cedarschema");
 
+/// Every attribute name in [`SCHEMA`], entity and context alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attr {
+    Kind,
+    Status,
+    Environment,
+    Owner,
+    Identity,
+    Tools,
+    Workflow,
+    State,
+    Run,
+    Scopes,
+    HasWrite,
+    BreakGlass,
+    ExpiresAt,
+    Workload,
+    Type,
+    Id,
+    Action,
+    Tool,
+    RunState,
+    WorkflowTools,
+    Token,
+    TokenId,
+    Now,
+}
+
+/// The names of [`Attr`], in the same order.
+pub(crate) const ATTR_NAMES: [&str; 23] = [
+    "kind",
+    "status",
+    "environment",
+    "owner",
+    "identity",
+    "tools",
+    "workflow",
+    "state",
+    "run",
+    "scopes",
+    "has_write",
+    "break_glass",
+    "expires_at",
+    "workload",
+    "type",
+    "id",
+    "action",
+    "tool",
+    "run_state",
+    "workflow_tools",
+    "token",
+    "token_id",
+    "now",
+];
+
+impl Attr {
+    pub(crate) fn name(self) -> &'static str {
+        ATTR_NAMES[self as usize]
+    }
+}
+
+/// The attribute names a policy set reads, so a decision builds only
+/// those attributes, and only entities that have one of them (the
+/// principal Workload is always built: it carries its owner as parent for
+/// `in`; the Resource too).
+///
+/// Conservative: strict validation only admits `e.a` and `e has a` where
+/// the type of `e` declares `a`, so building every attribute *named* `a`,
+/// on every entity and in the context, covers whatever a policy can read.
+/// Leaving the others out is unobservable to the policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Needs(u32);
+
+impl Needs {
+    pub(crate) const ALL: Needs = Needs(u32::MAX);
+
+    pub(crate) fn has(self, a: Attr) -> bool {
+        self.0 & (1 << a as u32) != 0
+    }
+
+    pub(crate) fn add_attr(&mut self, name: &str) {
+        if let Some(i) = ATTR_NAMES.iter().position(|n| *n == name) {
+            self.0 |= 1 << i;
+        }
+    }
+
+    /// Add every attribute name in a policy's JSON form (`"attr"` of `.`
+    /// and `has` nodes: a string, or an array for `has a.b.c`).
+    pub(crate) fn add_policy_json(&mut self, json: &serde_json::Value) {
+        match json {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("attr", serde_json::Value::String(a)) => self.add_attr(a),
+                        ("attr", serde_json::Value::Array(list)) => {
+                            for a in list.iter().filter_map(serde_json::Value::as_str) {
+                                self.add_attr(a);
+                            }
+                        }
+                        _ => self.add_policy_json(value),
+                    }
+                }
+            }
+            serde_json::Value::Array(list) => {
+                for v in list {
+                    self.add_policy_json(v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Everything derived from the schema once.
 pub(crate) struct Compiled {
     pub(crate) validator: Validator,
@@ -95,5 +208,39 @@ mod tests {
             r#"Leash::Action::"write""#
         );
         assert_eq!(c.schema().entity_types().count(), 6);
+    }
+
+    #[test]
+    fn attribute_names_match_the_schema() {
+        // Every `name:` / `name?:` declaration inside a `{ … }` block.
+        let mut declared: Vec<&str> = SCHEMA
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or_default().trim())
+            .filter(|l| l.ends_with(',') && l.contains(':') && !l.contains('['))
+            .filter(|l| !l.starts_with("context:"))
+            .map(|l| l.split([':', '?']).next().unwrap().trim())
+            .collect();
+        declared.sort();
+        declared.dedup();
+        let mut known = ATTR_NAMES.to_vec();
+        known.sort();
+        assert_eq!(declared, known);
+        assert_eq!(Attr::Now.name(), "now");
+        assert_eq!(Attr::Kind.name(), "kind");
+    }
+
+    #[test]
+    fn needs_follow_attribute_names() {
+        let mut n = Needs::default();
+        n.add_policy_json(
+            &serde_json::json!({"has": {"left": {"Var": "context"}, "attr": ["token", "run"]}}),
+        );
+        assert!(n.has(Attr::Token) && n.has(Attr::Run) && !n.has(Attr::State));
+        n.add_policy_json(
+            &serde_json::json!([{".": {"left": {"Var": "context"}, "attr": "state"}}]),
+        );
+        assert!(n.has(Attr::State));
+        n.add_attr("nonsense");
+        assert!(!n.has(Attr::Kind));
     }
 }

@@ -296,3 +296,59 @@ unless { context.token.has_write || action == Leash::Action::"read" };
     };
     assert!(engine.decide(&input).allow);
 }
+
+#[test]
+fn policies_can_read_every_record() {
+    use leash_core::{OwnerStatus, RunState};
+    let text = r#"
+@id("owner-offboarded") @reason("owner `{owner}` is offboarded")
+forbid (principal, action, resource) when { principal.owner.status == "offboarded" };
+
+@id("run-cancelled") @reason("run {run} was cancelled")
+forbid (principal, action, resource)
+when { context has run && context has workflow && context.run.state == "cancelled" && context.run.workflow == context.workflow };
+
+@id("token-run") @reason("token run is {run.state}")
+forbid (principal, action, resource)
+when { context.token has run && context.token.run.state == "failed" };
+
+@id("git-tools-only") @reason("workflow `{workflow}` declares non-git tools")
+forbid (principal, action, resource)
+when { context has workflow && context.workflow.tools.contains("shell") };
+
+@id("scoped-reads") @reason("token `{token}` holds an admin scope")
+forbid (principal, action, resource)
+when { context.token.scopes.contains("repo:*") && context.token.workload == principal };
+"#;
+    let engine = PolicyEngine::new(
+        PolicySet::defaults()
+            .unwrap()
+            .with_source(PolicySource::new("ops.cedar", text))
+            .unwrap(),
+    );
+    let denied_by = |f: &Fixture| {
+        let d = engine.decide(&f.input("read", None));
+        assert!(!d.allow, "{d:?}");
+        d.reasons[0].policy.clone().unwrap()
+    };
+    let f = Fixture::new(Environment::Prod);
+    assert!(engine.decide(&f.input("read", None)).allow);
+
+    let mut o = Fixture::new(Environment::Prod);
+    o.owner.status = OwnerStatus::Offboarded;
+    assert_eq!(denied_by(&o), "owner-offboarded");
+    assert_eq!(
+        denied_by(&Fixture::new(Environment::Prod).run_state(RunState::Cancelled)),
+        "run-cancelled"
+    );
+    assert_eq!(
+        denied_by(&Fixture::new(Environment::Prod).run_state(RunState::Failed)),
+        "token-run"
+    );
+    let mut w = Fixture::new(Environment::Prod);
+    w.workflow.as_mut().unwrap().tools.push("shell".into());
+    assert_eq!(denied_by(&w), "git-tools-only");
+    let mut t = Fixture::new(Environment::Prod);
+    t.token.scopes.push("repo:*".parse().unwrap());
+    assert_eq!(denied_by(&t), "scoped-reads");
+}
