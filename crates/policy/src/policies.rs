@@ -245,7 +245,7 @@ impl PolicySet {
         let mut needs = Needs::default();
         for policy in cedar.policies() {
             match policy.to_json() {
-                Ok(json) => needs.add_policy_json(&json),
+                Ok(json) => needs.add_policy(&json),
                 Err(_) => needs = Needs::ALL,
             }
         }
@@ -461,6 +461,12 @@ mod tests {
         .unwrap();
         assert!(set.needs.has(Attr::Owner) && set.needs.has(Attr::Status));
         assert!(!set.needs.has(Attr::Run));
+        let set = PolicySet::from_text(
+            "o.cedar",
+            "forbid (principal, action, resource) when { context == context };",
+        )
+        .unwrap();
+        assert_eq!(set.needs, Needs::ALL);
     }
 
     #[test]

@@ -99,10 +99,27 @@ impl Needs {
     }
 
     /// Add every attribute name in a policy's JSON form (`"attr"` of `.`
-    /// and `has` nodes: a string, or an array for `has a.b.c`).
-    pub(crate) fn add_policy_json(&mut self, json: &serde_json::Value) {
+    /// and `has` nodes: a string, or an array for `has a.b.c`). A policy
+    /// that uses `context` other than to read or test one of its attributes
+    /// (e.g. compares the whole record) needs everything.
+    pub(crate) fn add_policy(&mut self, json: &serde_json::Value) {
+        let (mut all, mut read) = (0usize, 0usize);
+        self.walk(json, &mut all, &mut read);
+        if all != read {
+            *self = Needs::ALL;
+        }
+    }
+
+    /// `all` counts uses of `context`, `read` those that are the `left` of
+    /// a `.` or `has`.
+    fn walk(&mut self, json: &serde_json::Value, all: &mut usize, read: &mut usize) {
+        let is_context =
+            |v: &serde_json::Value| v.get("Var").and_then(|v| v.as_str()) == Some("context");
         match json {
             serde_json::Value::Object(map) => {
+                if is_context(json) {
+                    *all += 1;
+                }
                 for (key, value) in map {
                     match (key.as_str(), value) {
                         ("attr", serde_json::Value::String(a)) => self.add_attr(a),
@@ -111,13 +128,17 @@ impl Needs {
                                 self.add_attr(a);
                             }
                         }
-                        _ => self.add_policy_json(value),
+                        (".", v) | ("has", v) if v.get("left").is_some_and(is_context) => {
+                            *read += 1;
+                            self.walk(v, all, read);
+                        }
+                        _ => self.walk(value, all, read),
                     }
                 }
             }
             serde_json::Value::Array(list) => {
                 for v in list {
-                    self.add_policy_json(v);
+                    self.walk(v, all, read);
                 }
             }
             _ => {}
@@ -232,15 +253,18 @@ mod tests {
     #[test]
     fn needs_follow_attribute_names() {
         let mut n = Needs::default();
-        n.add_policy_json(
+        n.add_policy(
             &serde_json::json!({"has": {"left": {"Var": "context"}, "attr": ["token", "run"]}}),
         );
         assert!(n.has(Attr::Token) && n.has(Attr::Run) && !n.has(Attr::State));
-        n.add_policy_json(
-            &serde_json::json!([{".": {"left": {"Var": "context"}, "attr": "state"}}]),
-        );
+        n.add_policy(&serde_json::json!([{".": {"left": {"Var": "principal"}, "attr": "state"}}]));
         assert!(n.has(Attr::State));
         n.add_attr("nonsense");
         assert!(!n.has(Attr::Kind));
+        // The whole context record compared: everything is needed.
+        n.add_policy(
+            &serde_json::json!({"==": {"left": {"Var": "context"}, "right": {"Record": {}}}}),
+        );
+        assert_eq!(n, Needs::ALL);
     }
 }
