@@ -45,7 +45,8 @@ impl Reason {
         }
     }
 
-    /// The token is not active at the decision time.
+    /// The token is revoked or expired at the decision time (the server
+    /// checks [`leash_core::Token::status`] before asking the policies).
     pub fn token_inactive(
         token_id: &str,
         status: TokenStatus,

@@ -44,6 +44,8 @@
 //!   decision's reasons (a forbid that denied, or a permit that allowed).
 //!
 //! Unknown fields are refused, so a typo cannot silently change a sample.
+//! `crates/policy/samples/defaults.json` is a complete example that passes
+//! against the default policies.
 
 use leash_core::scope::Scope;
 use leash_core::{

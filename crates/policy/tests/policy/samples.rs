@@ -148,3 +148,14 @@ fn malformed_samples_say_where_and_what() {
         assert!(msg.contains("line 1 column"), "{msg}");
     }
 }
+
+/// The shipped example file (`crates/policy/samples/defaults.json`) passes
+/// against the default policies.
+#[test]
+fn the_shipped_samples_pass_with_the_defaults() {
+    let set = PolicySet::defaults().unwrap();
+    let report = evaluate_samples(&set, include_str!("../../samples/defaults.json")).unwrap();
+    let failed: Vec<_> = report.results.iter().filter(|r| !r.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(report.passed(), 9);
+}
