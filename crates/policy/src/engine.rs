@@ -1,0 +1,515 @@
+//! Deciding requests with a policy set, and the engine that holds the
+//! active set and swaps it atomically.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    Context, Effect, Entities, Entity, EntityUid, PolicyId, Request, RestrictedExpression,
+};
+
+use crate::action::{action_class, normalize_action};
+use crate::decision::{Decision, Reason, ReasonKind};
+use crate::error::PolicyError;
+use crate::input::{DecisionInput, normalize_environment, run_state};
+use crate::policies::{PolicyMeta, PolicySet};
+use crate::schema::{Attr, Compiled, Needs, compiled};
+
+impl PolicySet {
+    /// Decide one request with this set's policies.
+    ///
+    /// Allowed when some permit applies and no forbid does. Denied, with a
+    /// reason per forbid, when a forbid applies; denied when no permit
+    /// applies; and denied when any policy fails to evaluate (Cedar would
+    /// skip such a policy; Leash fails closed instead).
+    pub fn decide(&self, input: &DecisionInput<'_>) -> Decision {
+        let compiled = match compiled() {
+            Ok(c) => c,
+            Err(e) => return evaluation_failure(e.to_string()),
+        };
+        let (request, entities) = match build(compiled, input, self.needs) {
+            Ok(x) => x,
+            Err(e) => return evaluation_failure(e),
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.cedar, &entities);
+        let diagnostics = response.diagnostics();
+
+        let mut reasons: Vec<(usize, Reason)> = Vec::new();
+        for err in diagnostics.errors() {
+            let (order, policy, message) = match err {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(e) => {
+                    let id = e.policy_id();
+                    (
+                        self.meta.get(id).map_or(usize::MAX, |m| m.order),
+                        Some(id.to_string()),
+                        format!(
+                            "policy `{id}`{} could not be evaluated, so the request is denied: {}; fix the policy",
+                            self.source_note(id),
+                            e.inner()
+                        ),
+                    )
+                }
+            };
+            reasons.push((
+                order,
+                Reason {
+                    kind: ReasonKind::EvaluationError,
+                    policy,
+                    message,
+                },
+            ));
+        }
+        let errored = !reasons.is_empty();
+        let allow = response.decision() == cedar_policy::Decision::Allow && !errored;
+
+        for id in diagnostics.reason() {
+            let Some(meta) = self.meta.get(id) else {
+                continue;
+            };
+            // On a deny caused only by evaluation errors, the permits that
+            // applied are not reasons.
+            if !allow && meta.effect == Effect::Permit {
+                continue;
+            }
+            reasons.push((meta.order, policy_reason(id, meta, input)));
+        }
+        if !allow && reasons.is_empty() {
+            reasons.push((
+                usize::MAX,
+                Reason::new(
+                    ReasonKind::NoPermit,
+                    format!(
+                        "no policy permits `{}` on {} `{}` for workload `{}`; add a permit policy for it",
+                        normalize_action(input.action),
+                        input.resource.resource_type,
+                        input.resource.id,
+                        input.workload.name
+                    ),
+                ),
+            ));
+        }
+        reasons.sort_by_key(|(order, _)| *order);
+        Decision {
+            allow,
+            reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+        }
+    }
+
+    fn source_note(&self, id: &PolicyId) -> String {
+        self.meta
+            .get(id)
+            .map(|m| format!(" (in `{}`)", m.source))
+            .unwrap_or_default()
+    }
+}
+
+fn policy_reason(id: &PolicyId, meta: &PolicyMeta, input: &DecisionInput<'_>) -> Reason {
+    let (kind, verb) = match meta.effect {
+        Effect::Permit => (ReasonKind::Permit, "permits"),
+        Effect::Forbid => (ReasonKind::Forbid, "forbids"),
+    };
+    let message = match &meta.reason {
+        Some(t) => t.render(input),
+        None => format!(
+            "policy `{id}` in `{}` {verb} this request (add a @reason(\"…\") annotation to it to say why)",
+            meta.source
+        ),
+    };
+    Reason {
+        kind,
+        policy: Some(id.to_string()),
+        message,
+    }
+}
+
+fn evaluation_failure(message: String) -> Decision {
+    Decision::deny(Reason::new(
+        ReasonKind::EvaluationError,
+        format!("the request could not be evaluated, so it is denied: {message}"),
+    ))
+}
+
+fn s(v: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.to_owned())
+}
+
+fn uid_expr(uid: &EntityUid) -> RestrictedExpression {
+    RestrictedExpression::new_entity_uid(uid.clone())
+}
+
+/// Entity id for a registry record we only know by number (the workflow of
+/// a run, or an owner who is not the token's): `#ID`, which no registry name
+/// can be, so it never collides with a named entity.
+fn numbered(id: i64) -> String {
+    format!("#{id}")
+}
+
+/// Attributes of one entity (or the context), keeping only those a policy
+/// set reads.
+struct Attrs {
+    needs: Needs,
+    list: Vec<(String, RestrictedExpression)>,
+}
+
+impl Attrs {
+    fn new(needs: Needs) -> Self {
+        Self {
+            needs,
+            list: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, attr: Attr, value: impl FnOnce() -> RestrictedExpression) {
+        if self.needs.has(attr) {
+            self.list.push((attr.name().to_owned(), value()));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn entity(self, uid: EntityUid, parent: Option<EntityUid>) -> Result<Entity, String> {
+        Entity::new_with_tags(uid, self.list, parent, []).map_err(|e| e.to_string())
+    }
+}
+
+/// The Cedar request and entities for `input`, with only the attributes
+/// `needs` names, and only the entities that then have attributes (the
+/// principal Workload, with its owner as parent, and the Resource always).
+/// No schema checks here: the shapes are fixed by this function and tested
+/// against the schema.
+pub(crate) fn build(
+    c: &Compiled,
+    input: &DecisionInput<'_>,
+    needs: Needs,
+) -> Result<(Request, Entities), String> {
+    let owner_uid = || c.uid(&c.owner, &input.owner.name);
+    let owner_of = |id: i64| {
+        if id == input.owner.id {
+            owner_uid()
+        } else {
+            c.uid(&c.owner, &numbered(id))
+        }
+    };
+    let workload_uid = c.uid(&c.workload, &input.workload.name);
+    let token_uid = || c.uid(&c.token, &input.token.id);
+    let workflow_uid = |w: &leash_core::Workflow| c.uid(&c.workflow, &w.name);
+    let run_id = input.run.map(|r| r.id).or(input.token.run_id);
+    let run_uid = |id: i64| c.uid(&c.run, &id.to_string());
+    let tools =
+        |w: &leash_core::Workflow| RestrictedExpression::new_set(w.tools.iter().map(|t| s(t)));
+    let mut entities = Vec::with_capacity(6);
+
+    let workload_owner = owner_of(input.workload.owner_id);
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Environment, || s(input.workload.environment.as_str()));
+    a.add(Attr::Owner, || uid_expr(&workload_owner));
+    if let Some(identity) = &input.workload.identity {
+        a.add(Attr::Identity, || s(identity));
+    }
+    entities.push(a.entity(workload_uid.clone(), Some(workload_owner))?);
+
+    let resource_uid = c.uid(
+        &c.resource,
+        &format!("{}:{}", input.resource.resource_type, input.resource.id),
+    );
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Type, || s(input.resource.resource_type));
+    a.add(Attr::Id, || s(input.resource.id));
+    a.add(Attr::Environment, || {
+        s(&normalize_environment(input.resource.environment))
+    });
+    entities.push(a.entity(resource_uid.clone(), None)?);
+
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Kind, || s(input.owner.kind.as_str()));
+    a.add(Attr::Status, || s(input.owner.status.as_str()));
+    if !a.is_empty() {
+        entities.push(a.entity(owner_uid(), None)?);
+    }
+
+    if let Some(w) = input.workflow {
+        let mut a = Attrs::new(needs);
+        a.add(Attr::Owner, || uid_expr(&owner_of(w.owner_id)));
+        a.add(Attr::Tools, || tools(w));
+        if !a.is_empty() {
+            entities.push(a.entity(workflow_uid(w), None)?);
+        }
+    }
+
+    if let Some(r) = input.run {
+        let mut a = Attrs::new(needs);
+        a.add(Attr::Workflow, || {
+            RestrictedExpression::new_entity_uid(match input.workflow {
+                Some(w) if w.id == r.workflow_id => workflow_uid(w),
+                _ => c.uid(&c.workflow, &numbered(r.workflow_id)),
+            })
+        });
+        a.add(Attr::State, || s(r.state.as_str()));
+        if !a.is_empty() {
+            entities.push(a.entity(run_uid(r.id), None)?);
+        }
+    }
+
+    let token = input.token;
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Owner, || uid_expr(&owner_of(token.owner_id)));
+    a.add(Attr::Workload, || uid_expr(&workload_uid));
+    if let Some(id) = run_id {
+        a.add(Attr::Run, || {
+            RestrictedExpression::new_entity_uid(run_uid(id))
+        });
+    }
+    a.add(Attr::Scopes, || {
+        RestrictedExpression::new_set(
+            token
+                .scopes
+                .iter()
+                .map(|sc| RestrictedExpression::new_string(sc.to_string())),
+        )
+    });
+    a.add(Attr::HasWrite, || {
+        RestrictedExpression::new_bool(token.has_write())
+    });
+    a.add(Attr::BreakGlass, || {
+        RestrictedExpression::new_bool(input.break_glass)
+    });
+    a.add(Attr::ExpiresAt, || {
+        RestrictedExpression::new_long(token.expires_at)
+    });
+    if !a.is_empty() {
+        entities.push(a.entity(token_uid(), None)?);
+    }
+    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Action, || s(&normalize_action(input.action)));
+    a.add(Attr::RunState, || s(run_state(input)));
+    a.add(Attr::Token, || {
+        RestrictedExpression::new_entity_uid(token_uid())
+    });
+    a.add(Attr::TokenId, || s(&token.id));
+    a.add(Attr::Now, || RestrictedExpression::new_long(input.now));
+    if let Some(tool) = input.tool {
+        a.add(Attr::Tool, || s(tool));
+    }
+    if let Some(w) = input.workflow {
+        a.add(Attr::WorkflowTools, || tools(w));
+        a.add(Attr::Workflow, || {
+            RestrictedExpression::new_entity_uid(workflow_uid(w))
+        });
+    }
+    if let Some(r) = input.run {
+        a.add(Attr::Run, || {
+            RestrictedExpression::new_entity_uid(run_uid(r.id))
+        });
+    }
+    let context = Context::from_pairs(a.list).map_err(|e| e.to_string())?;
+    let request = Request::new(
+        workload_uid,
+        c.action(action_class(input.action)).clone(),
+        resource_uid,
+        context,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((request, entities))
+}
+
+/// Holds the active [`PolicySet`] and decides requests with it.
+///
+/// Reading the active set is one atomic load (`arc-swap`), so decisions
+/// never wait for a reload. A new set replaces the old one only once it has
+/// been built, and a [`PolicySet`] can only be built from sources that
+/// validated, so the engine is never without policies and never runs
+/// unvalidated ones. Writers (`update`, `reload_from_dir`) are serialized so
+/// concurrent edits through the API cannot lose one another.
+#[derive(Debug)]
+pub struct PolicyEngine {
+    active: ArcSwap<PolicySet>,
+    writer: Mutex<()>,
+}
+
+impl PolicyEngine {
+    /// An engine deciding with `set`.
+    pub fn new(set: PolicySet) -> Self {
+        Self {
+            active: ArcSwap::from_pointee(set),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// An engine with the shipped default policies.
+    ///
+    /// # Errors
+    /// Only on a bug in the built-in schema or policies.
+    pub fn with_defaults() -> Result<Self, PolicyError> {
+        PolicySet::defaults().map(Self::new)
+    }
+
+    /// Decide one request with the active policies.
+    pub fn decide(&self, input: &DecisionInput<'_>) -> Decision {
+        self.active.load().decide(input)
+    }
+
+    /// The active set (a snapshot: later swaps do not change it).
+    pub fn active(&self) -> Arc<PolicySet> {
+        self.active.load_full()
+    }
+
+    /// Activate `set`, returning the set it replaced.
+    pub fn replace(&self, set: PolicySet) -> Arc<PolicySet> {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.active.swap(Arc::new(set))
+    }
+
+    /// Build a new set from the active one (e.g. `|s| s.with_source(src)`
+    /// for a policy posted to the API) and activate it. Concurrent updates
+    /// run one after another, each seeing the previous one's result.
+    ///
+    /// # Errors
+    /// Whatever `build` returns; the active set is then unchanged.
+    pub fn update(
+        &self,
+        build: impl FnOnce(&PolicySet) -> Result<PolicySet, PolicyError>,
+    ) -> Result<Arc<PolicySet>, PolicyError> {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let next = Arc::new(build(&self.active.load())?);
+        self.active.store(Arc::clone(&next));
+        Ok(next)
+    }
+
+    /// Rebuild from the defaults and `dir` ([`PolicySet::from_dir`]) and
+    /// activate the result. Call it on a timer or on SIGHUP.
+    ///
+    /// # Errors
+    /// [`PolicyError::Read`] or [`PolicyError::Invalid`]; the active set is
+    /// then unchanged.
+    pub fn reload_from_dir(&self, dir: &Path) -> Result<Arc<PolicySet>, PolicyError> {
+        self.update(|_| PolicySet::from_dir(dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leash_core::{
+        Environment, Owner, OwnerKind, OwnerStatus, Run, RunState, Token, TokenFormat, Workflow,
+        Workload,
+    };
+
+    use crate::input::ResourceRef;
+
+    fn records() -> (Owner, Workload, Workflow, Run, Token) {
+        let owner = Owner {
+            id: 1,
+            name: "team-ai".into(),
+            email: "ai@example.com".into(),
+            kind: OwnerKind::Team,
+            business_owner: true,
+            status: OwnerStatus::Active,
+            created_at: 0,
+            offboarded_at: None,
+        };
+        let workload = Workload {
+            id: 2,
+            name: "triage-bot".into(),
+            owner_id: 1,
+            identity: Some("spiffe://acme/triage".into()),
+            environment: Environment::Dev,
+            scope_ceiling: vec![],
+            created_at: 0,
+        };
+        let workflow = Workflow {
+            id: 3,
+            name: "triage".into(),
+            owner_id: 1,
+            digest: String::new(),
+            tools: vec!["git-push".into()],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let run = Run {
+            id: 7,
+            workflow_id: 3,
+            workload_id: 2,
+            digest: String::new(),
+            state: RunState::Running,
+            started_at: 0,
+            ended_at: None,
+        };
+        let token = Token {
+            id: "tok-1".into(),
+            format: TokenFormat::Jwt,
+            owner_id: 1,
+            workload_id: 2,
+            run_id: Some(7),
+            workflow_id: Some(3),
+            scopes: vec!["repo:acme/*:write".parse().unwrap()],
+            audience: vec![],
+            issued_at: 0,
+            expires_at: 10,
+            parent_id: None,
+            justification: None,
+            revocation: None,
+            depth: 0,
+            act: None,
+            may_act: None,
+            cnf_jkt: None,
+        };
+        (owner, workload, workflow, run, token)
+    }
+
+    /// The shapes `build` produces without schema checks conform to the
+    /// schema, with and without the optional parts, for every action class.
+    #[test]
+    fn built_entities_and_requests_conform_to_the_schema() {
+        let c = compiled().unwrap();
+        let (owner, mut workload, workflow, run, token) = records();
+        let props = serde_json::json!({"environment": "prod"});
+        for full in [true, false] {
+            if !full {
+                workload.identity = None;
+            }
+            for action in ["read", "push", "delete"] {
+                let input = DecisionInput {
+                    owner: &owner,
+                    workload: &workload,
+                    workflow: full.then_some(&workflow),
+                    run: full.then_some(&run),
+                    token: &token,
+                    break_glass: false,
+                    action,
+                    resource: ResourceRef::with_properties("repo", "acme/api", Some(&props)),
+                    tool: full.then_some("git-push"),
+                    now: 5,
+                };
+                let (request, entities) = build(c, &input, Needs::ALL).unwrap();
+                assert_eq!(entities.len(), if full { 6 } else { 4 });
+                Entities::from_entities(entities.iter().cloned(), Some(c.schema()))
+                    .unwrap_or_else(|e| panic!("entities ({full}, {action}): {e}"));
+                Request::new(
+                    request.principal().unwrap().clone(),
+                    request.action().unwrap().clone(),
+                    request.resource().unwrap().clone(),
+                    request.context().unwrap().clone(),
+                    Some(c.schema()),
+                )
+                .unwrap_or_else(|e| panic!("request ({full}, {action}): {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_engine_swaps_sets_atomically() {
+        let engine = PolicyEngine::with_defaults().unwrap();
+        let first = engine.active();
+        let old = engine.replace(PolicySet::defaults().unwrap());
+        assert!(Arc::ptr_eq(&first, &old));
+        assert!(!Arc::ptr_eq(&first, &engine.active()));
+    }
+}

@@ -1,0 +1,127 @@
+//! Realistic registry records and a builder for decision inputs.
+
+use leash_core::{
+    Environment, Owner, OwnerKind, OwnerStatus, Run, RunState, Token, TokenFormat, Workflow,
+    Workload,
+};
+use leash_policy::{DecisionInput, ResourceRef};
+
+pub struct Fixture {
+    pub owner: Owner,
+    pub workload: Workload,
+    pub workflow: Option<Workflow>,
+    pub run: Option<Run>,
+    pub token: Token,
+    pub props: Option<serde_json::Value>,
+}
+
+impl Fixture {
+    /// A `dev` workload `triage-bot` with a running run of workflow
+    /// `triage` (tools git-clone, git-push) and a token for it.
+    pub fn new(env: Environment) -> Self {
+        let owner = Owner {
+            id: 1,
+            name: "team-ai".into(),
+            email: "ai@example.com".into(),
+            kind: OwnerKind::Team,
+            business_owner: true,
+            status: OwnerStatus::Active,
+            created_at: 0,
+            offboarded_at: None,
+        };
+        let workload = Workload {
+            id: 2,
+            name: "triage-bot".into(),
+            owner_id: 1,
+            identity: Some("spiffe://acme.example/ns/ai/sa/triage".into()),
+            environment: env,
+            scope_ceiling: vec!["repo:acme/*:write".parse().unwrap()],
+            created_at: 0,
+        };
+        let workflow = Workflow {
+            id: 3,
+            name: "triage".into(),
+            owner_id: 1,
+            digest: "ab".repeat(32),
+            tools: vec!["git-clone".into(), "git-push".into()],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let run = Run {
+            id: 7,
+            workflow_id: 3,
+            workload_id: 2,
+            digest: "ab".repeat(32),
+            state: RunState::Running,
+            started_at: 0,
+            ended_at: None,
+        };
+        let token = Token {
+            id: "tok-1".into(),
+            format: TokenFormat::Jwt,
+            owner_id: 1,
+            workload_id: 2,
+            run_id: Some(7),
+            workflow_id: Some(3),
+            scopes: vec![
+                "repo:acme/*:write".parse().unwrap(),
+                "repo:acme/*:read".parse().unwrap(),
+                "tickets:read".parse().unwrap(),
+            ],
+            audience: vec!["https://git.acme.example".into()],
+            issued_at: 0,
+            expires_at: 3_600_000,
+            parent_id: None,
+            justification: Some("pushes triage fixes".into()),
+            revocation: None,
+            depth: 0,
+            act: None,
+            may_act: None,
+            cnf_jkt: None,
+        };
+        Self {
+            owner,
+            workload,
+            workflow: Some(workflow),
+            run: Some(run),
+            token,
+            props: None,
+        }
+    }
+
+    /// No run and no workflow: a token not bound to a task.
+    pub fn without_run(mut self) -> Self {
+        self.run = None;
+        self.workflow = None;
+        self.token.run_id = None;
+        self.token.workflow_id = None;
+        self
+    }
+
+    pub fn run_state(mut self, state: RunState) -> Self {
+        if let Some(r) = &mut self.run {
+            r.state = state;
+        }
+        self
+    }
+
+    pub fn resource_env(mut self, env: &str) -> Self {
+        self.props = Some(serde_json::json!({ "environment": env }));
+        self
+    }
+
+    pub fn input<'a>(&'a self, action: &'a str, tool: Option<&'a str>) -> DecisionInput<'a> {
+        DecisionInput {
+            owner: &self.owner,
+            workload: &self.workload,
+            workflow: self.workflow.as_ref(),
+            run: self.run.as_ref(),
+            token: &self.token,
+            break_glass: false,
+            action,
+            resource: ResourceRef::with_properties("repo", "acme/api", self.props.as_ref()),
+            tool,
+            now: 1_000,
+        }
+    }
+}

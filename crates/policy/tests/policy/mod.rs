@@ -1,0 +1,4 @@
+mod defaults;
+mod fixture;
+mod loading;
+mod samples;
