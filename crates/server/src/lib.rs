@@ -241,7 +241,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
             .map_err(|e| ServerError::Setup(e.to_string()))?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ServerError::Setup(format!(
-                "connector `{name}`: `{url}` is not an http(s) URL"
+                "connector `{name}`: its URL must start with http:// or https://"
             )));
         }
         connectors.insert(

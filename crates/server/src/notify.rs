@@ -63,15 +63,32 @@ async fn post_signed(
     if let Some(s) = secret {
         req = req.header(SIGNATURE_HEADER, signature(s, &bytes));
     }
-    let resp = req.body(bytes).send().await.map_err(|e| {
-        // reqwest errors name the URL, which holds no secret
-        format!("could not reach {url}: {e}")
-    })?;
+    let shown = url_for_log(url);
+    let resp = req
+        .body(bytes)
+        .send()
+        .await
+        .map_err(|e| format!("could not reach {shown}: {}", e.without_url()))?;
     let status = resp.status().as_u16();
     if resp.status().is_success() {
         Ok(status)
     } else {
-        Err(format!("{url} answered HTTP {status}"))
+        Err(format!("{shown} answered HTTP {status}"))
+    }
+}
+
+/// A webhook URL as logs and audit events show it: scheme and host only.
+/// Webhook URLs often carry a credential in their path or query (Slack
+/// incoming webhooks, signed connector URLs), so the rest is never shown.
+pub fn url_for_log(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            // drop userinfo too
+            let host = host.rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}/…")
+        }
+        None => "(webhook URL)".into(),
     }
 }
 
@@ -191,7 +208,7 @@ impl RevocationConnector for WebhookConnector {
                 &body,
             )
             .await
-            .map(|status| format!("{} answered HTTP {status}", self.url))
+            .map(|status| format!("{} answered HTTP {status}", url_for_log(&self.url)))
         })
     }
 }
@@ -199,6 +216,16 @@ impl RevocationConnector for WebhookConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls_are_logged_without_path_query_or_userinfo() {
+        assert_eq!(
+            url_for_log("https://hooks.slack.com/services/T0/B0/s3cr3t?x=1"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(url_for_log("http://u:p@h:8080/x"), "http://h:8080/…");
+        assert_eq!(url_for_log("garbage"), "(webhook URL)");
+    }
 
     #[test]
     fn signatures_verify_and_reject_tampering() {

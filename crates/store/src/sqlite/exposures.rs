@@ -14,6 +14,23 @@ use crate::{ExposureRecord, NewExposure, NewExternalToken, Revoked, StoreError};
 /// Most workloads, workflows or scopes listed on one external token.
 const MAX_USERS: usize = 256;
 
+/// The ids of registry entries named in `names`; NotFound for the first unknown one.
+fn ids_of(
+    what: &'static str,
+    names: &[String],
+    lookup: impl Fn(&str) -> Option<i64>,
+) -> Result<Vec<i64>, StoreError> {
+    names
+        .iter()
+        .map(|n| {
+            lookup(n).ok_or_else(|| StoreError::NotFound {
+                what,
+                key: n.clone(),
+            })
+        })
+        .collect()
+}
+
 fn ids(text: &str) -> Vec<i64> {
     text.split_whitespace()
         .filter_map(|v| v.parse().ok())
@@ -130,40 +147,19 @@ impl Writer {
         let (owner_id, workloads, workflows) = {
             let reg = self.registry.read();
             let owner_id = match &new.owner {
-                Some(o) => Some(
-                    reg.owner_by_name(o)
-                        .ok_or_else(|| StoreError::NotFound {
-                            what: "owner",
-                            key: o.clone(),
-                        })?
-                        .id,
-                ),
+                Some(o) => ids_of("owner", std::slice::from_ref(o), |n| {
+                    reg.owner_by_name(n).map(|x| x.id)
+                })?
+                .first()
+                .copied(),
                 None => None,
             };
-            let workloads = new
-                .workloads
-                .iter()
-                .map(|w| {
-                    reg.workload_by_name(w)
-                        .map(|x| x.id)
-                        .ok_or_else(|| StoreError::NotFound {
-                            what: "workload",
-                            key: w.clone(),
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let workflows = new
-                .workflows
-                .iter()
-                .map(|w| {
-                    reg.workflow_by_name(w)
-                        .map(|x| x.id)
-                        .ok_or_else(|| StoreError::NotFound {
-                            what: "workflow",
-                            key: w.clone(),
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let workloads = ids_of("workload", &new.workloads, |n| {
+                reg.workload_by_name(n).map(|x| x.id)
+            })?;
+            let workflows = ids_of("workflow", &new.workflows, |n| {
+                reg.workflow_by_name(n).map(|x| x.id)
+            })?;
             (owner_id, workloads, workflows)
         };
         let clash =
