@@ -124,6 +124,8 @@ async fn a_token_pasted_in_slack_is_revoked_before_the_webhook_is_answered() {
     );
     let (s, v) = slack_post(&l, &msg, now_secs() - 600, SLACK_SECRET).await;
     assert_eq!(s, 401);
+    let (s, _) = slack_post(&l, &msg, i64::MIN, SLACK_SECRET).await;
+    assert_eq!(s, 401, "a hostile timestamp is refused, not an overflow");
     assert!(v["detail"].as_str().unwrap().contains("5 minutes"), "{v}");
     let (s, _) = raw_post(&l, "/v1/exposures", msg.to_string().as_bytes(), &[]).await;
     assert_eq!(s, 401);
@@ -383,6 +385,10 @@ async fn a_tracked_third_party_secret_reaches_its_owner_and_connector() {
         .await;
     assert_eq!(v["exposures"][0]["action"], "unmatched", "{v}");
     assert_eq!(v["exposures"][0]["location"], "src/ci.py:3");
+    assert_eq!(
+        v["exposures"][0]["excerpt"], "ghp_…(40 chars)",
+        "a redacted excerpt is kept as sent"
+    );
 
     // the CLI shows the same
     let o = l.cli(&["exposures", "list", "--json"]);

@@ -446,7 +446,11 @@ async fn record_reported(
             source,
             location,
             detector: f.detector,
-            excerpt: leash_scan::redact(&f.excerpt),
+            excerpt: if feeds::is_redacted(&f.excerpt) {
+                f.excerpt
+            } else {
+                leash_scan::redact(&f.excerpt)
+            },
             fingerprint: f.fingerprint,
             token_id: None,
             detected_at: received,

@@ -14,7 +14,7 @@ use crate::notify::verify_signature;
 /// Most third-party findings one generic report may carry.
 pub const MAX_REPORTED: usize = 1000;
 /// How far a Slack request timestamp may be from now (replay window).
-const SLACK_SKEW_SECS: i64 = 300;
+const SLACK_SKEW_SECS: u64 = 300;
 
 /// A message from any source, to scan.
 #[derive(Debug, Clone)]
@@ -115,7 +115,8 @@ pub fn authenticate(
                     "X-Slack-Request-Timestamp is missing or not a number",
                 )
             })?;
-        if (now / 1000 - ts).abs() > SLACK_SKEW_SECS {
+        // abs_diff: a hostile timestamp (i64::MIN) must not overflow
+        if (now / 1000).abs_diff(ts) > SLACK_SKEW_SECS {
             return Err(ApiError::unauthorized_because(
                 "the Slack request timestamp is more than 5 minutes from now (replayed or clock skew)",
             ));
@@ -229,6 +230,20 @@ fn generic(v: Value) -> Result<Feed, ApiError> {
         .into_iter()
         .collect();
     Ok(Feed::Scan { messages, reported })
+}
+
+/// Is `excerpt` already in the redacted form `leash_scan::redact` makes
+/// (at most four characters, `…`, and `(N chars)`)? Anything else is
+/// redacted again before it is stored, in case a client sent a secret.
+pub fn is_redacted(excerpt: &str) -> bool {
+    let Some((head, tail)) = excerpt.split_once('…') else {
+        return false;
+    };
+    head.chars().count() <= 4
+        && tail
+            .strip_prefix('(')
+            .and_then(|t| t.strip_suffix(" chars)"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -397,6 +412,14 @@ mod tests {
         let m = messages(parse(Caller::Jira, body.to_string().as_bytes()).unwrap());
         assert_eq!(m[0].location, "jira:SUP-7#comment-10001");
         assert!(m[0].text.contains("token is abc"), "{}", m[0].text);
+    }
+
+    #[test]
+    fn redacted_excerpts_are_recognised() {
+        assert!(is_redacted("ghp_…(40 chars)"));
+        assert!(is_redacted("…(3 chars)"));
+        assert!(!is_redacted("ghp_abcdefghijklmnopqrstuvwxyz0123456789"));
+        assert!(!is_redacted("ghp_…(40 chars) plus more"));
     }
 
     #[test]
