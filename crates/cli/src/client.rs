@@ -50,6 +50,15 @@ impl Api {
         self.token.as_deref()
     }
 
+    /// The same server, another credential (an owner's, for approvals).
+    pub fn with_token(&self, token: String) -> Api {
+        Api {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: Some(token),
+        }
+    }
+
     /// Call the API; a non-2xx answer becomes an error carrying the server's `detail`.
     pub async fn call<T: DeserializeOwned>(
         &self,
@@ -58,11 +67,30 @@ impl Api {
         body: Option<&Value>,
     ) -> Result<T> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
         if let Some(b) = body {
             req = req.json(b);
+        }
+        self.send(req).await
+    }
+
+    /// Send a text body (Cedar policies, sample files).
+    pub async fn call_text<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: String,
+    ) -> Result<T> {
+        let req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body);
+        self.send(req).await
+    }
+
+    async fn send<T: DeserializeOwned>(&self, mut req: reqwest::RequestBuilder) -> Result<T> {
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
         }
         let resp = req.send().await.map_err(|e| {
             anyhow!(

@@ -134,6 +134,18 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     cfg.default_audience = a.default_audience;
     cfg.max_delegation_depth = a.max_delegation_depth;
     cfg.jwks_min_refresh = std::time::Duration::from_secs(parse_duration(&a.jwks_min_refresh)?);
+    cfg.authz.policy_dir = a.policy_dir;
+    for spec in &a.on_violation {
+        cfg.authz
+            .violations
+            .set_from(spec)
+            .map_err(|e| anyhow::anyhow!("--on-violation {e}"))?;
+    }
+    cfg.authz.write_approval = !a.no_write_approval;
+    cfg.authz.write_budget = a.write_budget;
+    cfg.authz.break_glass_approval = a.break_glass_approval;
+    cfg.authz.usage.keep_log = a.usage_log_keep;
+    cfg.authz.usage.raw_per_sec = a.usage_raw_per_sec;
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -182,6 +194,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Owner(cmd) => owner(&api()?, cmd, j).await?,
         Command::Exposures(cmd) => crate::exposure::exposures(&api()?, cmd, j).await?,
         Command::Findings(cmd) => crate::exposure::findings(&api()?, cmd, j).await?,
+        Command::Policy(cmd) => return crate::authz::policy(api, cmd, j).await,
+        Command::Approvals(cmd) => crate::authz::approvals(&api()?, cmd, j).await?,
+        Command::BreakGlass(a) => crate::authz::break_glass(&api()?, a, j).await?,
         Command::External(cmd) => crate::exposure::external(&api()?, cmd, j).await?,
         Command::Workload(cmd) => workload(&api()?, cmd, j).await?,
         Command::Workflow(cmd) => workflow(&api()?, cmd, j).await?,
@@ -297,22 +312,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 "workload": a.workload, "run": a.run, "scopes": a.scopes, "ttl": a.ttl,
                 "audience": a.audience, "justification": a.justification, "format": a.format, "parent": a.parent, "may_act": a.may_act,
             });
-            let m: Minted = api()?.post("/v1/tokens", &body).await?;
-            if j {
-                print_json(&m)?;
-            } else {
-                // the token alone on stdout, so TOKEN=$(leash mint …) works
-                println!("{}", m.token);
-                eprintln!(
-                    "minted {} for workload {} (owner {}), scopes [{}], expires {}{}",
-                    m.id,
-                    m.workload,
-                    m.owner,
-                    m.scopes.join(", "),
-                    m.expires_at,
-                    m.run.map(|r| format!(", run {r}")).unwrap_or_default()
-                );
-            }
+            let v: Value = api()?.post("/v1/tokens", &body).await?;
+            crate::authz::print_mint_answer(v, j)?;
         }
         Command::Revoke(a) => {
             let t = read_arg(&a.token_or_id)?;
@@ -336,6 +337,54 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .post("/v1/explain", &json!({"token_or_id": t}))
                 .await?;
             show(j, &e, print_explanation)?;
+        }
+        Command::Tokens(TokensCmd::Usage { id }) => {
+            let u: Value = api()?
+                .get(&format!("/v1/tokens/{}/usage", enc(&id)))
+                .await?;
+            show(j, &u, |u| {
+                let rows = u["totals"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|t| {
+                                vec![
+                                    t["count"].to_string(),
+                                    t["action"].as_str().unwrap_or("").to_owned(),
+                                    t["resource"].as_str().unwrap_or("").to_owned(),
+                                    t["tool"].as_str().unwrap_or("").to_owned(),
+                                    t["workload"].as_str().unwrap_or("").to_owned(),
+                                    if t["allowed"] == true {
+                                        "allow"
+                                    } else {
+                                        "deny"
+                                    }
+                                    .to_owned(),
+                                    ts(t["last_at"].as_i64().unwrap_or_default()),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(
+                    &[
+                        "count", "action", "resource", "tool", "workload", "decision", "last",
+                    ],
+                    rows,
+                )
+            })?;
+        }
+        Command::Tokens(TokensCmd::WriteRatio) => {
+            let r: Value = api()?.get("/v1/write-ratio").await?;
+            show(j, &r, |r| {
+                println!(
+                    "{} of {} live tokens can write (ratio {:.3}); {} approval request(s) pending",
+                    r["active_write"],
+                    r["active"],
+                    r["ratio"].as_f64().unwrap_or_default(),
+                    r["pending_approvals"]
+                )
+            })?;
         }
         Command::Tokens(TokensCmd::List {
             owner,
@@ -565,6 +614,35 @@ async fn owner(api: &Api, cmd: OwnerCmd, j: bool) -> Result<()> {
         OwnerCmd::Show { name } => {
             let o: OwnerView = api.get(&format!("/v1/owners/{}", enc(&name))).await?;
             show(j, &o, one)
+        }
+        OwnerCmd::Credential { name } => {
+            let c: Value = api
+                .post(
+                    &format!("/v1/owners/{}/credentials", enc(&name)),
+                    &json!({}),
+                )
+                .await?;
+            if j {
+                print_json(&c)
+            } else {
+                // the credential alone on stdout, like a minted token
+                println!("{}", c["credential"].as_str().unwrap_or_default());
+                eprintln!(
+                    "credential for owner {name}: shown once; use it as LEASH_OWNER_TOKEN to approve requests"
+                );
+                Ok(())
+            }
+        }
+        OwnerCmd::Delegate { name, to } => {
+            let _: Value = api
+                .post(
+                    &format!("/v1/owners/{}/delegates", enc(&name)),
+                    &json!({"delegate": to}),
+                )
+                .await?;
+            show(j, &json!({"owner": name, "delegate": to}), |_| {
+                println!("{to} may now approve requests for {name}")
+            })
         }
         OwnerCmd::Offboard { name } => {
             let r: OwnerOffboarded = api

@@ -1,5 +1,6 @@
 //! `leash`: the Leash server and its command-line client.
 
+mod authz;
 mod bench;
 mod client;
 mod commands;
@@ -90,6 +91,14 @@ pub enum Command {
     #[command(subcommand)]
     External(exposure::ExternalCmd),
     /// Load drivers against a running server (reproduces the README's figures).
+    /// Cedar policies: list, add, remove, reload, test sample requests.
+    #[command(subcommand)]
+    Policy(authz::PolicyCmd),
+    /// Requests for write-capable and break-glass tokens: list, approve, deny, claim.
+    #[command(subcommand)]
+    Approvals(authz::ApprovalsCmd),
+    /// Mint an emergency token outside normal policy: loud, at most 1 h, revoked at its TTL.
+    BreakGlass(authz::BreakGlassArgs),
     #[command(subcommand)]
     Bench(bench::BenchCmd),
 }
@@ -138,6 +147,32 @@ pub struct ServeArgs {
     /// Extra scanner rules for the exposure feeds, in gitleaks TOML format.
     #[arg(long, value_name = "FILE")]
     pub scan_rules: Option<PathBuf>,
+    /// Directory of operator Cedar policies (`*.cedar`), overlaid on the
+    /// shipped defaults and reloaded when it changes [default: DATA/policies].
+    #[arg(long, env = "LEASH_POLICY_DIR", value_name = "DIR")]
+    pub policy_dir: Option<PathBuf>,
+    /// What a violation class does besides denying and opening a finding
+    /// (repeat): CLASS=revoke|finding. Classes: workload_mismatch,
+    /// write_outside_scope (both revoke by default), after_run,
+    /// undeclared_tool (finding by default).
+    #[arg(long = "on-violation", value_name = "CLASS=RESPONSE")]
+    pub on_violation: Vec<String>,
+    /// Issue write-capable tokens without the owner's approval (approval is required by default).
+    #[arg(long)]
+    pub no_write_approval: bool,
+    /// Most live write-capable tokens one workload may hold.
+    #[arg(long, value_name = "N")]
+    pub write_budget: Option<u32>,
+    /// Break-glass grants need a second person's approval.
+    #[arg(long)]
+    pub break_glass_approval: bool,
+    /// Newest raw usage records kept (aggregates are never pruned).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub usage_log_keep: u64,
+    /// Most allowed decisions per second written to the raw usage log
+    /// (denials and break-glass uses always are).
+    #[arg(long, default_value_t = 2_000)]
+    pub usage_raw_per_sec: u32,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +195,14 @@ pub enum OwnerCmd {
     Show { name: String },
     /// Offboard an owner: every token they own is revoked at once.
     Offboard { name: String },
+    /// Create a credential with which this owner approves requests (shown once).
+    Credential { name: String },
+    /// Let another owner (a person) approve requests on this owner's behalf.
+    Delegate {
+        name: String,
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -359,6 +402,10 @@ pub enum TokensCmd {
         #[arg(long)]
         after: Option<String>,
     },
+    /// How a token was used: every decision about it, aggregated, and the newest ones.
+    Usage { id: String },
+    /// Write-capable tokens among all live tokens.
+    WriteRatio,
 }
 
 #[derive(Subcommand)]

@@ -17,6 +17,8 @@ pub const MAX_SCOPES: usize = 64;
 pub const MAX_AUDIENCES: usize = 16;
 /// Longest justification accepted.
 pub const MAX_JUSTIFICATION: usize = 1000;
+/// Longest a break-glass grant may live, in seconds.
+pub const MAX_BREAK_GLASS_SECS: u64 = 3600;
 
 /// TTL caps per environment, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +123,18 @@ pub enum MintRefusal {
     JustificationTooLong,
     #[error("ttl must be at least 1 second")]
     ZeroTtl,
+    #[error(
+        "workload `{workload}` already holds {live} live write-capable token(s), its write budget; revoke one or wait for one to expire"
+    )]
+    WriteBudgetExceeded {
+        workload: String,
+        live: u64,
+        budget: u32,
+    },
+    #[error("a break-glass grant lasts at most 1h; ask for --ttl 1h or less (asked for {ttl})")]
+    BreakGlassTooLong { ttl: String },
+    #[error("a break-glass grant needs a reason: pass --reason with what the emergency is")]
+    BreakGlassWithoutReason,
     #[error("parent token {parent} is {status}; only an active token can delegate")]
     ParentNotActive {
         parent: String,
@@ -168,6 +182,9 @@ impl MintRefusal {
                 "invalid_target"
             }
             MintRefusal::TtlAboveCap { .. }
+            | MintRefusal::BreakGlassTooLong { .. }
+            | MintRefusal::BreakGlassWithoutReason
+            | MintRefusal::WriteBudgetExceeded { .. }
             | MintRefusal::ZeroTtl
             | MintRefusal::JustificationTooLong
             | MintRefusal::TooMany { .. } => "invalid_request",
@@ -188,6 +205,10 @@ impl MintRefusal {
             MintRefusal::ScopeAboveCeiling { .. } => "scope_ceiling",
             MintRefusal::TtlAboveCap { .. } => "ttl_cap",
             MintRefusal::WriteWithoutJustification { .. } => "write_justification",
+            MintRefusal::WriteBudgetExceeded { .. } => "write_budget",
+            MintRefusal::BreakGlassTooLong { .. } | MintRefusal::BreakGlassWithoutReason => {
+                "break_glass"
+            }
             MintRefusal::RunNotRunning { .. } => "run_running",
             MintRefusal::RunOfOtherWorkload { .. } => "run_workload",
             MintRefusal::RunOnStaleDefinition { .. } => "run_definition",
@@ -222,6 +243,13 @@ pub fn check_mint(
     run_workload_name: impl Fn(i64) -> String,
 ) -> Result<(), MintRefusal> {
     // shape first: these are the caller's typos
+    check_shape(req)?;
+    check_owner_active(ctx.owner, ctx.workload)?;
+    check_rules(ctx, req, caps, run_workload_name)
+}
+
+/// The request's own shape: these are the caller's typos.
+fn check_shape(req: &MintRequest) -> Result<(), MintRefusal> {
     if req.scopes.is_empty() {
         return Err(MintRefusal::NoScopes);
     }
@@ -254,14 +282,52 @@ pub fn check_mint(
     if req.ttl_secs == 0 {
         return Err(MintRefusal::ZeroTtl);
     }
-    // the rules
-    if ctx.owner.status != OwnerStatus::Active {
+    Ok(())
+}
+
+fn check_owner_active(owner: &Owner, workload: &Workload) -> Result<(), MintRefusal> {
+    if owner.status != OwnerStatus::Active {
         return Err(MintRefusal::OwnerNotActive {
-            owner: ctx.owner.name.clone(),
-            workload: ctx.workload.name.clone(),
-            status: ctx.owner.status,
+            owner: owner.name.clone(),
+            workload: workload.name.clone(),
+            status: owner.status,
         });
     }
+    Ok(())
+}
+
+/// Judge a break-glass grant: outside normal policy (no scope ceiling, no
+/// run, no approval unless configured), but still well-formed, for a
+/// workload with an active owner, with a reason, and at most an hour long.
+pub fn check_break_glass(
+    owner: &Owner,
+    workload: &Workload,
+    req: &MintRequest,
+) -> Result<(), MintRefusal> {
+    check_shape(req)?;
+    check_owner_active(owner, workload)?;
+    if req.ttl_secs > MAX_BREAK_GLASS_SECS {
+        return Err(MintRefusal::BreakGlassTooLong {
+            ttl: format_duration(req.ttl_secs),
+        });
+    }
+    if req
+        .justification
+        .as_ref()
+        .is_none_or(|j| j.trim().is_empty())
+    {
+        return Err(MintRefusal::BreakGlassWithoutReason);
+    }
+    Ok(())
+}
+
+/// Judge a mint's rules after its shape and owner were checked.
+fn check_rules(
+    ctx: MintContext<'_>,
+    req: &MintRequest,
+    caps: &TtlCaps,
+    run_workload_name: impl Fn(i64) -> String,
+) -> Result<(), MintRefusal> {
     if let Some((run, workflow)) = ctx.run {
         if run.state != RunState::Running {
             return Err(MintRefusal::RunNotRunning {
@@ -476,6 +542,7 @@ mod tests {
             act: None,
             may_act: None,
             cnf_jkt: None,
+            break_glass: false,
         };
         let ok = MintRequest {
             scopes: vec!["repo:acme/api:write".parse().unwrap()],

@@ -311,6 +311,10 @@ pub struct Token {
     /// (`cnf.jkt`); presenting it needs a DPoP proof signed by that key.
     #[serde(default)]
     pub cnf_jkt: Option<String>,
+    /// A break-glass grant: minted outside normal policy for an emergency,
+    /// time-boxed (at most an hour), loud, and revoked at its TTL.
+    #[serde(default)]
+    pub break_glass: bool,
 }
 
 impl Token {
@@ -369,6 +373,70 @@ string_enum!(
     /// Where a finding is in review.
     FindingStatus, "finding status" { Open = "open", Acknowledged = "acknowledged", Resolved = "resolved" }
 );
+
+string_enum!(
+    /// A way of presenting a token that breaks its terms. Each is denied
+    /// and opens a finding; the response per class is configurable.
+    ViolationClass, "violation class" {
+        WorkloadMismatch = "workload_mismatch",
+        WriteOutsideScope = "write_outside_scope",
+        AfterRun = "after_run",
+        UndeclaredTool = "undeclared_tool",
+    }
+);
+
+impl ViolationClass {
+    /// Every class, in the order the API lists them.
+    pub const ALL: [ViolationClass; 4] = [
+        ViolationClass::WorkloadMismatch,
+        ViolationClass::WriteOutsideScope,
+        ViolationClass::AfterRun,
+        ViolationClass::UndeclaredTool,
+    ];
+
+    /// Whether the class revokes by default: a token shown by the wrong
+    /// workload, or used to write outside its scope, is treated as stolen.
+    pub fn revokes_by_default(self) -> bool {
+        matches!(
+            self,
+            ViolationClass::WorkloadMismatch | ViolationClass::WriteOutsideScope
+        )
+    }
+}
+
+string_enum!(
+    /// Where a request for a write-capable or break-glass token is.
+    ApprovalStatus, "approval status" {
+        Pending = "pending", Approved = "approved", Denied = "denied", Issued = "issued",
+    }
+);
+
+string_enum!(
+    /// What an approval request asks for.
+    ApprovalKind, "approval kind" { Mint = "mint", BreakGlass = "break_glass" }
+);
+
+/// A request for a token that a person must approve before it is issued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: i64,
+    pub kind: ApprovalKind,
+    pub workload_id: i64,
+    /// The owner who must approve (or one of their delegates).
+    pub owner_id: i64,
+    /// The mint request as the requester sent it (JSON; never a secret).
+    pub request: serde_json::Value,
+    pub justification: String,
+    pub requested_by: String,
+    pub requested_at: Millis,
+    pub status: ApprovalStatus,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<Millis>,
+    /// Why it was approved or denied.
+    pub decision_note: Option<String>,
+    /// The token issued under it, once claimed.
+    pub token_id: Option<String>,
+}
 
 /// A leaked secret found somewhere, and what was done about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -509,6 +577,7 @@ mod tests {
             act: None,
             may_act: None,
             cnf_jkt: None,
+            break_glass: false,
         };
         assert_eq!(t.status(5), TokenStatus::Active);
         assert_eq!(t.status(10), TokenStatus::Expired);

@@ -377,6 +377,7 @@ impl From<&SampleInput> for Records {
             act: None,
             may_act: None,
             cnf_jkt: None,
+            break_glass: t.break_glass,
         };
         Records {
             owner,

@@ -72,6 +72,12 @@ impl ApiError {
             "missing or wrong credential: send `Authorization: Bearer <operator token>` (the CLI reads it from LEASH_TOKEN or DIR/operator.token)",
         )
     }
+    /// 403 refused by a named rule.
+    pub fn refused(rule: &'static str, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "refused", detail);
+        e.rule = Some(rule);
+        e
+    }
     /// 401 with a specific reason (a webhook signature that does not verify, …).
     pub fn unauthorized_because(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)

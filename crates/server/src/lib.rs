@@ -18,6 +18,7 @@
 //! ```
 
 pub mod api;
+pub mod authz;
 pub mod bootstrap;
 pub mod error;
 pub mod metrics;
@@ -77,6 +78,39 @@ pub struct ServerConfig {
     pub jwks_min_refresh: std::time::Duration,
     /// Exposure feeds, notifications and connectors.
     pub exposure: ExposureSettings,
+    /// Request-time authorization, approvals and break-glass.
+    pub authz: AuthzSettings,
+}
+
+/// How decisions, approvals and break-glass behave.
+#[derive(Debug, Clone)]
+pub struct AuthzSettings {
+    /// Operator policies (`*.cedar`) overlaid on the defaults; default `DATA/policies`.
+    pub policy_dir: Option<PathBuf>,
+    /// How often the policy directory is checked for changes.
+    pub policy_poll: std::time::Duration,
+    pub violations: authz::ViolationResponses,
+    pub usage: authz::usage::UsageSettings,
+    /// Write-capable mints wait for the owner's approval (HTTP 202).
+    pub write_approval: bool,
+    /// Most live write-capable tokens per workload.
+    pub write_budget: Option<u32>,
+    /// Break-glass grants need a second person's approval.
+    pub break_glass_approval: bool,
+}
+
+impl Default for AuthzSettings {
+    fn default() -> Self {
+        Self {
+            policy_dir: None,
+            policy_poll: std::time::Duration::from_secs(1),
+            violations: authz::ViolationResponses::default(),
+            usage: authz::usage::UsageSettings::default(),
+            write_approval: true,
+            write_budget: None,
+            break_glass_approval: false,
+        }
+    }
 }
 
 /// Secret bytes that never print.
@@ -120,6 +154,7 @@ impl ServerConfig {
             max_delegation_depth: leash_core::issuance::DEFAULT_MAX_DELEGATION_DEPTH,
             jwks_min_refresh: api::federation::DEFAULT_MIN_REFRESH,
             exposure: ExposureSettings::default(),
+            authz: AuthzSettings::default(),
         }
     }
 }
@@ -145,6 +180,10 @@ pub struct App {
     pub assertion_jtis: api::clients::ReplayCache,
     /// Exposure feeds and what acts on them.
     pub exposures: api::exposures::ExposureConfig,
+    /// The request-time decision point.
+    pub authz: authz::Authorizer,
+    /// Approvals, write budget and break-glass rules.
+    pub authz_settings: AuthzSettings,
     operator_hash: [u8; 32],
 }
 
@@ -253,6 +292,26 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
             }),
         );
     }
+    let store: Arc<dyn Store> = Arc::new(store);
+    let policy_dir = cfg
+        .authz
+        .policy_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("policies"));
+    std::fs::create_dir_all(&policy_dir)
+        .map_err(|e| ServerError::Setup(format!("cannot create {}: {e}", policy_dir.display())))?;
+    let policies = leash_policy::PolicySet::from_dir(&policy_dir).map_err(|e| {
+        ServerError::Setup(format!(
+            "the policies in {} are not valid, so Leash does not start: {e}",
+            policy_dir.display()
+        ))
+    })?;
+    let authz = authz::Authorizer::new(
+        leash_policy::PolicyEngine::new(policies),
+        policy_dir,
+        authz::usage::UsageRecorder::start(store.clone(), cfg.authz.usage, metrics.usage.clone()),
+        cfg.authz.violations,
+    );
     let exposures = api::exposures::ExposureConfig {
         scanner: leash_scan::Scanner::builtin_with(x.extra_rules.clone()),
         slack_secret: x.slack_signing_secret.as_ref().map(|s| s.0.clone()),
@@ -268,7 +327,9 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
     };
     Ok(Arc::new(App {
         exposures,
-        store: Arc::new(store),
+        authz,
+        authz_settings: cfg.authz.clone(),
+        store,
         keys: std::sync::RwLock::new(Arc::new(keys)),
         key_info: std::sync::RwLock::new(key_info),
         data_dir: cfg.data_dir.clone(),
@@ -321,8 +382,11 @@ pub async fn serve(
             if let Err(e) = refresher.reload_keys() {
                 tracing::error!(error = %e, "could not reload signing keys");
             }
+            refresher.store.revocations().prune(leash_store::now_ms());
         }
     });
+    tokio::spawn(api::policies::watch_policy_dir(app.clone()));
+    tokio::spawn(api::approvals::expire_break_glass(app.clone()));
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await

@@ -48,6 +48,17 @@ pub struct Metrics {
     /// Receipt of the text holding a Leash token → its revocation durable.
     pub exposure_revocation_seconds: Histogram,
     pub notifications: NotifyCounters,
+    /// AuthZEN decisions that allowed.
+    pub decisions_allowed: Counter,
+    /// AuthZEN decisions that denied.
+    pub decisions_denied: Counter,
+    /// Decisions about a token this Leash does not know.
+    pub decisions_unknown_token: Counter,
+    /// Violations seen at decision time.
+    pub violations: Counter,
+    pub usage: crate::authz::usage::UsageCounters,
+    /// Policy reloads refused (the old set stayed active).
+    pub policy_reload_failures: Counter,
 }
 
 /// Owner notifications delivered and given up on.
@@ -105,7 +116,68 @@ impl Default for Metrics {
             "Owner notifications given up after retries",
             notifications.failed.clone(),
         );
+        let decisions_allowed = Counter::default();
+        let decisions_denied = Counter::default();
+        let decisions_unknown_token = Counter::default();
+        let violations = Counter::default();
+        let usage = crate::authz::usage::UsageCounters::default();
+        let policy_reload_failures = Counter::default();
+        for (name, help, c) in [
+            (
+                "decisions_allowed",
+                "AuthZEN decisions that allowed",
+                &decisions_allowed,
+            ),
+            (
+                "decisions_denied",
+                "AuthZEN decisions that denied",
+                &decisions_denied,
+            ),
+            (
+                "decisions_unknown_token",
+                "AuthZEN decisions about a token this Leash did not issue",
+                &decisions_unknown_token,
+            ),
+            (
+                "violations",
+                "Token violations seen at decision time",
+                &violations,
+            ),
+            (
+                "usage_recorded",
+                "Decisions written to the usage aggregates",
+                &usage.recorded,
+            ),
+            (
+                "usage_dropped",
+                "Usage records dropped because the queue was full",
+                &usage.dropped,
+            ),
+            (
+                "usage_raw_skipped",
+                "Allowed decisions counted in aggregates but not kept in the raw log (rate bound)",
+                &usage.raw_skipped,
+            ),
+            (
+                "usage_write_failures",
+                "Usage batches the store refused",
+                &usage.write_failures,
+            ),
+            (
+                "policy_reload_failures",
+                "Policy reloads refused (the previous set stayed active)",
+                &policy_reload_failures,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
         Metrics {
+            decisions_allowed,
+            decisions_denied,
+            decisions_unknown_token,
+            violations,
+            usage,
+            policy_reload_failures,
             registry,
             exposures,
             exposure_revocation_seconds,

@@ -21,6 +21,7 @@
 //! ```
 
 mod registry;
+mod revocations;
 mod sqlite;
 
 use std::future::Future;
@@ -30,13 +31,14 @@ use leash_core::audit::{ChainBreak, ChainSummary, Event};
 use leash_core::issuance::{MintRefusal, MintRequest, TtlCaps};
 use leash_core::scope::Scope;
 use leash_core::{
-    Client, Environment, Exposure, ExposureSource, ExternalStatus, ExternalToken, Finding,
-    FindingStatus, IdentityRule, InvalidInput, Issuer, Millis, Owner, OwnerKind, Run, RunState,
-    Token, TokenStatus, Workflow, Workload,
+    Approval, ApprovalStatus, Client, Environment, Exposure, ExposureSource, ExternalStatus,
+    ExternalToken, Finding, FindingStatus, IdentityRule, InvalidInput, Issuer, Millis, Owner,
+    OwnerKind, Run, RunState, Token, TokenStatus, Workflow, Workload,
 };
 use serde::Serialize;
 
 pub use registry::{Registry, SharedRegistry};
+pub use revocations::{RevocationSet, RevokedEntry};
 pub use sqlite::{SqliteStore, validate_fingerprint, verify_audit_offline};
 
 /// Why a store operation failed.
@@ -146,6 +148,12 @@ pub struct MintPlan {
     /// SHA-256 of an opaque token; None for JWTs.
     pub secret_hash: Option<[u8; 32]>,
     pub request: MintRequest,
+    /// The approval this token is issued under (it must be approved and
+    /// unclaimed; the store marks it issued in the same transaction).
+    pub approval: Option<i64>,
+    /// Most write-capable tokens the workload may hold at once (checked at
+    /// commit for write-capable tokens).
+    pub write_budget: Option<u32>,
 }
 
 /// A third-party credential to track (its secret is never stored: only
@@ -220,6 +228,8 @@ pub struct TokenFilter {
     pub workload_id: Option<i64>,
     pub run_id: Option<i64>,
     pub status: Option<TokenStatus>,
+    /// Only break-glass grants (true) or only normal tokens (false).
+    pub break_glass: Option<bool>,
     /// Only ids after this one (pagination cursor).
     pub after: Option<String>,
     pub limit: u32,
@@ -233,6 +243,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 pub trait Store: Send + Sync {
     /// Registry snapshot access for fast lookups and issuance pre-checks.
     fn registry(&self) -> &SharedRegistry;
+    /// Revoked, unexpired tokens, current as of the last acknowledged commit.
+    fn revocations(&self) -> &RevocationSet;
     /// TTL caps in force.
     fn ttl_caps(&self) -> TtlCaps;
 
@@ -345,6 +357,61 @@ pub trait Store: Send + Sync {
         before: Option<i64>,
         limit: u32,
     ) -> StoreFuture<'_, Vec<Finding>>;
+
+    /// Add decisions to the usage aggregates and the raw log, then prune
+    /// the raw log to its newest `keep_log` rows. Not audited (usage is
+    /// evidence, not a change of state).
+    fn record_usage(
+        &self,
+        totals: Vec<UsageTotal>,
+        log: Vec<UsageRecord>,
+        keep_log: u64,
+    ) -> StoreFuture<'_, ()>;
+    /// A token's usage: every aggregate and its `recent` newest raw records.
+    fn token_usage(&self, token_id: &str, recent: u32) -> StoreFuture<'_, TokenUsage>;
+    /// Record a violation: open a finding (one open finding per token and
+    /// class) and, when asked, revoke the token with its descendants.
+    fn record_violation_and_revoke(
+        &self,
+        v: NewViolation,
+        actor: &str,
+    ) -> StoreFuture<'_, ViolationRecord>;
+    /// Ask for a token that needs approval; the workload's owner approves.
+    fn create_approval(&self, new: NewApproval, actor: &str) -> StoreFuture<'_, Approval>;
+    /// Approve or deny a pending request as `approver` (an owner name): the
+    /// workload's owner or one of their delegates.
+    fn decide_approval(
+        &self,
+        id: i64,
+        approve: bool,
+        approver: &str,
+        note: String,
+        actor: &str,
+    ) -> StoreFuture<'_, Approval>;
+    fn get_approval(&self, id: i64) -> StoreFuture<'_, Approval>;
+    /// Approvals, newest first, optionally of one status, with id < `before`.
+    fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Approval>>;
+    /// Store a credential (its SHA-256) that lets `owner` approve requests.
+    fn create_owner_credential(
+        &self,
+        owner: &str,
+        secret_hash: [u8; 32],
+        actor: &str,
+    ) -> StoreFuture<'_, Owner>;
+    /// The owner a credential belongs to (NotFound when none).
+    fn owner_by_credential(&self, secret_hash: [u8; 32]) -> StoreFuture<'_, Owner>;
+    /// Let `delegate` approve on behalf of `owner`.
+    fn add_delegate(&self, owner: &str, delegate: &str, actor: &str) -> StoreFuture<'_, ()>;
+    /// Names of the owners who may approve for `owner` (its delegates).
+    fn delegates_of(&self, owner_id: i64) -> StoreFuture<'_, Vec<String>>;
+    /// Revoke break-glass grants whose TTL ends before `due` (trigger
+    /// `expiry`), so they end revoked and visibly so.
+    fn revoke_due_break_glass(&self, due: Millis) -> StoreFuture<'_, Revoked>;
 }
 
 /// Token counts by status.
@@ -353,6 +420,79 @@ pub struct TokenCounts {
     pub active: u64,
     pub revoked: u64,
     pub expired: u64,
+    /// Active tokens holding a write or admin scope.
+    pub active_write: u64,
+}
+
+/// One authorization decision, as the raw usage log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRecord {
+    pub at: Millis,
+    pub token_id: String,
+    /// The workload that presented the token (the AuthZEN subject id).
+    pub workload: String,
+    pub action: String,
+    /// `TYPE:ID`.
+    pub resource: String,
+    /// `""` when the request named no tool.
+    pub tool: String,
+    pub allowed: bool,
+    /// Why (the first reason's kind and policy, e.g. `forbid:prod-only-from-prod`).
+    pub reason: String,
+}
+
+/// Decisions of one kind for one token: how many, first and last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageTotal {
+    pub token_id: String,
+    pub workload: String,
+    pub action: String,
+    pub resource: String,
+    pub tool: String,
+    pub allowed: bool,
+    pub count: u64,
+    pub first_at: Millis,
+    pub last_at: Millis,
+}
+
+/// What Leash knows about one token's use.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TokenUsage {
+    /// Every decision, aggregated (never pruned).
+    pub totals: Vec<UsageTotal>,
+    /// The most recent decisions one by one (the raw log is bounded).
+    pub recent: Vec<UsageRecord>,
+}
+
+/// A violation of a token's terms seen at decision time.
+#[derive(Debug, Clone)]
+pub struct NewViolation {
+    pub token_id: String,
+    pub class: leash_core::ViolationClass,
+    /// What happened, for the finding's summary.
+    pub detail: String,
+    pub evidence: serde_json::Value,
+    /// Revoke the token and its descendants too.
+    pub revoke: bool,
+}
+
+/// What recording a violation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViolationRecord {
+    /// The finding opened, or the open one for the same token and class.
+    pub finding: Finding,
+    /// True when an open finding already covered it (nothing new opened).
+    pub repeat: bool,
+    pub revoked: Revoked,
+}
+
+/// A request for a token that needs a person's approval.
+#[derive(Debug, Clone)]
+pub struct NewApproval {
+    pub kind: leash_core::ApprovalKind,
+    pub workload: String,
+    pub request: serde_json::Value,
+    pub justification: String,
 }
 
 /// Current Unix time in milliseconds.

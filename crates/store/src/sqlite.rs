@@ -8,9 +8,10 @@ use leash_core::audit::{ChainBreak, ChainHead, ChainSummary, ChainVerifier, Even
 use leash_core::issuance::{MintContext, TtlCaps, check_mint};
 use leash_core::scope::Scope;
 use leash_core::{
-    Client, Exposure, ExternalStatus, ExternalToken, Finding, FindingStatus, IdentityRule,
-    InvalidInput, Issuer, Millis, Owner, OwnerStatus, Revocation, RevocationTrigger, Run, RunState,
-    Token, TokenStatus, Workflow, Workload, validate_email, validate_len, validate_name,
+    Approval, ApprovalStatus, Client, Exposure, ExternalStatus, ExternalToken, Finding,
+    FindingStatus, IdentityRule, InvalidInput, Issuer, Millis, Owner, OwnerStatus, Revocation,
+    RevocationTrigger, Run, RunState, Token, TokenStatus, Workflow, Workload, validate_email,
+    validate_len, validate_name,
 };
 use serde_json::json;
 use sqlx::sqlite::{
@@ -21,10 +22,12 @@ use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::registry::{Registry, SharedRegistry};
+use crate::revocations::{RevocationSet, RevokedEntry};
 use crate::{
-    ExposureRecord, MintPlan, NewClient, NewExposure, NewExternalToken, NewIssuer, NewOwner,
-    NewWorkflow, NewWorkload, Revoked, Store, StoreConfig, StoreError, StoreFuture, TokenCounts,
-    TokenFilter, now_ms,
+    ExposureRecord, MintPlan, NewApproval, NewClient, NewExposure, NewExternalToken, NewIssuer,
+    NewOwner, NewViolation, NewWorkflow, NewWorkload, Revoked, Store, StoreConfig, StoreError,
+    StoreFuture, TokenCounts, TokenFilter, TokenUsage, UsageRecord, UsageTotal, ViolationRecord,
+    now_ms,
 };
 
 /// Most ids echoed back from a revocation.
@@ -69,6 +72,13 @@ enum Job {
     SetExternal(i64, ExternalStatus, String, String, Reply<ExternalToken>),
     Exposure(Box<NewExposure>, String, Reply<ExposureRecord>),
     SetFinding(i64, FindingStatus, String, String, Reply<Finding>),
+    Usage(Vec<UsageTotal>, Vec<UsageRecord>, u64, Reply<()>),
+    Violation(Box<NewViolation>, String, Reply<ViolationRecord>),
+    CreateApproval(Box<NewApproval>, String, Reply<Approval>),
+    DecideApproval(i64, bool, String, String, String, Reply<Approval>),
+    OwnerCredential(String, [u8; 32], String, Reply<Owner>),
+    AddDelegate(String, String, String, Reply<()>),
+    BreakGlassDue(Millis, String, Reply<Revoked>),
 }
 
 impl Job {
@@ -95,6 +105,13 @@ impl Job {
             Job::SetExternal(.., r) => fail(r, why),
             Job::Exposure(.., r) => fail(r, why),
             Job::SetFinding(.., r) => fail(r, why),
+            Job::Usage(.., r) => fail(r, why),
+            Job::Violation(.., r) => fail(r, why),
+            Job::CreateApproval(.., r) => fail(r, why),
+            Job::DecideApproval(.., r) => fail(r, why),
+            Job::OwnerCredential(.., r) => fail(r, why),
+            Job::AddDelegate(.., r) => fail(r, why),
+            Job::BreakGlassDue(.., r) => fail(r, why),
         }
     }
 }
@@ -130,6 +147,7 @@ pub struct SqliteStore {
     reads: SqlitePool,
     jobs: mpsc::Sender<Job>,
     registry: SharedRegistry,
+    revocations: RevocationSet,
     caps: TtlCaps,
 }
 
@@ -163,6 +181,8 @@ impl SqliteStore {
             .map_err(|e| StoreError::Storage(format!("migration failed: {e}")))?;
         let registry = SharedRegistry::new(load_registry(&mut conn).await?);
         let head = load_head(&mut conn).await?;
+        let revocations = RevocationSet::default();
+        revocations.extend(load_revocations(&mut conn, now_ms()).await?);
         let reads = SqlitePoolOptions::new()
             .max_connections(cfg.readers.max(1))
             .connect_with(opts.read_only(true))
@@ -177,12 +197,15 @@ impl SqliteStore {
             events: Vec::new(),
             max_batch: cfg.max_batch.max(1),
             max_depth: cfg.max_delegation_depth,
+            revocations: revocations.clone(),
+            revoked_pending: Vec::new(),
         };
         tokio::spawn(writer.run(rx));
         Ok(SqliteStore {
             reads,
             jobs: tx,
             registry,
+            revocations,
             caps: cfg.ttl_caps,
         })
     }
@@ -267,6 +290,44 @@ async fn load_registry(conn: &mut SqliteConnection) -> Result<Registry, StoreErr
         r.put_run(run_from_row(&row)?);
     }
     Ok(r)
+}
+
+/// Revoked tokens that have not expired yet.
+async fn load_revocations(
+    conn: &mut SqliteConnection,
+    now: Millis,
+) -> Result<Vec<(String, RevokedEntry)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, expires_at, revoked_at, revoked_trigger, revoked_reason, revoked_event \
+         FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > ?",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("id")?,
+                RevokedEntry {
+                    expires_at: row.try_get("expires_at")?,
+                    revocation: Revocation {
+                        at: row.try_get("revoked_at")?,
+                        trigger: parse(
+                            "revocation trigger",
+                            row.try_get::<Option<&str>, _>("revoked_trigger")?
+                                .unwrap_or_default(),
+                        )?,
+                        reason: row
+                            .try_get::<Option<String>, _>("revoked_reason")?
+                            .unwrap_or_default(),
+                        event: row
+                            .try_get::<Option<i64>, _>("revoked_event")?
+                            .unwrap_or_default(),
+                    },
+                },
+            ))
+        })
+        .collect()
 }
 
 async fn load_head(conn: &mut SqliteConnection) -> Result<ChainHead, StoreError> {
@@ -358,7 +419,7 @@ macro_rules! select_tokens {
     ($tail:literal) => {
         concat!(
             "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
-            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act, cnf_jkt FROM tokens ",
+            "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act, cnf_jkt, break_glass FROM tokens ",
             $tail
         )
     };
@@ -408,6 +469,7 @@ fn token_from_row(row: &SqliteRow) -> Result<Token, StoreError> {
             .transpose()?,
         may_act: row.try_get("may_act")?,
         cnf_jkt: row.try_get("cnf_jkt")?,
+        break_glass: row.try_get("break_glass")?,
     })
 }
 
@@ -429,7 +491,12 @@ enum Root<'a> {
     Run(i64),
     Owner(i64),
     Token(&'a str),
-    StaleRuns { workflow: i64, digest: &'a str },
+    StaleRuns {
+        workflow: i64,
+        digest: &'a str,
+    },
+    /// Break-glass grants whose TTL ends at or before this time.
+    BreakGlassDue(Millis),
 }
 
 struct Writer {
@@ -441,6 +508,9 @@ struct Writer {
     events: Vec<Event>,
     max_batch: usize,
     max_depth: u32,
+    /// Revocations made in memory by the open batch, published at commit.
+    revoked_pending: Vec<(String, RevokedEntry)>,
+    revocations: RevocationSet,
 }
 
 impl Writer {
@@ -492,6 +562,12 @@ impl Writer {
             },
             Some(msg) => Err(msg),
         };
+        // published before anyone is acknowledged: a revocation its caller
+        // saw succeed is seen by the next decision
+        let revoked = std::mem::take(&mut self.revoked_pending);
+        if outcome.is_ok() && !revoked.is_empty() {
+            self.revocations.extend(revoked);
+        }
         if let Err(msg) = &outcome {
             tracing::error!(error = %msg, "store: batch rolled back");
             let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
@@ -581,6 +657,29 @@ impl Writer {
             Job::SetFinding(id, status, note, actor, r) => {
                 settle(r, self.set_finding(id, status, note, &actor, now).await)
             }
+            Job::Usage(totals, log, keep, r) => {
+                settle(r, self.record_usage(totals, log, keep).await)
+            }
+            Job::Violation(v, actor, r) => settle(r, self.record_violation(*v, &actor, now).await),
+            Job::CreateApproval(new, actor, r) => {
+                settle(r, self.create_approval(*new, &actor, now).await)
+            }
+            Job::DecideApproval(id, approve, approver, note, actor, r) => settle(
+                r,
+                self.decide_approval(id, approve, &approver, note, &actor, now)
+                    .await,
+            ),
+            Job::OwnerCredential(owner, hash, actor, r) => settle(
+                r,
+                self.create_owner_credential(&owner, hash, &actor, now)
+                    .await,
+            ),
+            Job::AddDelegate(owner, delegate, actor, r) => {
+                settle(r, self.add_delegate(&owner, &delegate, &actor, now).await)
+            }
+            Job::BreakGlassDue(due, actor, r) => {
+                settle(r, self.revoke_due_break_glass(due, &actor, now).await)
+            }
         }
     }
 
@@ -620,7 +719,7 @@ impl Writer {
             let n = self.tokens.len().min(INSERT_CHUNK);
             let chunk: Vec<_> = self.tokens.drain(..n).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write, depth, act, may_act, cnf_jkt) ",
+                "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, parent_id, justification, has_write, depth, act, may_act, cnf_jkt, break_glass) ",
             );
             q.push_values(chunk, |mut b, (t, hash)| {
                 let has_write = t.has_write();
@@ -642,7 +741,8 @@ impl Writer {
                     .push_bind(i64::from(t.depth))
                     .push_bind(act)
                     .push_bind(t.may_act)
-                    .push_bind(t.cnf_jkt);
+                    .push_bind(t.cnf_jkt)
+                    .push_bind(t.break_glass);
             });
             q.build().execute(&mut self.conn).await?;
         }
@@ -1338,14 +1438,23 @@ impl Writer {
                             "the token's workflow does not match its run".into(),
                         ));
                     }
-                    let ctx = MintContext {
-                        owner,
-                        workload,
-                        run: pair,
-                    };
-                    check_mint(ctx, &plan.request, &self.caps, |id| {
-                        reg.workload(id).map(|w| w.name.clone()).unwrap_or_default()
-                    })?;
+                    if t.break_glass {
+                        if t.run_id.is_some() || t.parent_id.is_some() {
+                            return Err(StoreError::Conflict(
+                                "a break-glass grant stands alone: no run, no parent".into(),
+                            ));
+                        }
+                        leash_core::issuance::check_break_glass(owner, workload, &plan.request)?;
+                    } else {
+                        let ctx = MintContext {
+                            owner,
+                            workload,
+                            run: pair,
+                        };
+                        check_mint(ctx, &plan.request, &self.caps, |id| {
+                            reg.workload(id).map(|w| w.name.clone()).unwrap_or_default()
+                        })?;
+                    }
                     Ok(Some((workload.name.clone(), owner.name.clone())))
                 }
             }
@@ -1388,6 +1497,23 @@ impl Writer {
         if t.issued_at > now + 60_000 || t.expires_at <= t.issued_at {
             return Err(StoreError::Conflict("token times are inconsistent".into()));
         }
+        if let Some(budget) = plan.write_budget
+            && t.has_write()
+            && !t.break_glass
+        {
+            let live = self.live_write_tokens(t.workload_id, now).await?;
+            if live >= u64::from(budget) {
+                return Err(leash_core::issuance::MintRefusal::WriteBudgetExceeded {
+                    workload: workload_name,
+                    live,
+                    budget,
+                }
+                .into());
+            }
+        }
+        if let Some(approval) = plan.approval {
+            self.claim_approval(approval, t.workload_id, &t.id).await?;
+        }
         #[derive(serde::Serialize)]
         struct Minted<'a> {
             format: &'a str,
@@ -1397,6 +1523,12 @@ impl Writer {
             scopes: String,
             expires_at: Millis,
             parent: Option<&'a str>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            break_glass: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            approval: Option<i64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
         }
         let data = serde_json::to_string(&Minted {
             format: t.format.as_str(),
@@ -1406,9 +1538,17 @@ impl Writer {
             scopes: join_scopes(&t.scopes),
             expires_at: t.expires_at,
             parent: t.parent_id.as_deref(),
+            break_glass: t.break_glass,
+            approval: plan.approval,
+            reason: t.break_glass.then_some(()).and(t.justification.as_deref()),
         })
         .map_err(|e| StoreError::Storage(e.to_string()))?;
-        self.append_text(now, "token.minted", actor, t.id.clone(), data);
+        let kind = if t.break_glass {
+            "token.break_glass"
+        } else {
+            "token.minted"
+        };
+        self.append_text(now, kind, actor, t.id.clone(), data);
         self.tokens.push((plan.token, plan.secret_hash));
         Ok(())
     }
@@ -1486,6 +1626,7 @@ impl Writer {
             Root::StaleRuns { .. } => {
                 "run_id IN (SELECT id FROM runs WHERE workflow_id = ?5 AND digest <> ?6)"
             }
+            Root::BreakGlassDue(_) => "break_glass = 1 AND expires_at <= ?5",
         };
         let sql = format!(
             "WITH RECURSIVE hit(id, direct) AS ( \
@@ -1495,7 +1636,7 @@ impl Writer {
              UPDATE tokens SET revoked_at = ?1, revoked_event = ?2, \
                revoked_trigger = CASE WHEN id IN direct THEN ?3 ELSE 'parent_revoked' END, \
                revoked_reason = CASE WHEN id IN direct THEN ?4 ELSE 'an ancestor token was revoked: ' || ?4 END \
-             WHERE id IN (SELECT id FROM hit) RETURNING id, revoked_trigger"
+             WHERE id IN (SELECT id FROM hit) RETURNING id, revoked_trigger, revoked_reason, expires_at"
         );
         // `cond` is one of the fixed fragments above; every value is bound
         let q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -1504,7 +1645,7 @@ impl Writer {
             .bind(trigger.as_str())
             .bind(reason);
         let q = match root {
-            Root::Run(id) | Root::Owner(id) => q.bind(id),
+            Root::Run(id) | Root::Owner(id) | Root::BreakGlassDue(id) => q.bind(id),
             Root::Token(id) => q.bind(id),
             Root::StaleRuns { workflow, digest } => q.bind(workflow).bind(digest),
         };
@@ -1516,6 +1657,22 @@ impl Writer {
             let trig: String = row.try_get("revoked_trigger")?;
             let is_root = trig == trigger.as_str();
             cascaded += usize::from(!is_root);
+            self.revoked_pending.push((
+                id.clone(),
+                RevokedEntry {
+                    expires_at: row.try_get("expires_at")?,
+                    revocation: Revocation {
+                        at: now,
+                        trigger: if is_root {
+                            trigger
+                        } else {
+                            RevocationTrigger::ParentRevoked
+                        },
+                        reason: row.try_get("revoked_reason")?,
+                        event: cause,
+                    },
+                },
+            ));
             if !(cause_is_root_event && is_root) {
                 self.append(
                     now,
@@ -1542,6 +1699,9 @@ impl Writer {
 impl Store for SqliteStore {
     fn registry(&self) -> &SharedRegistry {
         &self.registry
+    }
+    fn revocations(&self) -> &RevocationSet {
+        &self.revocations
     }
     fn ttl_caps(&self) -> TtlCaps {
         self.caps
@@ -1776,6 +1936,9 @@ impl Store for SqliteStore {
                 }
                 None => {}
             }
+            if let Some(b) = f.break_glass {
+                q.push(" AND break_glass = ").push_bind(b);
+            }
             if let Some(after) = f.after {
                 q.push(" AND id > ").push_bind(after);
             }
@@ -1822,11 +1985,80 @@ impl Store for SqliteStore {
     fn verify_audit(&self) -> StoreFuture<'_, Result<ChainSummary, Vec<ChainBreak>>> {
         Box::pin(verify_pool(&self.reads))
     }
+    fn record_usage(
+        &self,
+        totals: Vec<UsageTotal>,
+        log: Vec<UsageRecord>,
+        keep_log: u64,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.submit(move |r| Job::Usage(totals, log, keep_log, r)))
+    }
+    fn token_usage(&self, token_id: &str, recent: u32) -> StoreFuture<'_, TokenUsage> {
+        let id = token_id.to_owned();
+        Box::pin(async move { authz::token_usage(&self.reads, &id, recent).await })
+    }
+    fn record_violation_and_revoke(
+        &self,
+        v: NewViolation,
+        actor: &str,
+    ) -> StoreFuture<'_, ViolationRecord> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::Violation(Box::new(v), actor, r)))
+    }
+    fn create_approval(&self, new: NewApproval, actor: &str) -> StoreFuture<'_, Approval> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::CreateApproval(Box::new(new), actor, r)))
+    }
+    fn decide_approval(
+        &self,
+        id: i64,
+        approve: bool,
+        approver: &str,
+        note: String,
+        actor: &str,
+    ) -> StoreFuture<'_, Approval> {
+        let (approver, actor) = (approver.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::DecideApproval(id, approve, approver, note, actor, r)))
+    }
+    fn get_approval(&self, id: i64) -> StoreFuture<'_, Approval> {
+        Box::pin(authz::get_approval(&self.reads, id))
+    }
+    fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<Approval>> {
+        Box::pin(authz::list_approvals(&self.reads, status, before, limit))
+    }
+    fn create_owner_credential(
+        &self,
+        owner: &str,
+        secret_hash: [u8; 32],
+        actor: &str,
+    ) -> StoreFuture<'_, Owner> {
+        let (owner, actor) = (owner.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::OwnerCredential(owner, secret_hash, actor, r)))
+    }
+    fn owner_by_credential(&self, secret_hash: [u8; 32]) -> StoreFuture<'_, Owner> {
+        Box::pin(authz::owner_by_credential(&self.reads, secret_hash))
+    }
+    fn add_delegate(&self, owner: &str, delegate: &str, actor: &str) -> StoreFuture<'_, ()> {
+        let (owner, delegate, actor) = (owner.to_owned(), delegate.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::AddDelegate(owner, delegate, actor, r)))
+    }
+    fn delegates_of(&self, owner_id: i64) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(authz::delegates_of(&self.reads, owner_id))
+    }
+    fn revoke_due_break_glass(&self, due: Millis) -> StoreFuture<'_, Revoked> {
+        Box::pin(self.submit(move |r| Job::BreakGlassDue(due, "leash".into(), r)))
+    }
     fn token_counts(&self, now: Millis) -> StoreFuture<'_, TokenCounts> {
         Box::pin(async move {
             let row = sqlx::query(
                 "SELECT COALESCE(SUM(revoked_at IS NULL AND expires_at > ?1), 0) AS active, COALESCE(SUM(revoked_at IS NOT NULL), 0) AS revoked, \
-                 COALESCE(SUM(revoked_at IS NULL AND expires_at <= ?1), 0) AS expired FROM tokens",
+                 COALESCE(SUM(revoked_at IS NULL AND expires_at <= ?1), 0) AS expired, \
+                 COALESCE(SUM(revoked_at IS NULL AND expires_at > ?1 AND has_write = 1), 0) AS active_write FROM tokens",
             )
             .bind(now)
             .fetch_one(&self.reads)
@@ -1835,6 +2067,7 @@ impl Store for SqliteStore {
                 active: row.try_get::<i64, _>("active")? as u64,
                 revoked: row.try_get::<i64, _>("revoked")? as u64,
                 expired: row.try_get::<i64, _>("expired")? as u64,
+                active_write: row.try_get::<i64, _>("active_write")? as u64,
             })
         })
     }
@@ -1899,5 +2132,6 @@ pub async fn verify_audit_offline(
     out
 }
 
+mod authz;
 mod exposures;
 pub use exposures::validate_fingerprint;

@@ -37,6 +37,7 @@ fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) ->
             act: None,
             may_act: None,
             cnf_jkt: None,
+            break_glass: false,
         },
         secret_hash: None,
         request: MintRequest {

@@ -29,7 +29,16 @@ impl Leash {
         Self::start_with(&[]).await
     }
 
+    /// A server for tests of other features: write-capable mints are
+    /// issued at once (`--no-write-approval`), as most tests mint them.
     pub async fn start_with(extra: &[&str]) -> Leash {
+        let mut flags = vec!["--no-write-approval"];
+        flags.extend_from_slice(extra);
+        Self::start_exactly(&flags).await
+    }
+
+    /// A server with exactly these flags (approvals required by default).
+    pub async fn start_exactly(extra: &[&str]) -> Leash {
         let root = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut l = Leash {

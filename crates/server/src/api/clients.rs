@@ -79,7 +79,7 @@ fn auth_methods(c: &Client) -> Vec<String> {
     m
 }
 
-fn random_base62(len: usize) -> Result<String, ApiError> {
+pub fn random_base62(len: usize) -> Result<String, ApiError> {
     let mut buf = [0u8; 96];
     loop {
         aws_lc_rs::rand::fill(&mut buf).map_err(|_| {

@@ -244,7 +244,8 @@ pub struct RunEnded {
 }
 
 /// A TTL: seconds as a number, or text such as `15m`, `1h30m`.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
 pub enum Ttl {
     Seconds(u64),
     Text(String),
@@ -274,7 +275,7 @@ impl<'de> Deserialize<'de> for Ttl {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintBody {
     /// Workload name.
@@ -302,6 +303,32 @@ pub struct MintBody {
     /// token in a token exchange.
     #[serde(default)]
     pub may_act: Option<String>,
+}
+
+/// A mint that waits for the owner's approval (HTTP 202).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalView {
+    pub id: i64,
+    /// `mint` or `break_glass`.
+    pub kind: String,
+    /// `pending`, `approved`, `denied` or `issued`.
+    pub status: String,
+    pub workload: String,
+    /// Who must approve: the workload's owner, or one of `delegates`.
+    pub owner: String,
+    pub delegates: Vec<String>,
+    pub justification: String,
+    #[schema(value_type = Object)]
+    pub request: serde_json::Value,
+    pub requested_by: String,
+    pub requested_at: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub decision_note: Option<String>,
+    /// The token issued under it.
+    pub token_id: Option<String>,
+    /// What to do next.
+    pub next: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,8 @@
 //! HTTP routes.
 
+pub mod approvals;
 pub mod audit;
+pub mod authzen;
 pub mod clients;
 pub mod dpop;
 pub mod dto;
@@ -9,6 +11,7 @@ pub mod federation;
 pub mod feeds;
 pub mod oauth;
 pub mod openapi;
+pub mod policies;
 pub mod registry;
 pub mod tokens;
 
@@ -153,20 +156,55 @@ pub fn v1_routes() -> Router<AppState> {
             post(exposures::create_external).get(exposures::list_external),
         )
         .route("/external-tokens/{id}", get(exposures::get_external))
+        .route("/policies", get(policies::list))
+        .route("/policies/reload", post(policies::reload))
+        .route("/policies/test", post(policies::test))
+        .route(
+            "/policies/{name}",
+            axum::routing::put(policies::put).delete(policies::delete),
+        )
+        .route("/approvals", get(approvals::list))
+        .route("/approvals/{id}", get(approvals::get))
+        .route("/approvals/{id}/approve", post(approvals::approve))
+        .route("/approvals/{id}/deny", post(approvals::deny))
+        .route("/approvals/{id}/token", post(approvals::claim))
+        .route(
+            "/owners/{name}/credentials",
+            post(approvals::create_owner_credential),
+        )
+        .route("/owners/{name}/delegates", post(approvals::add_delegate))
+        .route("/write-ratio", get(approvals::write_ratio))
+        .route(
+            "/break-glass",
+            post(approvals::break_glass).get(approvals::list_break_glass),
+        )
+        .route("/tokens/{id}/usage", get(approvals::token_usage))
 }
 
-/// `/v1` calls that authenticate themselves (webhook signatures) instead
-/// of with the operator credential.
+/// `/v1` calls that authenticate themselves (webhook signatures, an
+/// owner's own credential for approvals) instead of with the operator
+/// credential.
 pub fn self_authenticating(method: &axum::http::Method, path: &str) -> bool {
     path.ends_with("/openapi.json")
         || (method == axum::http::Method::POST
-            && matches!(path, "/v1/exposures" | "/v1/partners/github"))
+            && (matches!(path, "/v1/exposures" | "/v1/partners/github")
+                || (path.starts_with("/v1/approvals/")
+                    && (path.ends_with("/approve") || path.ends_with("/deny")))))
 }
 
 /// Routes outside `/v1`.
 pub fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(audit::health))
+        .route("/access/v1/evaluation", post(authzen::evaluation_endpoint))
+        .route(
+            "/access/v1/evaluations",
+            post(authzen::evaluations_endpoint),
+        )
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        )
         .route("/metrics", get(audit::metrics))
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/oauth2/introspect", post(oauth::introspect))

@@ -208,6 +208,8 @@ pub struct TokenForm {
     pub justification: Option<String>,
     /// Leash extension: `jwt` (default) or `opaque`.
     pub format: Option<String>,
+    /// Leash extension: the approved request (`leash approvals`) a write-capable token is issued under.
+    pub approval: Option<i64>,
     /// RFC 9449: the request's `DPoP` header (not a form field).
     #[serde(skip)]
     pub dpop: Option<String>,
@@ -481,7 +483,11 @@ async fn mint_for_workload(
         app,
         body,
         actor,
-        super::tokens::MintExtra { act: None, cnf_jkt },
+        super::tokens::MintExtra {
+            cnf_jkt,
+            approval: form.approval,
+            ..super::tokens::MintExtra::default()
+        },
     )
     .await
     .map_err(from_api)
@@ -652,6 +658,7 @@ async fn exchange(
         super::tokens::MintExtra {
             act,
             cnf_jkt: proof_jkt,
+            ..super::tokens::MintExtra::default()
         },
     )
     .await

@@ -27,9 +27,34 @@ use crate::{App, AppState};
 pub async fn mint(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<MintBody>,
-) -> ApiResult<(StatusCode, Json<Minted>)> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if needs_approval(&app, &b) {
+        // judge it now: a request the rules refuse is refused, not queued
+        prepare(&app, b.clone(), &MintExtra::default()).await?;
+        let v = super::approvals::request(
+            &app,
+            leash_core::ApprovalKind::Mint,
+            &b,
+            b.justification.clone().unwrap_or_default(),
+            OPERATOR,
+        )
+        .await?;
+        return Ok((StatusCode::ACCEPTED, Json(v)).into_response());
+    }
     let m = mint_counted(&app, b, OPERATOR, MintExtra::default()).await?;
-    Ok((StatusCode::CREATED, Json(m)))
+    Ok((StatusCode::CREATED, Json(m)).into_response())
+}
+
+/// A write-capable root token waits for its owner's approval when the
+/// server requires approvals (delegated tokens only narrow an approved parent).
+pub fn needs_approval(app: &App, b: &MintBody) -> bool {
+    app.authz_settings.write_approval
+        && b.parent.is_none()
+        && b.scopes.iter().any(|s| {
+            s.parse::<leash_core::scope::Scope>()
+                .is_ok_and(|s| s.is_write())
+        })
 }
 
 /// What only the OAuth flows set on a new token.
@@ -39,6 +64,17 @@ pub struct MintExtra {
     pub act: Option<leash_core::Actor>,
     /// RFC 9449 key binding (`cnf.jkt`).
     pub cnf_jkt: Option<String>,
+    /// A break-glass grant (outside normal policy, at most 1 h).
+    pub break_glass: bool,
+    /// The approved request this token is issued under.
+    pub approval: Option<i64>,
+}
+
+/// A token built and judged, not yet signed or recorded.
+pub struct Prepared {
+    token: Token,
+    claims: AccessClaims,
+    request: MintRequest,
 }
 
 /// Mint on behalf of `actor` (the audit log's actor), counting the mint or
@@ -74,6 +110,24 @@ pub async fn mint_counted(
 }
 
 async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> ApiResult<Minted> {
+    if extra.approval.is_none() && needs_approval(app, &b) && !extra.break_glass {
+        return Err(ApiError::refused(
+            "write_approval",
+            "a write scope needs its owner's approval: ask with `leash mint … --justification TEXT` (answers with an approval id), have the owner run `leash approvals approve ID`, then `leash approvals claim ID`; over OAuth, send `approval=ID` with the request",
+        )
+        .with_oauth("invalid_scope"));
+    }
+    let approval = extra.approval;
+    let Prepared {
+        token,
+        claims,
+        request,
+    } = prepare(app, b, &extra).await?;
+    sign_and_record(app, token, claims, request, approval, actor).await
+}
+
+/// Judge a mint and build its token and claims (nothing is signed or stored).
+pub async fn prepare(app: &App, b: MintBody, extra: &MintExtra) -> ApiResult<Prepared> {
     let format = match b.format.as_deref() {
         None => TokenFormat::Jwt,
         Some(f) => f
@@ -143,17 +197,27 @@ async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> Ap
                     })?,
             ),
         };
-        check_mint(
-            MintContext {
-                owner,
-                workload,
-                run: pair,
-            },
-            &request,
-            &app.store.ttl_caps(),
-            |id| reg.workload(id).map(|w| w.name.clone()).unwrap_or_default(),
-        )
-        .map_err(StoreError::from)?;
+        if extra.break_glass {
+            if b.run.is_some() || parent.is_some() {
+                return Err(ApiError::bad_request(
+                    "a break-glass grant stands alone: give no run and no parent",
+                ));
+            }
+            leash_core::issuance::check_break_glass(owner, workload, &request)
+                .map_err(StoreError::from)?;
+        } else {
+            check_mint(
+                MintContext {
+                    owner,
+                    workload,
+                    run: pair,
+                },
+                &request,
+                &app.store.ttl_caps(),
+                |id| reg.workload(id).map(|w| w.name.clone()).unwrap_or_default(),
+            )
+            .map_err(StoreError::from)?;
+        }
         let exp_secs = now.div_euclid(1000) + ttl_secs as i64;
         if let Some(p) = &parent {
             leash_core::issuance::check_delegation(
@@ -186,6 +250,7 @@ async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> Ap
             act: extra.act.clone(),
             may_act: may_act.clone(),
             cnf_jkt: extra.cnf_jkt.clone(),
+            break_glass: extra.break_glass,
         };
         let claims = AccessClaims {
             iss: app.issuer.clone(),
@@ -209,7 +274,7 @@ async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> Ap
             workload: workload.name.clone(),
             workflow: workflow.map(|w| w.name.clone()),
             run: run.map(|r| r.id),
-            act: extra.act,
+            act: extra.act.clone(),
             cnf: extra
                 .cnf_jkt
                 .clone()
@@ -220,7 +285,23 @@ async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> Ap
         };
         (token, claims)
     };
-    let (secret, secret_hash) = match format {
+    Ok(Prepared {
+        token,
+        claims,
+        request,
+    })
+}
+
+async fn sign_and_record(
+    app: &App,
+    token: Token,
+    claims: AccessClaims,
+    request: MintRequest,
+    approval: Option<i64>,
+    actor: &str,
+) -> ApiResult<Minted> {
+    let now = token.issued_at;
+    let (secret, secret_hash) = match token.format {
         TokenFormat::Jwt => (
             leash_token::jwt::sign(&app.keys(), &claims).map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
@@ -243,7 +324,7 @@ async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> Ap
             "Bearer"
         }
         .into(),
-        format: format.to_string(),
+        format: token.format.to_string(),
         expires_at: ts(token.expires_at),
         expires_in: (token.expires_at - now + 999).div_euclid(1000),
         scopes: token.scopes.iter().map(ToString::to_string).collect(),
@@ -258,6 +339,8 @@ async fn mint_token(app: &App, b: MintBody, actor: &str, extra: MintExtra) -> Ap
                 token,
                 secret_hash,
                 request,
+                approval,
+                write_budget: app.authz_settings.write_budget,
             },
             actor,
         )
@@ -356,6 +439,7 @@ pub async fn list(
         workload_id,
         run_id: q.run,
         status,
+        break_glass: None,
         after: q.after,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LIST),
     };

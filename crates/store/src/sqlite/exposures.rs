@@ -422,19 +422,17 @@ impl Writer {
             "revoked": revoked.count,
             "event": cause,
         });
-        let row = sqlx::query(
-            "INSERT INTO findings (kind, severity, subject, owner_id, summary, evidence, status, created_at) \
-             VALUES ('exposure', ?, ?, ?, ?, ?, 'open', ?) RETURNING *",
+        let finding = insert_finding(
+            &mut self.conn,
+            "exposure",
+            severity,
+            &subject,
+            owner_id,
+            &summary,
+            &evidence,
+            now,
         )
-        .bind(severity.as_str())
-        .bind(&subject)
-        .bind(owner_id)
-        .bind(&summary)
-        .bind(evidence.to_string())
-        .bind(now)
-        .fetch_one(&mut self.conn)
         .await?;
-        let finding = finding_from_row(&row)?;
         let exposure = Exposure {
             id: exposure_id,
             source: new.source,
@@ -487,6 +485,51 @@ impl Writer {
         );
         Ok(f)
     }
+}
+
+/// Open a finding.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert_finding(
+    conn: &mut sqlx::SqliteConnection,
+    kind: &str,
+    severity: Severity,
+    subject: &str,
+    owner_id: Option<i64>,
+    summary: &str,
+    evidence: &serde_json::Value,
+    now: Millis,
+) -> Result<Finding, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO findings (kind, severity, subject, owner_id, summary, evidence, status, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, 'open', ?) RETURNING *",
+    )
+    .bind(kind)
+    .bind(severity.as_str())
+    .bind(subject)
+    .bind(owner_id)
+    .bind(summary)
+    .bind(evidence.to_string())
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    finding_from_row(&row)
+}
+
+/// The open finding of `kind` about `subject`, if there is one.
+pub(super) async fn find_open_finding(
+    conn: &mut sqlx::SqliteConnection,
+    kind: &str,
+    subject: &str,
+) -> Result<Option<Finding>, StoreError> {
+    sqlx::query(
+        "SELECT * FROM findings WHERE kind = ? AND subject = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(kind)
+    .bind(subject)
+    .fetch_optional(conn)
+    .await?
+    .map(|r| finding_from_row(&r))
+    .transpose()
 }
 
 /// One row by id, or NotFound naming `what`.

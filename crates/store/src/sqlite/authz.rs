@@ -1,0 +1,583 @@
+//! Request-time authorization in SQLite: usage records, violations,
+//! approvals, owner credentials and delegates, break-glass expiry.
+
+use leash_core::{
+    Approval, ApprovalKind, ApprovalStatus, Millis, Owner, RevocationTrigger, Severity,
+    TokenStatus, ViolationClass, validate_len,
+};
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::exposures::{find_open_finding, insert_finding};
+use super::{INSERT_CHUNK, Root, Writer, owner_from_row, parse, token_from_row};
+use crate::{
+    NewApproval, NewViolation, Revoked, StoreError, TokenUsage, UsageRecord, UsageTotal,
+    ViolationRecord,
+};
+
+/// Longest approval request document kept.
+const MAX_REQUEST_JSON: usize = 16 * 1024;
+
+fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
+    let request: String = row.try_get("request")?;
+    Ok(Approval {
+        id: row.try_get("id")?,
+        kind: parse("approval kind", row.try_get("kind")?)?,
+        workload_id: row.try_get("workload_id")?,
+        owner_id: row.try_get("owner_id")?,
+        request: serde_json::from_str(&request)
+            .map_err(|_| StoreError::Corrupt("an approval's request is not JSON".into()))?,
+        justification: row.try_get("justification")?,
+        requested_by: row.try_get("requested_by")?,
+        requested_at: row.try_get("requested_at")?,
+        status: parse("approval status", row.try_get("status")?)?,
+        decided_by: row.try_get("decided_by")?,
+        decided_at: row.try_get("decided_at")?,
+        decision_note: row.try_get("decision_note")?,
+        token_id: row.try_get("token_id")?,
+    })
+}
+
+fn class_severity(class: ViolationClass) -> Severity {
+    match class {
+        ViolationClass::WorkloadMismatch | ViolationClass::WriteOutsideScope => Severity::High,
+        ViolationClass::AfterRun | ViolationClass::UndeclaredTool => Severity::Medium,
+    }
+}
+
+impl Writer {
+    pub(super) async fn record_usage(
+        &mut self,
+        totals: Vec<UsageTotal>,
+        log: Vec<UsageRecord>,
+        keep_log: u64,
+    ) -> Result<(), StoreError> {
+        for chunk in totals.chunks(INSERT_CHUNK / 2) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO usage_totals (token_id, workload, action, resource, tool, allowed, count, first_at, last_at) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(&t.token_id)
+                    .push_bind(&t.workload)
+                    .push_bind(&t.action)
+                    .push_bind(&t.resource)
+                    .push_bind(&t.tool)
+                    .push_bind(t.allowed)
+                    .push_bind(i64::try_from(t.count).unwrap_or(i64::MAX))
+                    .push_bind(t.first_at)
+                    .push_bind(t.last_at);
+            });
+            q.push(
+                " ON CONFLICT (token_id, workload, action, resource, tool, allowed) DO UPDATE SET \
+                 count = count + excluded.count, first_at = MIN(first_at, excluded.first_at), \
+                 last_at = MAX(last_at, excluded.last_at)",
+            );
+            q.build().execute(&mut self.conn).await?;
+        }
+        for chunk in log.chunks(INSERT_CHUNK / 2) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO usage_log (at, token_id, workload, action, resource, tool, allowed, reason) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.at)
+                    .push_bind(&r.token_id)
+                    .push_bind(&r.workload)
+                    .push_bind(&r.action)
+                    .push_bind(&r.resource)
+                    .push_bind(&r.tool)
+                    .push_bind(r.allowed)
+                    .push_bind(&r.reason);
+            });
+            q.build().execute(&mut self.conn).await?;
+        }
+        if !log.is_empty() {
+            sqlx::query("DELETE FROM usage_log WHERE id <= (SELECT MAX(id) FROM usage_log) - ?")
+                .bind(i64::try_from(keep_log).unwrap_or(i64::MAX))
+                .execute(&mut self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record_violation(
+        &mut self,
+        v: NewViolation,
+        actor: &str,
+        now: Millis,
+    ) -> Result<ViolationRecord, StoreError> {
+        self.flush_tokens().await?;
+        let token = sqlx::query(select_tokens!("WHERE id = ?"))
+            .bind(&v.token_id)
+            .fetch_optional(&mut self.conn)
+            .await?
+            .map(|r| token_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "token",
+                key: v.token_id.clone(),
+            })?;
+        let kind = format!("violation.{}", v.class);
+        let cause = self.append(
+            now,
+            "policy.violation",
+            actor,
+            token.id.clone(),
+            json!({"class": v.class, "detail": v.detail, "evidence": v.evidence, "revoke": v.revoke}),
+        );
+        let revoked = if v.revoke && token.status(now) == TokenStatus::Active {
+            let reason = format!("policy violation ({}): {}", v.class, v.detail);
+            self.revoke_cascade(
+                Root::Token(&token.id),
+                RevocationTrigger::PolicyViolation,
+                &reason,
+                cause,
+                actor,
+                now,
+                false,
+            )
+            .await?
+        } else {
+            Revoked::default()
+        };
+        if let Some(finding) = find_open_finding(&mut self.conn, &kind, &token.id).await? {
+            return Ok(ViolationRecord {
+                finding,
+                repeat: true,
+                revoked,
+            });
+        }
+        let summary = if revoked.count > 0 {
+            format!(
+                "{} — token {} was revoked with {} descendant(s).",
+                v.detail, token.id, revoked.cascaded
+            )
+        } else {
+            format!("{} — the request was denied.", v.detail)
+        };
+        let evidence = json!({
+            "class": v.class,
+            "event": cause,
+            "revoked": revoked.count,
+            "request": v.evidence,
+        });
+        let finding = insert_finding(
+            &mut self.conn,
+            &kind,
+            class_severity(v.class),
+            &token.id,
+            Some(token.owner_id),
+            &summary,
+            &evidence,
+            now,
+        )
+        .await?;
+        Ok(ViolationRecord {
+            finding,
+            repeat: false,
+            revoked,
+        })
+    }
+
+    pub(super) async fn create_approval(
+        &mut self,
+        new: NewApproval,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Approval, StoreError> {
+        validate_len("justification", &new.justification, 1000)?;
+        if new.justification.trim().is_empty() {
+            return Err(StoreError::Conflict(
+                "an approval request needs a justification: say why the token needs write access"
+                    .into(),
+            ));
+        }
+        let request = new.request.to_string();
+        if request.len() > MAX_REQUEST_JSON {
+            return Err(StoreError::Conflict(format!(
+                "the request is larger than {MAX_REQUEST_JSON} bytes"
+            )));
+        }
+        let (workload_id, owner_id) = {
+            let reg = self.registry.read();
+            let w = reg
+                .workload_by_name(&new.workload)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "workload",
+                    key: new.workload.clone(),
+                })?;
+            (w.id, w.owner_id)
+        };
+        let row = sqlx::query(
+            "INSERT INTO approvals (kind, workload_id, owner_id, request, justification, requested_by, requested_at, status) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING *",
+        )
+        .bind(new.kind.as_str())
+        .bind(workload_id)
+        .bind(owner_id)
+        .bind(&request)
+        .bind(&new.justification)
+        .bind(actor)
+        .bind(now)
+        .fetch_one(&mut self.conn)
+        .await?;
+        let a = approval_from_row(&row)?;
+        self.append(
+            now,
+            "approval.requested",
+            actor,
+            format!("approval:{}", a.id),
+            json!({"kind": a.kind, "workload": new.workload, "justification": a.justification, "request": a.request}),
+        );
+        Ok(a)
+    }
+
+    pub(super) async fn decide_approval(
+        &mut self,
+        id: i64,
+        approve: bool,
+        approver: &str,
+        note: String,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Approval, StoreError> {
+        validate_len("note", &note, 1000)?;
+        let current = sqlx::query("SELECT * FROM approvals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut self.conn)
+            .await?
+            .map(|r| approval_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "approval",
+                key: id.to_string(),
+            })?;
+        if current.status != ApprovalStatus::Pending {
+            return Err(StoreError::Conflict(format!(
+                "approval {id} is already {}; nothing to decide",
+                current.status
+            )));
+        }
+        let (approver_id, owner_name) = {
+            let reg = self.registry.read();
+            let a = reg
+                .owner_by_name(approver)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "owner",
+                    key: approver.to_owned(),
+                })?;
+            let o = reg
+                .owner(current.owner_id)
+                .map(|o| o.name.clone())
+                .unwrap_or_default();
+            (a.id, o)
+        };
+        let allowed = approver_id == current.owner_id
+            || sqlx::query("SELECT 1 FROM owner_delegates WHERE owner_id = ? AND delegate_id = ?")
+                .bind(current.owner_id)
+                .bind(approver_id)
+                .fetch_optional(&mut self.conn)
+                .await?
+                .is_some();
+        if !allowed {
+            return Err(StoreError::Conflict(format!(
+                "`{approver}` may not decide approval {id}: only its owner `{owner_name}` or a delegate named with `leash owner delegate {owner_name} --to PERSON` can"
+            )));
+        }
+        if current.kind == ApprovalKind::BreakGlass && current.requested_by == approver {
+            return Err(StoreError::Conflict(
+                "a break-glass request needs a second person: the requester cannot approve it"
+                    .into(),
+            ));
+        }
+        let status = if approve {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Denied
+        };
+        let row = sqlx::query(
+            "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, decision_note = ? WHERE id = ? RETURNING *",
+        )
+        .bind(status.as_str())
+        .bind(approver)
+        .bind(now)
+        .bind(&note)
+        .bind(id)
+        .fetch_one(&mut self.conn)
+        .await?;
+        self.append(
+            now,
+            if approve {
+                "approval.approved"
+            } else {
+                "approval.denied"
+            },
+            actor,
+            format!("approval:{id}"),
+            json!({"approver": approver, "note": note}),
+        );
+        approval_from_row(&row)
+    }
+
+    /// Mark an approved request issued with `token_id` (inside a mint).
+    pub(super) async fn claim_approval(
+        &mut self,
+        id: i64,
+        workload_id: i64,
+        token_id: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE approvals SET status = 'issued', token_id = ? WHERE id = ? AND status = 'approved' AND workload_id = ?",
+        )
+        .bind(token_id)
+        .bind(id)
+        .bind(workload_id)
+        .execute(&mut self.conn)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM approvals WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut self.conn)
+                .await?;
+        Err(match status {
+            None => StoreError::NotFound {
+                what: "approval",
+                key: id.to_string(),
+            },
+            Some(s) if s == "approved" => {
+                StoreError::Conflict(format!("approval {id} is for another workload"))
+            }
+            Some(s) => StoreError::Conflict(format!(
+                "approval {id} is {s}; only an approved request can be issued, once"
+            )),
+        })
+    }
+
+    /// Live write-capable tokens of a workload (including this batch's).
+    pub(super) async fn live_write_tokens(
+        &mut self,
+        workload_id: i64,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        self.flush_tokens().await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tokens WHERE workload_id = ? AND has_write = 1 AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(workload_id)
+        .bind(now)
+        .fetch_one(&mut self.conn)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    pub(super) async fn create_owner_credential(
+        &mut self,
+        owner: &str,
+        hash: [u8; 32],
+        actor: &str,
+        now: Millis,
+    ) -> Result<Owner, StoreError> {
+        let o = self.active_owner_for("credential", owner)?;
+        sqlx::query(
+            "INSERT INTO owner_credentials (owner_id, secret_hash, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(o.id)
+        .bind(hash.to_vec())
+        .bind(now)
+        .execute(&mut self.conn)
+        .await?;
+        self.append(
+            now,
+            "owner.credential_created",
+            actor,
+            format!("owner:{owner}"),
+            json!({}),
+        );
+        Ok(o)
+    }
+
+    pub(super) async fn add_delegate(
+        &mut self,
+        owner: &str,
+        delegate: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let o = self.active_owner_for("delegation", owner)?;
+        let d = self.active_owner_for("delegation", delegate)?;
+        if o.id == d.id {
+            return Err(StoreError::Conflict(
+                "an owner already approves for themselves; name someone else".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO owner_delegates (owner_id, delegate_id, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(o.id)
+        .bind(d.id)
+        .bind(now)
+        .execute(&mut self.conn)
+        .await?;
+        self.append(
+            now,
+            "owner.delegate_added",
+            actor,
+            format!("owner:{owner}"),
+            json!({"delegate": delegate}),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn revoke_due_break_glass(
+        &mut self,
+        due: Millis,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Revoked, StoreError> {
+        self.flush_tokens().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tokens WHERE break_glass = 1 AND revoked_at IS NULL AND expires_at > ? AND expires_at <= ?",
+        )
+        .bind(now)
+        .bind(due)
+        .fetch_all(&mut self.conn)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Revoked::default());
+        }
+        let cause = self.append(
+            now,
+            "break_glass.expired",
+            actor,
+            "break-glass".into(),
+            json!({"tokens": ids}),
+        );
+        self.revoke_cascade(
+            Root::BreakGlassDue(due),
+            RevocationTrigger::Expiry,
+            "the break-glass grant reached its TTL",
+            cause,
+            actor,
+            now,
+            false,
+        )
+        .await
+    }
+}
+
+pub(super) async fn token_usage(
+    pool: &SqlitePool,
+    token_id: &str,
+    recent: u32,
+) -> Result<TokenUsage, StoreError> {
+    let totals = sqlx::query(
+        "SELECT * FROM usage_totals WHERE token_id = ? ORDER BY last_at DESC LIMIT 1000",
+    )
+    .bind(token_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(UsageTotal {
+            token_id: r.try_get("token_id")?,
+            workload: r.try_get("workload")?,
+            action: r.try_get("action")?,
+            resource: r.try_get("resource")?,
+            tool: r.try_get("tool")?,
+            allowed: r.try_get("allowed")?,
+            count: u64::try_from(r.try_get::<i64, _>("count")?).unwrap_or_default(),
+            first_at: r.try_get("first_at")?,
+            last_at: r.try_get("last_at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    let recent = sqlx::query("SELECT * FROM usage_log WHERE token_id = ? ORDER BY id DESC LIMIT ?")
+        .bind(token_id)
+        .bind(i64::from(recent))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(UsageRecord {
+                at: r.try_get("at")?,
+                token_id: r.try_get("token_id")?,
+                workload: r.try_get("workload")?,
+                action: r.try_get("action")?,
+                resource: r.try_get("resource")?,
+                tool: r.try_get("tool")?,
+                allowed: r.try_get("allowed")?,
+                reason: r.try_get("reason")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(TokenUsage { totals, recent })
+}
+
+pub(super) async fn get_approval(pool: &SqlitePool, id: i64) -> Result<Approval, StoreError> {
+    sqlx::query("SELECT * FROM approvals WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| approval_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "approval",
+            key: id.to_string(),
+        })
+}
+
+pub(super) async fn list_approvals(
+    pool: &SqlitePool,
+    status: Option<ApprovalStatus>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Approval>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM approvals WHERE 1 = 1");
+    if let Some(s) = status {
+        q.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(b) = before {
+        q.push(" AND id < ").push_bind(b);
+    }
+    q.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(approval_from_row)
+        .collect()
+}
+
+pub(super) async fn owner_by_credential(
+    pool: &SqlitePool,
+    hash: [u8; 32],
+) -> Result<Owner, StoreError> {
+    sqlx::query(
+        "SELECT o.* FROM owners o JOIN owner_credentials c ON c.owner_id = o.id WHERE c.secret_hash = ?",
+    )
+    .bind(hash.to_vec())
+    .fetch_optional(pool)
+    .await?
+    .map(|r| owner_from_row(&r))
+    .transpose()?
+    .ok_or_else(|| StoreError::NotFound {
+        what: "owner credential",
+        key: "(presented)".into(),
+    })
+}
+
+pub(super) async fn delegates_of(
+    pool: &SqlitePool,
+    owner_id: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT o.name FROM owner_delegates d JOIN owners o ON o.id = d.delegate_id WHERE d.owner_id = ? ORDER BY o.name",
+    )
+    .bind(owner_id)
+    .fetch_all(pool)
+    .await?)
+}
