@@ -495,6 +495,12 @@ fn print_explanation(e: &Explanation) {
         e.format,
         e.status.to_uppercase()
     );
+    if e.break_glass {
+        println!(
+            "BREAK-GLASS grant outside normal policy: {}",
+            e.justification.as_deref().unwrap_or("(no reason recorded)")
+        );
+    }
     println!(
         "owner      {} <{}> ({}, {}{})",
         e.owner.name,

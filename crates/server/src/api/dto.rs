@@ -510,6 +510,11 @@ pub struct Explanation {
     pub may_act: Option<String>,
     /// RFC 9449: thumbprint of the key it is bound to (DPoP); null for bearer tokens.
     pub cnf_jkt: Option<String>,
+    /// A break-glass grant: minted outside normal policy for an emergency,
+    /// at most an hour, revoked at its TTL; `justification` is its reason.
+    pub break_glass: bool,
+    /// Why it was granted (the justification or break-glass reason).
+    pub justification: Option<String>,
 }
 
 /// One ancestor in a delegation chain.

@@ -585,6 +585,8 @@ pub async fn explain(
         lineage,
         may_act: t.may_act.clone(),
         cnf_jkt: t.cnf_jkt.clone(),
+        break_glass: t.break_glass,
+        justification: t.justification.clone(),
     }))
 }
 
