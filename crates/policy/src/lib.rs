@@ -104,11 +104,11 @@ mod reason;
 pub mod samples;
 mod schema;
 
-pub use action::{action_class, class_name, normalize_action, scope_covers};
+pub use action::{action_class, class_name, normalize_action, scope_covers, scopes_above_ceiling};
 pub use decision::{Decision, Reason, ReasonKind};
 pub use engine::PolicyEngine;
 pub use error::{Diagnostic, PolicyError};
-pub use input::{DecisionInput, ResourceRef, normalize_environment};
+pub use input::{DecisionInput, IssuanceInput, IssuanceKind, ResourceRef, normalize_environment};
 pub use policies::{DEFAULT_POLICIES, MAX_SOURCE_LEN, PolicySet, PolicySource};
 pub use reason::PLACEHOLDERS;
 pub use schema::{SCHEMA, cedar_schema};

@@ -13,8 +13,11 @@ use crate::error::{Diagnostic, PolicyError};
 use crate::reason::ReasonTemplate;
 use crate::schema::{Needs, compiled};
 
-/// The policies Leash ships, as `(file name, text)`: a base permit and the
-/// forbids for production isolation, ended runs and undeclared tools.
+/// The policies Leash ships, as `(file name, text)`: a base permit, the
+/// request-time forbids for production isolation, ended runs and undeclared
+/// tools, and the issuance forbids (`Leash::Action::"issue"`) for inactive
+/// owners, scopes above the ceiling, lifetimes above the environment's cap
+/// and exchanges across environments.
 pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
     ("base.cedar", include_str!("../policies/base.cedar")),
     (
@@ -28,6 +31,22 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
     (
         "declared-tools.cedar",
         include_str!("../policies/declared-tools.cedar"),
+    ),
+    (
+        "issue-owner-active.cedar",
+        include_str!("../policies/issue-owner-active.cedar"),
+    ),
+    (
+        "issue-scope-ceiling.cedar",
+        include_str!("../policies/issue-scope-ceiling.cedar"),
+    ),
+    (
+        "issue-ttl-caps.cedar",
+        include_str!("../policies/issue-ttl-caps.cedar"),
+    ),
+    (
+        "issue-environment-isolation.cedar",
+        include_str!("../policies/issue-environment-isolation.cedar"),
     ),
 ];
 
@@ -220,8 +239,15 @@ impl PolicySet {
         };
 
         let result = compiled.validator.validate(&cedar, ValidationMode::Strict);
+        let mut request_only: HashMap<&PolicyId, bool> = HashMap::new();
         for e in result.validation_errors() {
-            let d = locate(e.policy_id(), e, e.to_string());
+            let mut d = locate(e.policy_id(), e, e.to_string());
+            let fits_requests = *request_only
+                .entry(e.policy_id())
+                .or_insert_with(|| valid_for_requests_only(&cedar, e.policy_id()));
+            if fits_requests {
+                d.help = Some(REQUEST_ONLY_HELP.to_owned());
+            }
             // Cedar reports a problem once per action it applies to; once is enough.
             let seen = diagnostics.iter().any(|o: &Diagnostic| {
                 (&o.source, &o.policy_id, o.line, o.column)
@@ -406,7 +432,41 @@ fn add_source(
     }
 }
 
-const ACTION_HELP: &str = "Leash's actions are the classes `Leash::Action::\"read\"`, `\"write\"` and `\"admin\"`; the requested action name is `context.action` (e.g. `context.action == \"delete\"`)";
+const ACTION_HELP: &str = "Leash's actions are the request classes `Leash::Action::\"read\"`, `\"write\"` and `\"admin\"` (the requested action name is `context.action`, e.g. `context.action == \"delete\"`), and `Leash::Action::\"issue\"` for token issuance";
+
+const REQUEST_ONLY_HELP: &str = "this policy applies to every action, including `Leash::Action::\"issue\"` (token issuance, whose resource is the Workload and whose context differs); if it is about requests, limit it with `action in [Leash::Action::\"read\", Leash::Action::\"write\", Leash::Action::\"admin\"]` and it validates";
+
+/// Whether policy `id`, which names no action, would validate if it were
+/// limited to the request actions: then its errors come from the `issue`
+/// action only, and the fix is to say so.
+fn valid_for_requests_only(cedar: &cedar_policy::PolicySet, id: &PolicyId) -> bool {
+    let Some(policy) = cedar.policy(id) else {
+        return false;
+    };
+    if policy.action_constraint() != cedar_policy::ActionConstraint::Any {
+        return false;
+    }
+    let Ok(mut json) = policy.to_json() else {
+        return false;
+    };
+    let action = |id: &str| serde_json::json!({"type": "Leash::Action", "id": id});
+    json["action"] = serde_json::json!({
+        "op": "in",
+        "entities": [action("read"), action("write"), action("admin")],
+    });
+    let Ok(limited) = cedar_policy::Policy::from_json(Some(id.clone()), json) else {
+        return false;
+    };
+    let mut set = cedar_policy::PolicySet::new();
+    let Ok(compiled) = compiled() else {
+        return false;
+    };
+    set.add(limited).is_ok()
+        && compiled
+            .validator
+            .validate(&set, ValidationMode::Strict)
+            .validation_passed()
+}
 
 /// Cedar starts many messages with "for policy `ID`, "; the diagnostic
 /// already names the policy.
@@ -433,13 +493,28 @@ mod tests {
                 "base-permit",
                 "prod-only-from-prod",
                 "no-writes-after-run",
-                "declared-tools-only"
+                "declared-tools-only",
+                "issue-owner-active",
+                "issue-scope-ceiling",
+                "issue-ttl-caps-dev",
+                "issue-ttl-caps-stage",
+                "issue-ttl-caps-prod",
+                "issue-environment-isolation",
             ]
         );
         assert!(set.warnings().is_empty(), "{:?}", set.warnings());
         // The defaults read only the principal, the resource and the context.
         let mut read = Needs::default();
-        for a in ["environment", "run_state", "tool", "workflow_tools"] {
+        for a in [
+            "environment",
+            "run_state",
+            "tool",
+            "workflow_tools",
+            "owner_status",
+            "above_ceiling",
+            "ttl_secs",
+            "parent_environment",
+        ] {
             read.add_attr(a);
         }
         assert_eq!(set.needs, read);
