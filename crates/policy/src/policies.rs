@@ -242,11 +242,19 @@ impl PolicySet {
         let mut request_only: HashMap<&PolicyId, bool> = HashMap::new();
         for e in result.validation_errors() {
             let mut d = locate(e.policy_id(), e, e.to_string());
-            let fits_requests = *request_only
-                .entry(e.policy_id())
-                .or_insert_with(|| valid_for_requests_only(&cedar, e.policy_id()));
-            if fits_requests {
-                d.help = Some(REQUEST_ONLY_HELP.to_owned());
+            // Cedar's help for such errors is about the issue context
+            // (e.g. "did you mean `kind`?"): replace it, in full once per
+            // policy.
+            match request_only.get(e.policy_id()) {
+                Some(true) => d.help = Some(REQUEST_ONLY_HELP_AGAIN.to_owned()),
+                Some(false) => {}
+                None => {
+                    let fits = valid_for_requests_only(&cedar, e.policy_id());
+                    if fits {
+                        d.help = Some(REQUEST_ONLY_HELP.to_owned());
+                    }
+                    request_only.insert(e.policy_id(), fits);
+                }
             }
             // Cedar reports a problem once per action it applies to; once is enough.
             let seen = diagnostics.iter().any(|o: &Diagnostic| {
@@ -435,6 +443,9 @@ fn add_source(
 const ACTION_HELP: &str = "Leash's actions are the request classes `Leash::Action::\"read\"`, `\"write\"` and `\"admin\"` (the requested action name is `context.action`, e.g. `context.action == \"delete\"`), and `Leash::Action::\"issue\"` for token issuance";
 
 const REQUEST_ONLY_HELP: &str = "this policy applies to every action, including `Leash::Action::\"issue\"` (token issuance, whose resource is the Workload and whose context differs); if it is about requests, limit it with `action in [Leash::Action::\"read\", Leash::Action::\"write\", Leash::Action::\"admin\"]` and it validates";
+
+const REQUEST_ONLY_HELP_AGAIN: &str =
+    "limit the policy to the request actions (see the first problem in it)";
 
 /// Whether policy `id`, which names no action, would validate if it were
 /// limited to the request actions: then its errors come from the `issue`

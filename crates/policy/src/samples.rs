@@ -211,14 +211,20 @@ pub struct SampleResource {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SampleIssue {
+    /// How the token is asked for; mint when absent.
     #[serde(default = "mint")]
     pub kind: IssuanceKind,
+    /// The requested scopes.
     pub scopes: Vec<Scope>,
+    /// The requested lifetime, in seconds.
     pub ttl_secs: u64,
+    /// The environment of the parent token's workload (exchange).
     #[serde(default)]
     pub parent_environment: Option<Environment>,
+    /// The environment of the actor token's workload (delegation).
     #[serde(default)]
     pub actor_environment: Option<Environment>,
+    /// Whether the request carries a justification; false when absent.
     #[serde(default)]
     pub justified: bool,
 }
@@ -318,7 +324,12 @@ pub enum SampleError {
     Format(#[from] serde_json::Error),
     /// A sample is neither a request nor an issuance, or mixes the two.
     #[error("sample `{sample}`: {message} (see leash_policy::samples for the format)")]
-    Shape { sample: String, message: String },
+    Shape {
+        /// The sample's name.
+        sample: String,
+        /// What is wrong and what to change.
+        message: String,
+    },
 }
 
 /// Parse a samples file.
