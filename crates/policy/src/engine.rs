@@ -16,7 +16,7 @@ use crate::action::{action_class, normalize_action};
 use crate::decision::{Decision, Reason, ReasonKind};
 use crate::error::PolicyError;
 use crate::input::{DecisionInput, IssuanceInput, Subject, normalize_environment};
-use crate::policies::{PolicyMeta, PolicySet};
+use crate::policies::{Partition, PolicyMeta, PolicySet};
 use crate::schema::{Attr, Compiled, Needs, compiled};
 
 impl PolicySet {
@@ -27,7 +27,10 @@ impl PolicySet {
     /// applies; and denied when any policy fails to evaluate (Cedar would
     /// skip such a policy; Leash fails closed instead).
     pub fn decide(&self, input: &DecisionInput<'_>) -> Decision {
-        self.authorize(Subject::Request(input), |c| build(c, input, self.needs))
+        let part = &self.requests;
+        self.authorize(part, Subject::Request(input), |c| {
+            build(c, input, part.needs)
+        })
     }
 
     /// Decide whether a token may be issued (`Leash::Action::"issue"`),
@@ -38,14 +41,17 @@ impl PolicySet {
     /// ([`ReasonKind::Forbid`], with the policy id); denied when a policy
     /// fails to evaluate.
     pub fn decide_issuance(&self, input: &IssuanceInput<'_>) -> Decision {
-        self.authorize(Subject::Issue(input), |c| {
-            build_issuance(c, input, self.needs)
+        let part = &self.issuance;
+        self.authorize(part, Subject::Issue(input), |c| {
+            build_issuance(c, input, part.needs)
         })
     }
 
-    /// Evaluate the request `build` makes and explain the outcome.
+    /// Evaluate the request `build` makes with the policies of `part` and
+    /// explain the outcome.
     fn authorize(
         &self,
+        part: &Partition,
         subject: Subject<'_>,
         build: impl FnOnce(&Compiled) -> Result<(Request, Entities), String>,
     ) -> Decision {
@@ -55,7 +61,7 @@ impl PolicySet {
         };
         let response = self
             .authorizer
-            .is_authorized(&request, &self.cedar, &entities);
+            .is_authorized(&request, &part.cedar, &entities);
         let diagnostics = response.diagnostics();
 
         let mut reasons: Vec<(usize, Reason)> = Vec::new();

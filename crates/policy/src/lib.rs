@@ -67,17 +67,21 @@
 //! # Speed
 //!
 //! The schema is parsed once per process; entity type names and action ids
-//! are built once. When a set is loaded, Leash notes every attribute name
-//! its policies read (`.a` or `has a`); a decision then builds only those
-//! attributes, and only the entities left with any (the principal Workload,
-//! which carries its owner as parent for `in`, and the Resource always).
-//! Strict validation only admits `e.a` where `e`'s type declares `a`, so
-//! this is unobservable to policies. With the defaults that is two small
-//! entities and three context fields for a request, one entity and four
-//! context fields (five with a parent token) for an issuance. No JSON, no parsing and no
-//! per-request schema validation (the shapes are fixed by this crate and a
-//! test checks them against the schema); the engine reads the active set
-//! with one atomic load. `benches/decide.rs` measures it.
+//! are built once. When a set is loaded, Leash splits it by the actions
+//! each policy's scope can match (a request is never evaluated against
+//! `action == Leash::Action::"issue"` policies, nor an issuance against
+//! request-only ones: such a policy cannot apply, so this changes no
+//! outcome), and notes every attribute name each part reads (`.a` or
+//! `has a`). A decision then builds only those attributes, and only the
+//! entities left with any (the principal Workload, which carries its owner
+//! as parent for `in`, and for a request the Resource, always). Strict
+//! validation only admits `e.a` where `e`'s type declares `a`, so this is
+//! unobservable to policies. With the defaults that is two small entities
+//! and three context fields for a request, one entity and four context
+//! fields (five with a parent token) for an issuance. No JSON, no parsing
+//! and no per-request schema validation (the shapes are fixed by this crate
+//! and a test checks them against the schema); the engine reads the active
+//! set with one atomic load. `benches/decide.rs` measures it.
 //!
 //! # Policy sets
 //!

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
-use cedar_policy::{Authorizer, Effect, PolicyId, ValidationMode};
+use cedar_policy::{ActionConstraint, Authorizer, Effect, PolicyId, ValidationMode};
 use miette::Diagnostic as _;
 use serde::{Deserialize, Serialize};
 
@@ -102,12 +102,60 @@ pub(crate) struct PolicyMeta {
 /// decides; it may use the placeholders in [`crate::PLACEHOLDERS`].
 #[derive(Debug, Clone)]
 pub struct PolicySet {
-    pub(crate) cedar: cedar_policy::PolicySet,
+    /// The policies that can apply to a request (read, write, admin).
+    pub(crate) requests: Partition,
+    /// The policies that can apply to an issuance (issue).
+    pub(crate) issuance: Partition,
     pub(crate) meta: HashMap<PolicyId, PolicyMeta>,
     pub(crate) authorizer: std::sync::Arc<Authorizer>,
-    pub(crate) needs: Needs,
     sources: Vec<PolicySource>,
     warnings: Vec<Diagnostic>,
+}
+
+/// The policies whose action scope can match one kind of decision, and
+/// the attributes they read.
+///
+/// A policy whose scope does not match the action never applies, and
+/// Cedar still spends time on it; so a request is evaluated without the
+/// issuance policies and the other way round, which cannot change the
+/// outcome. The schema has no action groups, so the scope alone says which
+/// actions a policy can match.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Partition {
+    pub(crate) cedar: cedar_policy::PolicySet,
+    pub(crate) needs: Needs,
+}
+
+impl Partition {
+    fn add(&mut self, policy: &cedar_policy::Policy) -> Result<(), String> {
+        match policy.to_json() {
+            Ok(json) => self.needs.add_policy(&json),
+            Err(_) => self.needs = Needs::ALL,
+        }
+        self.cedar.add(policy.clone()).map_err(|e| e.to_string())
+    }
+}
+
+/// Split `cedar` by the actions each policy can match.
+fn partition(
+    cedar: &cedar_policy::PolicySet,
+    issue: &cedar_policy::EntityUid,
+) -> Result<(Partition, Partition), String> {
+    let (mut requests, mut issuance) = (Partition::default(), Partition::default());
+    for policy in cedar.policies() {
+        let (for_requests, for_issuance) = match policy.action_constraint() {
+            ActionConstraint::Any => (true, true),
+            ActionConstraint::Eq(a) => (a != *issue, a == *issue),
+            ActionConstraint::In(list) => (list.iter().any(|a| a != issue), list.contains(issue)),
+        };
+        if for_requests {
+            requests.add(policy)?;
+        }
+        if for_issuance {
+            issuance.add(policy)?;
+        }
+    }
+    Ok((requests, issuance))
 }
 
 impl PolicySet {
@@ -276,18 +324,15 @@ impl PolicySet {
         if !diagnostics.is_empty() {
             return Err(PolicyError::Invalid { diagnostics });
         }
-        let mut needs = Needs::default();
-        for policy in cedar.policies() {
-            match policy.to_json() {
-                Ok(json) => needs.add_policy(&json),
-                Err(_) => needs = Needs::ALL,
-            }
-        }
+        let (requests, issuance) =
+            partition(&cedar, &compiled.issue).map_err(|message| PolicyError::Invalid {
+                diagnostics: vec![Diagnostic::in_source("(policy set)", message)],
+            })?;
         Ok(Self {
-            cedar,
+            requests,
+            issuance,
             meta,
             authorizer: std::sync::Arc::new(Authorizer::new()),
-            needs,
             sources,
             warnings,
         })
@@ -515,20 +560,31 @@ mod tests {
         );
         assert!(set.warnings().is_empty(), "{:?}", set.warnings());
         // The defaults read only the principal, the resource and the context.
-        let mut read = Needs::default();
-        for a in [
-            "environment",
-            "run_state",
-            "tool",
-            "workflow_tools",
-            "owner_status",
-            "above_ceiling",
-            "ttl_secs",
-            "parent_environment",
-        ] {
-            read.add_attr(a);
-        }
-        assert_eq!(set.needs, read);
+        let needs = |names: &[&str]| {
+            let mut n = Needs::default();
+            for a in names {
+                n.add_attr(a);
+            }
+            n
+        };
+        assert_eq!(
+            set.requests.needs,
+            needs(&["environment", "run_state", "tool", "workflow_tools"])
+        );
+        assert_eq!(
+            set.issuance.needs,
+            needs(&[
+                "environment",
+                "owner_status",
+                "above_ceiling",
+                "ttl_secs",
+                "parent_environment"
+            ])
+        );
+        // Each decision evaluates only the policies that can apply to it;
+        // the base permit names no action and is in both.
+        assert_eq!(set.requests.cedar.policies().count(), 4);
+        assert_eq!(set.issuance.cedar.policies().count(), 7);
     }
 
     #[test]
@@ -538,21 +594,22 @@ mod tests {
             "forbid (principal, action, resource) when { context has run && context.run.state == \"x\" };",
         )
         .unwrap();
-        assert!(set.needs.has(Attr::Run) && set.needs.has(Attr::State));
-        assert!(!set.needs.has(Attr::Owner) && !set.needs.has(Attr::Tools));
+        assert!(set.requests.needs.has(Attr::Run) && set.requests.needs.has(Attr::State));
+        assert!(!set.requests.needs.has(Attr::Owner) && !set.requests.needs.has(Attr::Tools));
         let set = PolicySet::from_text(
             "o.cedar",
             "forbid (principal, action, resource) when { principal.owner.status == \"offboarded\" };",
         )
         .unwrap();
-        assert!(set.needs.has(Attr::Owner) && set.needs.has(Attr::Status));
-        assert!(!set.needs.has(Attr::Run));
+        assert!(set.requests.needs.has(Attr::Owner) && set.requests.needs.has(Attr::Status));
+        assert!(!set.requests.needs.has(Attr::Run));
         let set = PolicySet::from_text(
             "o.cedar",
             "forbid (principal, action, resource) when { context == context };",
         )
         .unwrap();
-        assert_eq!(set.needs, Needs::ALL);
+        assert_eq!(set.requests.needs, Needs::ALL);
+        assert_eq!(set.issuance.needs, Needs::ALL);
     }
 
     #[test]

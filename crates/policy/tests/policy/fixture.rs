@@ -6,9 +6,19 @@ use leash_core::{
     Workload,
 };
 use leash_policy::{
-    Decision, DecisionInput, IssuanceInput, IssuanceKind, ReasonKind, ResourceRef,
-    scopes_above_ceiling,
+    Decision, DecisionInput, IssuanceInput, IssuanceKind, PolicyEngine, PolicySet, PolicySource,
+    ReasonKind, ResourceRef, scopes_above_ceiling,
 };
+
+/// An engine with the defaults and one more source.
+pub fn engine_with(name: &str, text: &str) -> PolicyEngine {
+    PolicyEngine::new(
+        PolicySet::defaults()
+            .unwrap()
+            .with_source(PolicySource::new(name, text))
+            .unwrap(),
+    )
+}
 
 /// The ids of the policies that denied `d` (which must be a denial).
 pub fn denied_by(d: &Decision) -> Vec<&str> {

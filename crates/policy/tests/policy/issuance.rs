@@ -4,7 +4,7 @@
 use leash_core::{Environment, OwnerStatus, RunState};
 use leash_policy::{IssuanceKind, PolicyEngine, PolicyError, PolicySet, PolicySource, ReasonKind};
 
-use super::fixture::{Ask, Fixture, assert_allowed, denied_by};
+use super::fixture::{Ask, Fixture, assert_allowed, denied_by, engine_with};
 
 fn engine() -> PolicyEngine {
     PolicyEngine::with_defaults().unwrap()
@@ -315,12 +315,7 @@ fn a_request_policy_that_names_no_action_is_told_to_limit_itself() {
 fn an_issuance_policy_that_fails_to_evaluate_denies() {
     let overflow = r#"@id("overflow") forbid (principal, action == Leash::Action::"issue", resource)
         when { context.ttl_secs + 9223372036854775807 < 0 };"#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("o.cedar", overflow))
-            .unwrap(),
-    );
+    let engine = engine_with("o.cedar", overflow);
     let d = engine.decide_issuance(&Ask::new(Environment::Dev).input());
     assert!(!d.allow, "{d:?}");
     assert_eq!(d.reasons.len(), 1, "{d:?}");
@@ -351,4 +346,28 @@ fn without_a_permit_no_token_is_issued() {
         d.reasons[0].message,
         "no policy permits issuing a token (mint) to workload `triage-bot`; add a permit policy for `Leash::Action::\"issue\"`"
     );
+}
+
+#[test]
+fn a_policy_can_govern_requests_and_issuance_together() {
+    let text = r#"@id("stage-frozen")
+@reason("stage is frozen: no {action} for `{workload}`")
+forbid (principal, action in [Leash::Action::"write", Leash::Action::"issue"], resource)
+when { principal.environment == "stage" };"#;
+    let engine = engine_with("freeze.cedar", text);
+    let f = Fixture::new(Environment::Stage);
+    let d = engine.decide(&f.input("push", None));
+    assert_eq!(denied_by(&d), vec!["stage-frozen"]);
+    assert_eq!(
+        d.reasons[0].message,
+        "stage is frozen: no push for `triage-bot`"
+    );
+    assert_allowed(&engine.decide(&f.input("read", None)));
+    let d = engine.decide_issuance(&Ask::new(Environment::Stage).input());
+    assert_eq!(denied_by(&d), vec!["stage-frozen"]);
+    assert_eq!(
+        d.reasons[0].message,
+        "stage is frozen: no issue for `triage-bot`"
+    );
+    assert_allowed(&engine.decide_issuance(&Ask::new(Environment::Dev).input()));
 }

@@ -5,7 +5,7 @@ use std::fs;
 use leash_core::Environment;
 use leash_policy::{PolicyEngine, PolicyError, PolicySet, PolicySource, ReasonKind};
 
-use super::fixture::Fixture;
+use super::fixture::{Fixture, engine_with};
 
 const NO_STAGE_DELETES: &str = r#"
 // Operators' rule: stage workloads never delete.
@@ -227,12 +227,7 @@ fn a_policy_that_fails_to_evaluate_denies() {
     // token's owner).
     let overflow = r#"@id("overflow") forbid (principal, action, resource)
         when { context.now + 9223372036854775807 < 0 };"#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("o.cedar", overflow))
-            .unwrap(),
-    );
+    let engine = engine_with("o.cedar", overflow);
     let f = Fixture::new(Environment::Prod);
     let d = engine.decide(&f.input("read", None));
     assert!(!d.allow, "{d:?}");
@@ -246,12 +241,7 @@ fn a_policy_that_fails_to_evaluate_denies() {
 
     let owner_status = r#"@id("workflow-owner-active") forbid (principal, action, resource)
         when { context has workflow && context.workflow.owner.status != "active" };"#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("w.cedar", owner_status))
-            .unwrap(),
-    );
+    let engine = engine_with("w.cedar", owner_status);
     let mut f = Fixture::new(Environment::Prod);
     assert!(engine.decide(&f.input("read", None)).allow);
     f.workflow.as_mut().unwrap().owner_id = 99;
@@ -276,12 +266,7 @@ when { context.token.expires_at - context.now > 86400000 && !context.token.break
 forbid (principal, action in [Leash::Action::"read", Leash::Action::"write", Leash::Action::"admin"], resource)
 unless { context.token.has_write || action == Leash::Action::"read" };
 "#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("ops.cedar", text))
-            .unwrap(),
-    );
+    let engine = engine_with("ops.cedar", text);
     let mut f = Fixture::new(Environment::Prod);
     let d = engine.decide(&f.input("delete", None));
     assert_eq!(
@@ -325,12 +310,7 @@ when { context has workflow && context.workflow.tools.contains("shell") };
 forbid (principal, action in [Leash::Action::"read", Leash::Action::"write", Leash::Action::"admin"], resource)
 when { context.token.scopes.contains("repo:*") && context.token.workload == principal };
 "#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("ops.cedar", text))
-            .unwrap(),
-    );
+    let engine = engine_with("ops.cedar", text);
     let denied_by = |f: &Fixture| {
         let d = engine.decide(&f.input("read", None));
         assert!(!d.allow, "{d:?}");
