@@ -290,9 +290,17 @@ impl PolicySet {
         let mut request_only: HashMap<&PolicyId, bool> = HashMap::new();
         for e in result.validation_errors() {
             let mut d = locate(e.policy_id(), e, e.to_string());
-            // Cedar's help for such errors is about the issue context
-            // (e.g. "did you mean `kind`?"): replace it, in full once per
-            // policy.
+            // Cedar reports a problem once per action it applies to; once is enough.
+            let seen = diagnostics.iter().any(|o: &Diagnostic| {
+                (&o.source, &o.policy_id, o.line, o.column)
+                    == (&d.source, &d.policy_id, d.line, d.column)
+            });
+            if seen {
+                continue;
+            }
+            // A policy naming no action that only fails for `issue`: Cedar's
+            // help is about the issue context (e.g. "did you mean `kind`?");
+            // say how to limit the policy instead, in full once per policy.
             match request_only.get(e.policy_id()) {
                 Some(true) => d.help = Some(REQUEST_ONLY_HELP_AGAIN.to_owned()),
                 Some(false) => {}
@@ -304,14 +312,7 @@ impl PolicySet {
                     request_only.insert(e.policy_id(), fits);
                 }
             }
-            // Cedar reports a problem once per action it applies to; once is enough.
-            let seen = diagnostics.iter().any(|o: &Diagnostic| {
-                (&o.source, &o.policy_id, o.line, o.column)
-                    == (&d.source, &d.policy_id, d.line, d.column)
-            });
-            if !seen {
-                diagnostics.push(d);
-            }
+            diagnostics.push(d);
         }
         let warnings = result
             .validation_warnings()
