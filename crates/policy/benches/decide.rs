@@ -1,4 +1,5 @@
-//! `PolicyEngine::decide` with the default policies and realistic records.
+//! `PolicyEngine::decide` and `PolicyEngine::decide_issuance` with the
+//! default policies and realistic records.
 //!
 //! Run: `cargo bench -p leash-policy --bench decide`. The target is a median
 //! of at most 20 µs per decision.
@@ -8,18 +9,24 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use leash_core::scope::Scope;
 use leash_core::{
     Environment, Owner, OwnerKind, OwnerStatus, Run, RunState, Token, TokenFormat, Workflow,
     Workload,
 };
 use leash_policy::{
-    DecisionInput, PolicyEngine, PolicySet, PolicySource, ResourceRef, scope_covers,
+    DecisionInput, IssuanceInput, IssuanceKind, PolicyEngine, PolicySet, PolicySource, ResourceRef,
+    scope_covers, scopes_above_ceiling,
 };
 
 const READS_EVERYTHING: &str = r#"
 @id("reads-everything")
 @reason("reads every record")
-forbid (principal, action, resource)
+forbid (
+  principal,
+  action in [Leash::Action::"read", Leash::Action::"write", Leash::Action::"admin"],
+  resource
+)
 when {
   principal.owner.status == "offboarded" ||
   (principal has identity && principal.identity == "") ||
@@ -32,6 +39,20 @@ when {
   (context has run && context.run.workflow.tools.isEmpty()) ||
   (context has workflow && context.workflow.owner.kind == "") ||
   context.token.has_write == false
+};
+
+@id("reads-every-issuance-attribute")
+@reason("reads every issuance attribute")
+forbid (principal, action == Leash::Action::"issue", resource)
+when {
+  principal.owner.status == "offboarded" || principal.owner.kind == "" ||
+  (principal has identity && principal.identity == "") ||
+  context.kind == "" || context.scopes.isEmpty() || !context.has_write ||
+  context.ttl_secs > 86400 || context.above_ceiling.contains("x") ||
+  context.owner_status == "" || context.run_state == "" ||
+  (context has parent_environment && context.parent_environment == "") ||
+  (context has actor_environment && context.actor_environment == "") ||
+  !context.justified || context.now < 0
 };
 "#;
 
@@ -131,6 +152,25 @@ fn input<'a>(r: &'a Records, action: &'a str, tool: &'a str) -> DecisionInput<'a
     }
 }
 
+/// A justified exchange of `scopes` for the records' workload, from a
+/// parent token of the same environment.
+fn issuance<'a>(r: &'a Records, scopes: &'a [Scope], above: &'a [Scope]) -> IssuanceInput<'a> {
+    IssuanceInput {
+        owner: &r.owner,
+        workload: &r.workload,
+        kind: IssuanceKind::Exchange,
+        scopes,
+        ttl_secs: 900,
+        above_ceiling: above,
+        run: Some(&r.run),
+        run_id: Some(r.run.id),
+        parent_environment: Some(r.workload.environment),
+        actor_environment: None,
+        justified: true,
+        now: 1_000,
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let engine = PolicyEngine::with_defaults().unwrap();
     let prod = records(Environment::Prod, "prod");
@@ -167,6 +207,39 @@ fn bench(c: &mut Criterion) {
     assert!(wide.decide(&allow).allow);
     g.bench_function("allow_reading_every_record", |b| {
         b.iter(|| wide.decide(black_box(&allow)))
+    });
+
+    // Issuance: the server computes what is above the ceiling, then asks.
+    let scopes = prod.token.scopes.clone();
+    let above = scopes_above_ceiling(&prod.workload.scope_ceiling, &scopes);
+    let issue = issuance(&prod, &scopes, &above);
+    let issue_deny = IssuanceInput {
+        ttl_secs: 7_200,
+        ..issue
+    };
+    let d = engine.decide_issuance(&issue);
+    assert!(!d.allow, "read and comment scopes are above the ceiling");
+    let within: Vec<Scope> = vec!["repo:acme/api:write".parse().unwrap()];
+    let none_above = scopes_above_ceiling(&prod.workload.scope_ceiling, &within);
+    let issue_allow = issuance(&prod, &within, &none_above);
+    assert!(engine.decide_issuance(&issue_allow).allow);
+    assert!(!engine.decide_issuance(&issue_deny).allow);
+    g.bench_function("issue_allow", |b| {
+        b.iter(|| engine.decide_issuance(black_box(&issue_allow)))
+    });
+    g.bench_function("issue_deny_two_forbids", |b| {
+        b.iter(|| engine.decide_issuance(black_box(&issue_deny)))
+    });
+    assert!(wide.decide_issuance(&issue_allow).allow);
+    g.bench_function("issue_allow_reading_every_attribute", |b| {
+        b.iter(|| wide.decide_issuance(black_box(&issue_allow)))
+    });
+    g.bench_function("issue_with_above_ceiling", |b| {
+        b.iter(|| {
+            let above =
+                scopes_above_ceiling(black_box(&prod.workload.scope_ceiling), black_box(&within));
+            engine.decide_issuance(&issuance(&prod, &within, &above))
+        })
     });
     g.finish();
 }

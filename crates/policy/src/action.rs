@@ -63,6 +63,29 @@ pub fn scope_covers<'a>(
         .find(|s| s.allows(&resource_type, resource_id, &action))
 }
 
+/// The scopes in `wanted` that no scope of `ceiling` covers
+/// ([`Scope::covers`], the rule [`leash_core::issuance::check_mint`]
+/// applies), in request order: `context.above_ceiling` of an issuance.
+/// An empty ceiling covers nothing.
+///
+/// ```
+/// use leash_core::scope::Scope;
+/// use leash_policy::scopes_above_ceiling;
+///
+/// let ceiling: Vec<Scope> = vec!["repo:acme/*:write".parse()?];
+/// let wanted: Vec<Scope> = vec!["repo:acme/api:write".parse()?, "repo:evil/x:write".parse()?];
+/// let above = scopes_above_ceiling(&ceiling, &wanted);
+/// assert_eq!(above, vec!["repo:evil/x:write".parse::<Scope>()?]);
+/// # Ok::<(), leash_core::scope::ScopeError>(())
+/// ```
+pub fn scopes_above_ceiling(ceiling: &[Scope], wanted: &[Scope]) -> Vec<Scope> {
+    wanted
+        .iter()
+        .filter(|w| !ceiling.iter().any(|c| c.covers(w)))
+        .cloned()
+        .collect()
+}
+
 fn lowercase(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(s.to_ascii_lowercase())
@@ -104,6 +127,20 @@ mod tests {
         assert!(scope_covers(&s, "read", "repo", Some("acme/api")).is_none());
         assert!(scope_covers(&s, "drop", "db", Some("main")).is_some());
         assert!(scope_covers(&[], "read", "tickets", None).is_none());
+    }
+
+    #[test]
+    fn above_ceiling_agrees_with_the_mint_rule() {
+        let ceiling = scopes(&["tickets:read", "repo:acme/*:write"]);
+        let wanted = scopes(&["tickets:read", "repo:evil/x:write", "repo:acme/api:admin"]);
+        let above = scopes_above_ceiling(&ceiling, &wanted);
+        assert_eq!(above, scopes(&["repo:evil/x:write", "repo:acme/api:admin"]));
+        assert_eq!(
+            above.first(),
+            leash_core::scope::first_uncovered(&ceiling, &wanted)
+        );
+        assert!(scopes_above_ceiling(&ceiling, &scopes(&["tickets:read"])).is_empty());
+        assert_eq!(scopes_above_ceiling(&[], &wanted), wanted);
     }
 
     proptest! {

@@ -1,5 +1,5 @@
-//! Deciding requests with a policy set, and the engine that holds the
-//! active set and swaps it atomically.
+//! Deciding requests and issuances with a policy set, and the engine that
+//! holds the active set and swaps it atomically.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,11 +9,14 @@ use cedar_policy::{
     Context, Effect, Entities, Entity, EntityUid, PolicyId, Request, RestrictedExpression,
 };
 
+use leash_core::scope::Scope;
+use leash_core::{Owner, Workload};
+
 use crate::action::{action_class, normalize_action};
 use crate::decision::{Decision, Reason, ReasonKind};
 use crate::error::PolicyError;
-use crate::input::{DecisionInput, normalize_environment, run_state};
-use crate::policies::{PolicyMeta, PolicySet};
+use crate::input::{DecisionInput, IssuanceInput, Subject, normalize_environment};
+use crate::policies::{Partition, PolicyMeta, PolicySet};
 use crate::schema::{Attr, Compiled, Needs, compiled};
 
 impl PolicySet {
@@ -24,17 +27,41 @@ impl PolicySet {
     /// applies; and denied when any policy fails to evaluate (Cedar would
     /// skip such a policy; Leash fails closed instead).
     pub fn decide(&self, input: &DecisionInput<'_>) -> Decision {
-        let compiled = match compiled() {
-            Ok(c) => c,
-            Err(e) => return evaluation_failure(e.to_string()),
-        };
-        let (request, entities) = match build(compiled, input, self.needs) {
+        let part = &self.requests;
+        self.authorize(part, Subject::Request(input), |c| {
+            build(c, input, part.needs)
+        })
+    }
+
+    /// Decide whether a token may be issued (`Leash::Action::"issue"`),
+    /// after Leash's built-in issuance rules have passed.
+    ///
+    /// The same rules as [`PolicySet::decide`]: allowed when some permit
+    /// applies and no forbid does; every forbid that applies is a reason
+    /// ([`ReasonKind::Forbid`], with the policy id); denied when a policy
+    /// fails to evaluate.
+    pub fn decide_issuance(&self, input: &IssuanceInput<'_>) -> Decision {
+        let part = &self.issuance;
+        self.authorize(part, Subject::Issue(input), |c| {
+            build_issuance(c, input, part.needs)
+        })
+    }
+
+    /// Evaluate the request `build` makes with the policies of `part` and
+    /// explain the outcome.
+    fn authorize(
+        &self,
+        part: &Partition,
+        subject: Subject<'_>,
+        build: impl FnOnce(&Compiled) -> Result<(Request, Entities), String>,
+    ) -> Decision {
+        let (request, entities) = match compiled().map_err(|e| e.to_string()).and_then(build) {
             Ok(x) => x,
             Err(e) => return evaluation_failure(e),
         };
         let response = self
             .authorizer
-            .is_authorized(&request, &self.cedar, &entities);
+            .is_authorized(&request, &part.cedar, &entities);
         let diagnostics = response.diagnostics();
 
         let mut reasons: Vec<(usize, Reason)> = Vec::new();
@@ -46,8 +73,9 @@ impl PolicySet {
                         self.meta.get(id).map_or(usize::MAX, |m| m.order),
                         Some(id.to_string()),
                         format!(
-                            "policy `{id}`{} could not be evaluated, so the request is denied: {}; fix the policy",
+                            "policy `{id}`{} could not be evaluated, so the {} is denied: {}; fix the policy",
                             self.source_note(id),
+                            subject_noun(subject),
                             e.inner()
                         ),
                     )
@@ -74,21 +102,12 @@ impl PolicySet {
             if !allow && meta.effect == Effect::Permit {
                 continue;
             }
-            reasons.push((meta.order, policy_reason(id, meta, input)));
+            reasons.push((meta.order, policy_reason(id, meta, subject)));
         }
         if !allow && reasons.is_empty() {
             reasons.push((
                 usize::MAX,
-                Reason::new(
-                    ReasonKind::NoPermit,
-                    format!(
-                        "no policy permits `{}` on {} `{}` for workload `{}`; add a permit policy for it",
-                        normalize_action(input.action),
-                        input.resource.resource_type,
-                        input.resource.id,
-                        input.workload.name
-                    ),
-                ),
+                Reason::new(ReasonKind::NoPermit, no_permit_message(subject)),
             ));
         }
         reasons.sort_by_key(|(order, _)| *order);
@@ -106,16 +125,40 @@ impl PolicySet {
     }
 }
 
-fn policy_reason(id: &PolicyId, meta: &PolicyMeta, input: &DecisionInput<'_>) -> Reason {
+fn subject_noun(subject: Subject<'_>) -> &'static str {
+    match subject {
+        Subject::Request(_) => "request",
+        Subject::Issue(_) => "issuance",
+    }
+}
+
+fn no_permit_message(subject: Subject<'_>) -> String {
+    match subject {
+        Subject::Request(input) => format!(
+            "no policy permits `{}` on {} `{}` for workload `{}`; add a permit policy for it",
+            normalize_action(input.action),
+            input.resource.resource_type,
+            input.resource.id,
+            input.workload.name
+        ),
+        Subject::Issue(input) => format!(
+            "no policy permits issuing a token ({}) to workload `{}`; add a permit policy for `Leash::Action::\"issue\"`",
+            input.kind, input.workload.name
+        ),
+    }
+}
+
+fn policy_reason(id: &PolicyId, meta: &PolicyMeta, subject: Subject<'_>) -> Reason {
     let (kind, verb) = match meta.effect {
         Effect::Permit => (ReasonKind::Permit, "permits"),
         Effect::Forbid => (ReasonKind::Forbid, "forbids"),
     };
     let message = match &meta.reason {
-        Some(t) => t.render(input),
+        Some(t) => t.render(subject),
         None => format!(
-            "policy `{id}` in `{}` {verb} this request (add a @reason(\"…\") annotation to it to say why)",
-            meta.source
+            "policy `{id}` in `{}` {verb} this {} (add a @reason(\"…\") annotation to it to say why)",
+            meta.source,
+            subject_noun(subject)
         ),
     };
     Reason {
@@ -177,6 +220,65 @@ impl Attrs {
     }
 }
 
+/// The Owner entity id for owner number `id`: by name when it is `owner`,
+/// else [`numbered`].
+fn owner_uid(c: &Compiled, owner: &Owner, id: i64) -> EntityUid {
+    if id == owner.id {
+        c.uid(&c.owner, &owner.name)
+    } else {
+        c.uid(&c.owner, &numbered(id))
+    }
+}
+
+/// A set of strings (scopes, tool names).
+fn string_set<T: std::fmt::Display>(items: &[T]) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        items
+            .iter()
+            .map(|i| RestrictedExpression::new_string(i.to_string())),
+    )
+}
+
+/// The entities every decision has: the principal Workload (with its owner
+/// as parent, for `in`) always, and its Owner when a policy reads an owner
+/// attribute. Returns the Workload's id.
+fn principal_entities(
+    c: &Compiled,
+    owner: &Owner,
+    workload: &Workload,
+    needs: Needs,
+    entities: &mut Vec<Entity>,
+) -> Result<EntityUid, String> {
+    let workload_uid = c.uid(&c.workload, &workload.name);
+    let workload_owner = owner_uid(c, owner, workload.owner_id);
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Environment, || s(workload.environment.as_str()));
+    a.add(Attr::Owner, || uid_expr(&workload_owner));
+    if let Some(identity) = &workload.identity {
+        a.add(Attr::Identity, || s(identity));
+    }
+    entities.push(a.entity(workload_uid.clone(), Some(workload_owner))?);
+
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Kind, || s(owner.kind.as_str()));
+    a.add(Attr::Status, || s(owner.status.as_str()));
+    if !a.is_empty() {
+        entities.push(a.entity(c.uid(&c.owner, &owner.name), None)?);
+    }
+    Ok(workload_uid)
+}
+
+/// The request, with `context` as its context record.
+fn request(
+    principal: EntityUid,
+    action: &EntityUid,
+    resource: EntityUid,
+    context: Attrs,
+) -> Result<Request, String> {
+    let context = Context::from_pairs(context.list).map_err(|e| e.to_string())?;
+    Request::new(principal, action.clone(), resource, context, None).map_err(|e| e.to_string())
+}
+
 /// The Cedar request and entities for `input`, with only the attributes
 /// `needs` names, and only the entities that then have attributes (the
 /// principal Workload, with its owner as parent, and the Resource always).
@@ -187,31 +289,14 @@ pub(crate) fn build(
     input: &DecisionInput<'_>,
     needs: Needs,
 ) -> Result<(Request, Entities), String> {
-    let owner_uid = || c.uid(&c.owner, &input.owner.name);
-    let owner_of = |id: i64| {
-        if id == input.owner.id {
-            owner_uid()
-        } else {
-            c.uid(&c.owner, &numbered(id))
-        }
-    };
-    let workload_uid = c.uid(&c.workload, &input.workload.name);
+    let owner_of = |id: i64| owner_uid(c, input.owner, id);
     let token_uid = || c.uid(&c.token, &input.token.id);
     let workflow_uid = |w: &leash_core::Workflow| c.uid(&c.workflow, &w.name);
     let run_id = input.run.map(|r| r.id).or(input.token.run_id);
     let run_uid = |id: i64| c.uid(&c.run, &id.to_string());
-    let tools =
-        |w: &leash_core::Workflow| RestrictedExpression::new_set(w.tools.iter().map(|t| s(t)));
     let mut entities = Vec::with_capacity(6);
 
-    let workload_owner = owner_of(input.workload.owner_id);
-    let mut a = Attrs::new(needs);
-    a.add(Attr::Environment, || s(input.workload.environment.as_str()));
-    a.add(Attr::Owner, || uid_expr(&workload_owner));
-    if let Some(identity) = &input.workload.identity {
-        a.add(Attr::Identity, || s(identity));
-    }
-    entities.push(a.entity(workload_uid.clone(), Some(workload_owner))?);
+    let workload_uid = principal_entities(c, input.owner, input.workload, needs, &mut entities)?;
 
     let resource_uid = c.uid(
         &c.resource,
@@ -225,17 +310,10 @@ pub(crate) fn build(
     });
     entities.push(a.entity(resource_uid.clone(), None)?);
 
-    let mut a = Attrs::new(needs);
-    a.add(Attr::Kind, || s(input.owner.kind.as_str()));
-    a.add(Attr::Status, || s(input.owner.status.as_str()));
-    if !a.is_empty() {
-        entities.push(a.entity(owner_uid(), None)?);
-    }
-
     if let Some(w) = input.workflow {
         let mut a = Attrs::new(needs);
         a.add(Attr::Owner, || uid_expr(&owner_of(w.owner_id)));
-        a.add(Attr::Tools, || tools(w));
+        a.add(Attr::Tools, || string_set(&w.tools));
         if !a.is_empty() {
             entities.push(a.entity(workflow_uid(w), None)?);
         }
@@ -264,14 +342,7 @@ pub(crate) fn build(
             RestrictedExpression::new_entity_uid(run_uid(id))
         });
     }
-    a.add(Attr::Scopes, || {
-        RestrictedExpression::new_set(
-            token
-                .scopes
-                .iter()
-                .map(|sc| RestrictedExpression::new_string(sc.to_string())),
-        )
-    });
+    a.add(Attr::Scopes, || string_set(&token.scopes));
     a.add(Attr::HasWrite, || {
         RestrictedExpression::new_bool(token.has_write())
     });
@@ -288,7 +359,7 @@ pub(crate) fn build(
 
     let mut a = Attrs::new(needs);
     a.add(Attr::Action, || s(&normalize_action(input.action)));
-    a.add(Attr::RunState, || s(run_state(input)));
+    a.add(Attr::RunState, || s(Subject::Request(input).run_state()));
     a.add(Attr::Token, || {
         RestrictedExpression::new_entity_uid(token_uid())
     });
@@ -298,7 +369,7 @@ pub(crate) fn build(
         a.add(Attr::Tool, || s(tool));
     }
     if let Some(w) = input.workflow {
-        a.add(Attr::WorkflowTools, || tools(w));
+        a.add(Attr::WorkflowTools, || string_set(&w.tools));
         a.add(Attr::Workflow, || {
             RestrictedExpression::new_entity_uid(workflow_uid(w))
         });
@@ -308,19 +379,49 @@ pub(crate) fn build(
             RestrictedExpression::new_entity_uid(run_uid(r.id))
         });
     }
-    let context = Context::from_pairs(a.list).map_err(|e| e.to_string())?;
-    let request = Request::new(
-        workload_uid,
-        c.action(action_class(input.action)).clone(),
-        resource_uid,
-        context,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    let action = c.action(action_class(input.action));
+    Ok((request(workload_uid, action, resource_uid, a)?, entities))
+}
+
+/// The Cedar request and entities for an issuance: the principal Workload
+/// is also the resource; the rest is context. Like [`build`], only the
+/// attributes `needs` names.
+pub(crate) fn build_issuance(
+    c: &Compiled,
+    input: &IssuanceInput<'_>,
+    needs: Needs,
+) -> Result<(Request, Entities), String> {
+    let mut entities = Vec::with_capacity(2);
+    let workload_uid = principal_entities(c, input.owner, input.workload, needs, &mut entities)?;
+    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+
+    let mut a = Attrs::new(needs);
+    a.add(Attr::Kind, || s(input.kind.as_str()));
+    a.add(Attr::Scopes, || string_set(input.scopes));
+    a.add(Attr::HasWrite, || {
+        RestrictedExpression::new_bool(input.scopes.iter().any(Scope::is_write))
+    });
+    a.add(Attr::TtlSecs, || {
+        RestrictedExpression::new_long(i64::try_from(input.ttl_secs).unwrap_or(i64::MAX))
+    });
+    a.add(Attr::AboveCeiling, || string_set(input.above_ceiling));
+    a.add(Attr::OwnerStatus, || s(input.owner.status.as_str()));
+    a.add(Attr::RunState, || s(Subject::Issue(input).run_state()));
+    if let Some(env) = input.parent_environment {
+        a.add(Attr::ParentEnvironment, || s(env.as_str()));
+    }
+    if let Some(env) = input.actor_environment {
+        a.add(Attr::ActorEnvironment, || s(env.as_str()));
+    }
+    a.add(Attr::Justified, || {
+        RestrictedExpression::new_bool(input.justified)
+    });
+    a.add(Attr::Now, || RestrictedExpression::new_long(input.now));
+    let request = request(workload_uid.clone(), &c.issue, workload_uid, a)?;
     Ok((request, entities))
 }
 
-/// Holds the active [`PolicySet`] and decides requests with it.
+/// Holds the active [`PolicySet`] and decides requests and issuances with it.
 ///
 /// Reading the active set is one atomic load (`arc-swap`), so decisions
 /// never wait for a reload. A new set replaces the old one only once it has
@@ -351,9 +452,16 @@ impl PolicyEngine {
         PolicySet::defaults().map(Self::new)
     }
 
-    /// Decide one request with the active policies.
+    /// Decide one request with the active policies
+    /// ([`PolicySet::decide`]).
     pub fn decide(&self, input: &DecisionInput<'_>) -> Decision {
         self.active.load().decide(input)
+    }
+
+    /// Decide whether a token may be issued, with the active policies
+    /// ([`PolicySet::decide_issuance`]).
+    pub fn decide_issuance(&self, input: &IssuanceInput<'_>) -> Decision {
+        self.active.load().decide_issuance(input)
     }
 
     /// The active set (a snapshot: later swaps do not change it).
@@ -488,20 +596,52 @@ mod tests {
                     tool: full.then_some("git-push"),
                     now: 5,
                 };
-                let (request, entities) = build(c, &input, Needs::ALL).unwrap();
-                assert_eq!(entities.len(), if full { 6 } else { 4 });
-                Entities::from_entities(entities.iter().cloned(), Some(c.schema()))
-                    .unwrap_or_else(|e| panic!("entities ({full}, {action}): {e}"));
-                Request::new(
-                    request.principal().unwrap().clone(),
-                    request.action().unwrap().clone(),
-                    request.resource().unwrap().clone(),
-                    request.context().unwrap().clone(),
-                    Some(c.schema()),
-                )
-                .unwrap_or_else(|e| panic!("request ({full}, {action}): {e}"));
+                let built = build(c, &input, Needs::ALL).unwrap();
+                assert_eq!(built.1.len(), if full { 6 } else { 4 });
+                assert_conforms(c, built, &format!("{full}, {action}"));
             }
         }
+    }
+
+    /// The same for issuance requests, with and without the optional
+    /// context attributes.
+    #[test]
+    fn built_issuance_requests_conform_to_the_schema() {
+        let c = compiled().unwrap();
+        let (owner, workload, _, run, token) = records();
+        for full in [true, false] {
+            let input = IssuanceInput {
+                owner: &owner,
+                workload: &workload,
+                kind: crate::IssuanceKind::Exchange,
+                scopes: &token.scopes,
+                ttl_secs: u64::MAX,
+                above_ceiling: &token.scopes,
+                run: full.then_some(&run),
+                run_id: full.then_some(run.id),
+                parent_environment: full.then_some(Environment::Prod),
+                actor_environment: full.then_some(Environment::Stage),
+                justified: full,
+                now: 5,
+            };
+            let built = build_issuance(c, &input, Needs::ALL).unwrap();
+            assert_eq!(built.1.len(), 2);
+            assert_conforms(c, built, &full.to_string());
+        }
+    }
+
+    /// Check what `build` or `build_issuance` made against the schema.
+    fn assert_conforms(c: &Compiled, (request, entities): (Request, Entities), case: &str) {
+        Entities::from_entities(entities.iter().cloned(), Some(c.schema()))
+            .unwrap_or_else(|e| panic!("entities ({case}): {e}"));
+        Request::new(
+            request.principal().unwrap().clone(),
+            request.action().unwrap().clone(),
+            request.resource().unwrap().clone(),
+            request.context().unwrap().clone(),
+            Some(c.schema()),
+        )
+        .unwrap_or_else(|e| panic!("request ({case}): {e}"));
     }
 
     #[test]

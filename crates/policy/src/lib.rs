@@ -1,13 +1,19 @@
-//! Request-time policy for Leash: the Cedar schema, the shipped policies,
-//! and the decision behind the OpenID AuthZEN endpoints.
+//! Policy for Leash: the Cedar schema, the shipped policies, the decision
+//! behind the OpenID AuthZEN endpoints, and the issuance guardrails checked
+//! whenever a token is minted or exchanged.
 //!
 //! This crate is pure: no network, no async, no clock (the caller passes
 //! `now`). The server finds the token, checks it is active, bound to the
 //! presenting workload and scoped for the request ([`scope_covers`]), then
-//! asks [`PolicyEngine::decide`]; `leash policy test FILE` runs the same
-//! steps over sample requests ([`samples`]).
+//! asks [`PolicyEngine::decide`]. Before it issues a token it runs the
+//! built-in rules ([`leash_core::issuance::check_mint`]), then asks
+//! [`PolicyEngine::decide_issuance`]. `leash policy test FILE` runs the same
+//! steps over sample requests and issuances ([`samples`]).
 //!
-//! # Shape of a decision
+//! One policy set holds both kinds of policies, so operators manage one
+//! directory; the action tells them apart.
+//!
+//! # Shape of a request decision
 //!
 //! * **Principal** is the [`leash_core::Workload`] presenting the token
 //!   (`Leash::Workload::"triage-bot"`), the AuthZEN subject. The workload is
@@ -28,21 +34,54 @@
 //!   `none`), `workflow_tools?` (present when the token has a workflow),
 //!   `workflow?`, `run?`, `token_id` and `now`.
 //!
+//! # Shape of an issuance decision
+//!
+//! * **Action** is `Leash::Action::"issue"`.
+//! * **Principal** and **resource** are both the Workload the token is for
+//!   (`principal.environment`, `principal in Leash::Owner::"team-ai"`).
+//!   Using the Workload as resource, rather than a new entity type, keeps
+//!   the schema small and lets `resource.environment` mean the same
+//!   environment for every action.
+//! * **Context** ([`IssuanceInput`]) is what is asked for: `kind` (`mint`,
+//!   `exchange`, `client_credentials`, `federated`, `break_glass`),
+//!   `scopes`, `has_write`, `ttl_secs`, `above_ceiling` (the requested
+//!   scopes the workload's ceiling does not cover, computed by
+//!   [`scopes_above_ceiling`]: wildcard coverage is not expressible in
+//!   Cedar), `owner_status`, `run_state`, `parent_environment?` and
+//!   `actor_environment?` (exchange and delegation), `justified` and `now`.
+//!
+//! The built-in rules stay a floor: a policy can refuse more, never allow
+//! what they refuse. The shipped issuance forbids repeat the floor in
+//! Cedar (`issue-owner-active`, `issue-scope-ceiling`,
+//! `issue-ttl-caps-{dev,stage,prod}`) so an operator sees, and can tighten,
+//! the whole rule set in one place, and add `issue-environment-isolation`
+//! (no exchange across environments).
+//!
+//! A policy that names no action applies to all four; if it reads request
+//! attributes (`context.token`, `resource.type`, …) it does not validate
+//! and must say `action in [Leash::Action::"read", Leash::Action::"write",
+//! Leash::Action::"admin"]` (the diagnostic says so).
+//!
 //! See [`SCHEMA`] for the full schema.
 //!
 //! # Speed
 //!
 //! The schema is parsed once per process; entity type names and action ids
-//! are built once. When a set is loaded, Leash notes every attribute name
-//! its policies read (`.a` or `has a`); a decision then builds only those
-//! attributes, and only the entities left with any (the principal Workload,
-//! which carries its owner as parent for `in`, and the Resource always).
-//! Strict validation only admits `e.a` where `e`'s type declares `a`, so
-//! this is unobservable to policies. With the defaults that is two small
-//! entities and three context fields. No JSON, no parsing and no
-//! per-request schema validation (the shapes are fixed by this crate and a
-//! test checks them against the schema); the engine reads the active set
-//! with one atomic load. `benches/decide.rs` measures it.
+//! are built once. When a set is loaded, Leash splits it by the actions
+//! each policy's scope can match (a request is never evaluated against
+//! `action == Leash::Action::"issue"` policies, nor an issuance against
+//! request-only ones: such a policy cannot apply, so this changes no
+//! outcome), and notes every attribute name each part reads (`.a` or
+//! `has a`). A decision then builds only those attributes, and only the
+//! entities left with any (the principal Workload, which carries its owner
+//! as parent for `in`, and for a request the Resource, always). Strict
+//! validation only admits `e.a` where `e`'s type declares `a`, so this is
+//! unobservable to policies. With the defaults that is two small entities
+//! and three context fields for a request, one entity and four context
+//! fields (five with a parent token) for an issuance. No JSON, no parsing
+//! and no per-request schema validation (the shapes are fixed by this crate
+//! and a test checks them against the schema); the engine reads the active
+//! set with one atomic load. `benches/decide.rs` measures it.
 //!
 //! # Policy sets
 //!
@@ -60,7 +99,11 @@
 //!
 //! ```
 //! use leash_core::{Environment, Owner, OwnerKind, OwnerStatus, Token, TokenFormat, Workload};
-//! use leash_policy::{DecisionInput, PolicyEngine, ReasonKind, ResourceRef, scope_covers};
+//! use leash_core::scope::Scope;
+//! use leash_policy::{
+//!     DecisionInput, IssuanceInput, IssuanceKind, PolicyEngine, ReasonKind, ResourceRef,
+//!     scope_covers, scopes_above_ceiling,
+//! };
 //!
 //! let owner = Owner {
 //!     id: 1, name: "team-ai".into(), email: "ai@example.com".into(), kind: OwnerKind::Team,
@@ -91,6 +134,19 @@
 //! assert_eq!(decision.reasons[0].kind, ReasonKind::Forbid);
 //! assert_eq!(decision.reasons[0].policy.as_deref(), Some("prod-only-from-prod"));
 //! assert!(decision.reasons[0].message.contains("workload `triage-bot` is dev"));
+//!
+//! // Issuance: after leash_core::issuance::check_mint has passed.
+//! let scopes: Vec<Scope> = vec!["repo:acme/api:write".parse()?];
+//! let above = scopes_above_ceiling(&workload.scope_ceiling, &scopes);
+//! let decision = engine.decide_issuance(&IssuanceInput {
+//!     owner: &owner, workload: &workload, kind: IssuanceKind::Exchange,
+//!     scopes: &scopes, ttl_secs: 600, above_ceiling: &above, run: None, run_id: None,
+//!     parent_environment: Some(Environment::Prod), actor_environment: None,
+//!     justified: true, now: 0,
+//! });
+//! assert!(!decision.allow);
+//! let ids: Vec<_> = decision.reasons.iter().filter_map(|r| r.policy.as_deref()).collect();
+//! assert_eq!(ids, ["issue-scope-ceiling", "issue-environment-isolation"]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -104,11 +160,11 @@ mod reason;
 pub mod samples;
 mod schema;
 
-pub use action::{action_class, class_name, normalize_action, scope_covers};
+pub use action::{action_class, class_name, normalize_action, scope_covers, scopes_above_ceiling};
 pub use decision::{Decision, Reason, ReasonKind};
 pub use engine::PolicyEngine;
 pub use error::{Diagnostic, PolicyError};
-pub use input::{DecisionInput, ResourceRef, normalize_environment};
+pub use input::{DecisionInput, IssuanceInput, IssuanceKind, ResourceRef, normalize_environment};
 pub use policies::{DEFAULT_POLICIES, MAX_SOURCE_LEN, PolicySet, PolicySource};
 pub use reason::PLACEHOLDERS;
 pub use schema::{SCHEMA, cedar_schema};

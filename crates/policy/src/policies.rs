@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
-use cedar_policy::{Authorizer, Effect, PolicyId, ValidationMode};
+use cedar_policy::{ActionConstraint, Authorizer, Effect, PolicyId, ValidationMode};
 use miette::Diagnostic as _;
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +13,11 @@ use crate::error::{Diagnostic, PolicyError};
 use crate::reason::ReasonTemplate;
 use crate::schema::{Needs, compiled};
 
-/// The policies Leash ships, as `(file name, text)`: a base permit and the
-/// forbids for production isolation, ended runs and undeclared tools.
+/// The policies Leash ships, as `(file name, text)`: a base permit, the
+/// request-time forbids for production isolation, ended runs and undeclared
+/// tools, and the issuance forbids (`Leash::Action::"issue"`) for inactive
+/// owners, scopes above the ceiling, lifetimes above the environment's cap
+/// and exchanges across environments.
 pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
     ("base.cedar", include_str!("../policies/base.cedar")),
     (
@@ -28,6 +31,22 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
     (
         "declared-tools.cedar",
         include_str!("../policies/declared-tools.cedar"),
+    ),
+    (
+        "issue-owner-active.cedar",
+        include_str!("../policies/issue-owner-active.cedar"),
+    ),
+    (
+        "issue-scope-ceiling.cedar",
+        include_str!("../policies/issue-scope-ceiling.cedar"),
+    ),
+    (
+        "issue-ttl-caps.cedar",
+        include_str!("../policies/issue-ttl-caps.cedar"),
+    ),
+    (
+        "issue-environment-isolation.cedar",
+        include_str!("../policies/issue-environment-isolation.cedar"),
     ),
 ];
 
@@ -83,12 +102,60 @@ pub(crate) struct PolicyMeta {
 /// decides; it may use the placeholders in [`crate::PLACEHOLDERS`].
 #[derive(Debug, Clone)]
 pub struct PolicySet {
-    pub(crate) cedar: cedar_policy::PolicySet,
+    /// The policies that can apply to a request (read, write, admin).
+    pub(crate) requests: Partition,
+    /// The policies that can apply to an issuance (issue).
+    pub(crate) issuance: Partition,
     pub(crate) meta: HashMap<PolicyId, PolicyMeta>,
     pub(crate) authorizer: std::sync::Arc<Authorizer>,
-    pub(crate) needs: Needs,
     sources: Vec<PolicySource>,
     warnings: Vec<Diagnostic>,
+}
+
+/// The policies whose action scope can match one kind of decision, and
+/// the attributes they read.
+///
+/// A policy whose scope does not match the action never applies, and
+/// Cedar still spends time on it; so a request is evaluated without the
+/// issuance policies and the other way round, which cannot change the
+/// outcome. The schema has no action groups, so the scope alone says which
+/// actions a policy can match.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Partition {
+    pub(crate) cedar: cedar_policy::PolicySet,
+    pub(crate) needs: Needs,
+}
+
+impl Partition {
+    fn add(&mut self, policy: &cedar_policy::Policy) -> Result<(), String> {
+        match policy.to_json() {
+            Ok(json) => self.needs.add_policy(&json),
+            Err(_) => self.needs = Needs::ALL,
+        }
+        self.cedar.add(policy.clone()).map_err(|e| e.to_string())
+    }
+}
+
+/// Split `cedar` by the actions each policy can match.
+fn partition(
+    cedar: &cedar_policy::PolicySet,
+    issue: &cedar_policy::EntityUid,
+) -> Result<(Partition, Partition), String> {
+    let (mut requests, mut issuance) = (Partition::default(), Partition::default());
+    for policy in cedar.policies() {
+        let (for_requests, for_issuance) = match policy.action_constraint() {
+            ActionConstraint::Any => (true, true),
+            ActionConstraint::Eq(a) => (a != *issue, a == *issue),
+            ActionConstraint::In(list) => (list.iter().any(|a| a != issue), list.contains(issue)),
+        };
+        if for_requests {
+            requests.add(policy)?;
+        }
+        if for_issuance {
+            issuance.add(policy)?;
+        }
+    }
+    Ok((requests, issuance))
 }
 
 impl PolicySet {
@@ -220,16 +287,32 @@ impl PolicySet {
         };
 
         let result = compiled.validator.validate(&cedar, ValidationMode::Strict);
+        let mut request_only: HashMap<&PolicyId, bool> = HashMap::new();
         for e in result.validation_errors() {
-            let d = locate(e.policy_id(), e, e.to_string());
+            let mut d = locate(e.policy_id(), e, e.to_string());
             // Cedar reports a problem once per action it applies to; once is enough.
             let seen = diagnostics.iter().any(|o: &Diagnostic| {
                 (&o.source, &o.policy_id, o.line, o.column)
                     == (&d.source, &d.policy_id, d.line, d.column)
             });
-            if !seen {
-                diagnostics.push(d);
+            if seen {
+                continue;
             }
+            // A policy naming no action that only fails for `issue`: Cedar's
+            // help is about the issue context (e.g. "did you mean `kind`?");
+            // say how to limit the policy instead, in full once per policy.
+            match request_only.get(e.policy_id()) {
+                Some(true) => d.help = Some(REQUEST_ONLY_HELP_AGAIN.to_owned()),
+                Some(false) => {}
+                None => {
+                    let fits = valid_for_requests_only(&cedar, e.policy_id());
+                    if fits {
+                        d.help = Some(REQUEST_ONLY_HELP.to_owned());
+                    }
+                    request_only.insert(e.policy_id(), fits);
+                }
+            }
+            diagnostics.push(d);
         }
         let warnings = result
             .validation_warnings()
@@ -242,18 +325,15 @@ impl PolicySet {
         if !diagnostics.is_empty() {
             return Err(PolicyError::Invalid { diagnostics });
         }
-        let mut needs = Needs::default();
-        for policy in cedar.policies() {
-            match policy.to_json() {
-                Ok(json) => needs.add_policy(&json),
-                Err(_) => needs = Needs::ALL,
-            }
-        }
+        let (requests, issuance) =
+            partition(&cedar, &compiled.issue).map_err(|message| PolicyError::Invalid {
+                diagnostics: vec![Diagnostic::in_source("(policy set)", message)],
+            })?;
         Ok(Self {
-            cedar,
+            requests,
+            issuance,
             meta,
             authorizer: std::sync::Arc::new(Authorizer::new()),
-            needs,
             sources,
             warnings,
         })
@@ -406,7 +486,44 @@ fn add_source(
     }
 }
 
-const ACTION_HELP: &str = "Leash's actions are the classes `Leash::Action::\"read\"`, `\"write\"` and `\"admin\"`; the requested action name is `context.action` (e.g. `context.action == \"delete\"`)";
+const ACTION_HELP: &str = "Leash's actions are the request classes `Leash::Action::\"read\"`, `\"write\"` and `\"admin\"` (the requested action name is `context.action`, e.g. `context.action == \"delete\"`), and `Leash::Action::\"issue\"` for token issuance";
+
+const REQUEST_ONLY_HELP: &str = "this policy applies to every action, including `Leash::Action::\"issue\"` (token issuance, whose resource is the Workload and whose context differs); if it is about requests, limit it with `action in [Leash::Action::\"read\", Leash::Action::\"write\", Leash::Action::\"admin\"]` and it validates";
+
+const REQUEST_ONLY_HELP_AGAIN: &str =
+    "limit the policy to the request actions (see the first problem in it)";
+
+/// Whether policy `id`, which names no action, would validate if it were
+/// limited to the request actions: then its errors come from the `issue`
+/// action only, and the fix is to say so.
+fn valid_for_requests_only(cedar: &cedar_policy::PolicySet, id: &PolicyId) -> bool {
+    let Some(policy) = cedar.policy(id) else {
+        return false;
+    };
+    if policy.action_constraint() != cedar_policy::ActionConstraint::Any {
+        return false;
+    }
+    let Ok(mut json) = policy.to_json() else {
+        return false;
+    };
+    let action = |id: &str| serde_json::json!({"type": "Leash::Action", "id": id});
+    json["action"] = serde_json::json!({
+        "op": "in",
+        "entities": [action("read"), action("write"), action("admin")],
+    });
+    let Ok(limited) = cedar_policy::Policy::from_json(Some(id.clone()), json) else {
+        return false;
+    };
+    let mut set = cedar_policy::PolicySet::new();
+    let Ok(compiled) = compiled() else {
+        return false;
+    };
+    set.add(limited).is_ok()
+        && compiled
+            .validator
+            .validate(&set, ValidationMode::Strict)
+            .validation_passed()
+}
 
 /// Cedar starts many messages with "for policy `ID`, "; the diagnostic
 /// already names the policy.
@@ -433,16 +550,42 @@ mod tests {
                 "base-permit",
                 "prod-only-from-prod",
                 "no-writes-after-run",
-                "declared-tools-only"
+                "declared-tools-only",
+                "issue-owner-active",
+                "issue-scope-ceiling",
+                "issue-ttl-caps-dev",
+                "issue-ttl-caps-stage",
+                "issue-ttl-caps-prod",
+                "issue-environment-isolation",
             ]
         );
         assert!(set.warnings().is_empty(), "{:?}", set.warnings());
         // The defaults read only the principal, the resource and the context.
-        let mut read = Needs::default();
-        for a in ["environment", "run_state", "tool", "workflow_tools"] {
-            read.add_attr(a);
-        }
-        assert_eq!(set.needs, read);
+        let needs = |names: &[&str]| {
+            let mut n = Needs::default();
+            for a in names {
+                n.add_attr(a);
+            }
+            n
+        };
+        assert_eq!(
+            set.requests.needs,
+            needs(&["environment", "run_state", "tool", "workflow_tools"])
+        );
+        assert_eq!(
+            set.issuance.needs,
+            needs(&[
+                "environment",
+                "owner_status",
+                "above_ceiling",
+                "ttl_secs",
+                "parent_environment"
+            ])
+        );
+        // Each decision evaluates only the policies that can apply to it;
+        // the base permit names no action and is in both.
+        assert_eq!(set.requests.cedar.policies().count(), 4);
+        assert_eq!(set.issuance.cedar.policies().count(), 7);
     }
 
     #[test]
@@ -452,21 +595,22 @@ mod tests {
             "forbid (principal, action, resource) when { context has run && context.run.state == \"x\" };",
         )
         .unwrap();
-        assert!(set.needs.has(Attr::Run) && set.needs.has(Attr::State));
-        assert!(!set.needs.has(Attr::Owner) && !set.needs.has(Attr::Tools));
+        assert!(set.requests.needs.has(Attr::Run) && set.requests.needs.has(Attr::State));
+        assert!(!set.requests.needs.has(Attr::Owner) && !set.requests.needs.has(Attr::Tools));
         let set = PolicySet::from_text(
             "o.cedar",
             "forbid (principal, action, resource) when { principal.owner.status == \"offboarded\" };",
         )
         .unwrap();
-        assert!(set.needs.has(Attr::Owner) && set.needs.has(Attr::Status));
-        assert!(!set.needs.has(Attr::Run));
+        assert!(set.requests.needs.has(Attr::Owner) && set.requests.needs.has(Attr::Status));
+        assert!(!set.requests.needs.has(Attr::Run));
         let set = PolicySet::from_text(
             "o.cedar",
             "forbid (principal, action, resource) when { context == context };",
         )
         .unwrap();
-        assert_eq!(set.needs, Needs::ALL);
+        assert_eq!(set.requests.needs, Needs::ALL);
+        assert_eq!(set.issuance.needs, Needs::ALL);
     }
 
     #[test]

@@ -3,16 +3,30 @@
 
 use std::fmt::Write as _;
 
+use leash_core::duration::format_duration;
+
 use crate::action::{action_class, class_name};
-use crate::input::DecisionInput;
+use crate::input::{DecisionInput, IssuanceInput, Subject};
 
 /// The placeholders a `@reason` may use, and what each becomes.
+///
+/// Request-time decisions and issuance decisions (`Leash::Action::"issue"`)
+/// fill the same placeholders; where one has no meaning for a decision it
+/// reads `none` (or `[]` for a list).
 pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ("workload", "the workload's name"),
     ("workload.environment", "dev, stage or prod"),
     ("workload.identity", "its identity matcher, or `none`"),
+    (
+        "workload.scope_ceiling",
+        "the workload's scope ceiling, e.g. `[tickets:read, repo:acme/*:write]`",
+    ),
     ("owner", "the token owner's name"),
-    ("workflow", "the token's workflow, or `none`"),
+    ("owner.status", "active or offboarded"),
+    (
+        "workflow",
+        "the token's workflow, or `none` (issuance: `none`)",
+    ),
     (
         "workflow.tools",
         "the workflow's declared tools, e.g. `[git-clone, git-push]`",
@@ -22,17 +36,53 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
         "run.state",
         "running, succeeded, failed, cancelled, or `unknown`",
     ),
-    ("token", "the token id"),
-    ("action", "the requested action name, lowercased"),
-    ("action.class", "read, write or admin"),
-    ("resource", "`TYPE ID`, e.g. `repo acme/api`"),
-    ("resource.type", "the resource type"),
-    ("resource.id", "the resource id"),
+    (
+        "token",
+        "the token id (issuance: `none`, there is no token yet)",
+    ),
+    (
+        "action",
+        "the requested action name, lowercased (issuance: `issue`)",
+    ),
+    ("action.class", "read, write or admin (issuance: `issue`)"),
+    (
+        "resource",
+        "`TYPE ID`, e.g. `repo acme/api` (issuance: `workload NAME`)",
+    ),
+    ("resource.type", "the resource type (issuance: `workload`)"),
+    (
+        "resource.id",
+        "the resource id (issuance: the workload's name)",
+    ),
     (
         "resource.environment",
-        "the resource's environment, or `unset`",
+        "the resource's environment, or `unset` (issuance: the workload's)",
     ),
     ("tool", "the tool named in the request, or `none`"),
+    (
+        "kind",
+        "how the token is asked for: mint, exchange, client_credentials, federated or break_glass (requests: `request`)",
+    ),
+    (
+        "scopes",
+        "the requested scopes (requests: the token's), e.g. `[tickets:read]`",
+    ),
+    (
+        "above_ceiling",
+        "the requested scopes above the workload's scope ceiling, e.g. `[repo:evil/x:write]` (requests: `[]`)",
+    ),
+    (
+        "ttl",
+        "the requested lifetime, e.g. `2h30m` (requests: the token's remaining lifetime)",
+    ),
+    (
+        "parent_environment",
+        "the environment of the parent token's workload in an exchange, or `none`",
+    ),
+    (
+        "actor_environment",
+        "the environment of the actor token's workload in a delegation, or `none`",
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +90,9 @@ enum Var {
     Workload,
     WorkloadEnvironment,
     WorkloadIdentity,
+    WorkloadScopeCeiling,
     Owner,
+    OwnerStatus,
     Workflow,
     WorkflowTools,
     Run,
@@ -53,13 +105,22 @@ enum Var {
     ResourceId,
     ResourceEnvironment,
     Tool,
+    Kind,
+    Scopes,
+    AboveCeiling,
+    Ttl,
+    ParentEnvironment,
+    ActorEnvironment,
 }
 
-const VARS: [Var; 16] = [
+/// The variable of each of [`PLACEHOLDERS`], in the same order.
+const VARS: [Var; 24] = [
     Var::Workload,
     Var::WorkloadEnvironment,
     Var::WorkloadIdentity,
+    Var::WorkloadScopeCeiling,
     Var::Owner,
+    Var::OwnerStatus,
     Var::Workflow,
     Var::WorkflowTools,
     Var::Run,
@@ -72,6 +133,12 @@ const VARS: [Var; 16] = [
     Var::ResourceId,
     Var::ResourceEnvironment,
     Var::Tool,
+    Var::Kind,
+    Var::Scopes,
+    Var::AboveCeiling,
+    Var::Ttl,
+    Var::ParentEnvironment,
+    Var::ActorEnvironment,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,48 +203,55 @@ impl ReasonTemplate {
         Ok(Self { parts })
     }
 
-    /// The message for this request.
-    pub(crate) fn render(&self, input: &DecisionInput<'_>) -> String {
+    /// The message for this decision.
+    pub(crate) fn render(&self, subject: Subject<'_>) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(v) => render_var(&mut out, *v, input),
+                Part::Var(v) => render_var(&mut out, *v, subject),
             }
         }
         out
     }
 }
 
-fn render_var(out: &mut String, var: Var, input: &DecisionInput<'_>) {
-    let none = "none";
+const NONE: &str = "none";
+
+fn render_var(out: &mut String, var: Var, subject: Subject<'_>) {
+    let workload = subject.workload();
     match var {
-        Var::Workload => out.push_str(&input.workload.name),
-        Var::WorkloadEnvironment => out.push_str(input.workload.environment.as_str()),
-        Var::WorkloadIdentity => out.push_str(input.workload.identity.as_deref().unwrap_or(none)),
-        Var::Owner => out.push_str(&input.owner.name),
-        Var::Workflow => out.push_str(input.workflow.map_or(none, |w| w.name.as_str())),
-        Var::WorkflowTools => {
-            out.push('[');
-            if let Some(w) = input.workflow {
-                out.push_str(&w.tools.join(", "));
-            }
-            out.push(']');
-        }
-        Var::Run => match input.run.map(|r| r.id).or(input.token.run_id) {
+        Var::Workload => out.push_str(&workload.name),
+        Var::WorkloadEnvironment => out.push_str(workload.environment.as_str()),
+        Var::WorkloadIdentity => out.push_str(workload.identity.as_deref().unwrap_or(NONE)),
+        Var::WorkloadScopeCeiling => push_list(out, &workload.scope_ceiling),
+        Var::Owner => out.push_str(&subject.owner().name),
+        Var::OwnerStatus => out.push_str(subject.owner().status.as_str()),
+        Var::Run => match subject.run().map(|r| r.id).or(subject.run_id()) {
             Some(id) => {
                 let _ = write!(out, "{id}");
             }
-            None => out.push_str(none),
+            None => out.push_str(NONE),
         },
-        Var::RunState => out.push_str(input.run.map_or(
-            if input.token.run_id.is_some() {
+        Var::RunState => out.push_str(subject.run().map_or(
+            if subject.run_id().is_some() {
                 "unknown"
             } else {
-                none
+                NONE
             },
             |r| r.state.as_str(),
         )),
+        _ => match subject {
+            Subject::Request(input) => render_request_var(out, var, input),
+            Subject::Issue(input) => render_issue_var(out, var, input),
+        },
+    }
+}
+
+fn render_request_var(out: &mut String, var: Var, input: &DecisionInput<'_>) {
+    match var {
+        Var::Workflow => out.push_str(input.workflow.map_or(NONE, |w| w.name.as_str())),
+        Var::WorkflowTools => push_list(out, input.workflow.map_or(&[][..], |w| &w.tools)),
         Var::Token => out.push_str(&input.token.id),
         Var::Action => out.push_str(&crate::action::normalize_action(input.action)),
         Var::ActionClass => out.push_str(class_name(action_class(input.action))),
@@ -193,8 +267,56 @@ fn render_var(out: &mut String, var: Var, input: &DecisionInput<'_>) {
         Var::ResourceEnvironment => {
             out.push_str(input.resource.environment.unwrap_or("unset"));
         }
-        Var::Tool => out.push_str(input.tool.unwrap_or(none)),
+        Var::Tool => out.push_str(input.tool.unwrap_or(NONE)),
+        Var::Kind => out.push_str("request"),
+        Var::Scopes => push_list(out, &input.token.scopes),
+        Var::AboveCeiling => out.push_str("[]"),
+        Var::Ttl => {
+            let left_ms = input.token.expires_at.saturating_sub(input.now).max(0);
+            out.push_str(&format_duration(left_ms.unsigned_abs() / 1000));
+        }
+        // No parent or actor in a request; the shared ones are rendered by
+        // `render_var`.
+        _ => out.push_str(NONE),
     }
+}
+
+fn render_issue_var(out: &mut String, var: Var, input: &IssuanceInput<'_>) {
+    match var {
+        Var::WorkflowTools => push_list::<String>(out, &[]),
+        Var::AboveCeiling => push_list(out, input.above_ceiling),
+        Var::Action | Var::ActionClass => out.push_str("issue"),
+        Var::Resource => {
+            let _ = write!(out, "workload {}", input.workload.name);
+        }
+        Var::ResourceType => out.push_str("workload"),
+        Var::ResourceId => out.push_str(&input.workload.name),
+        Var::ResourceEnvironment => out.push_str(input.workload.environment.as_str()),
+        Var::Kind => out.push_str(input.kind.as_str()),
+        Var::Scopes => push_list(out, input.scopes),
+        Var::Ttl => out.push_str(&format_duration(input.ttl_secs)),
+        Var::ParentEnvironment => {
+            out.push_str(input.parent_environment.map_or(NONE, |e| e.as_str()));
+        }
+        Var::ActorEnvironment => {
+            out.push_str(input.actor_environment.map_or(NONE, |e| e.as_str()));
+        }
+        // Workflow, token and tool, and the shared ones rendered by
+        // `render_var`.
+        _ => out.push_str(NONE),
+    }
+}
+
+/// `[a, b]`.
+fn push_list<T: std::fmt::Display>(out: &mut String, items: &[T]) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{item}");
+    }
+    out.push(']');
 }
 
 #[cfg(test)]

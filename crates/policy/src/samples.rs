@@ -1,4 +1,5 @@
-//! Sample requests with expected outcomes, for `leash policy test FILE`.
+//! Sample requests and issuances with expected outcomes, for
+//! `leash policy test FILE`.
 //!
 //! # Format
 //!
@@ -27,8 +28,9 @@
 //! ```
 //!
 //! Required: `name`, `input.workload` (`name`, `environment`: dev, stage or
-//! prod), `input.action`, `input.resource` (`type`, `id`), and `expect`
-//! (`"allow"` or `"deny"`). Everything else is optional:
+//! prod), `input.action`, `input.resource` (`type`, `id`) — or instead of
+//! those two `input.issue` (see [Issuance samples](#issuance-samples)) —
+//! and `expect` (`"allow"` or `"deny"`). Everything else is optional:
 //!
 //! * `owner` defaults to an active team named `owner`; `identity` to none.
 //! * `workflow` and `run` default to none (a token not bound to a run).
@@ -43,6 +45,42 @@
 //! * `expect_policy`: the sample passes only if this policy id is among the
 //!   decision's reasons (a forbid that denied, or a permit that allowed).
 //!
+//! ## Issuance samples
+//!
+//! A sample with `input.issue` instead of `action` and `resource` asks
+//! whether a token may be issued to the workload
+//! ([`PolicySet::decide_issuance`]):
+//!
+//! ```json
+//! {
+//!   "name": "no 2h token for a prod workload",
+//!   "input": {
+//!     "owner":    {"name": "team-ai", "status": "active"},
+//!     "workload": {"name": "deploy-bot", "environment": "prod",
+//!                  "scope_ceiling": ["repo:acme/*:write"]},
+//!     "run":      {"id": 41, "state": "running"},
+//!     "issue":    {"kind": "mint", "scopes": ["repo:acme/api:write"], "ttl_secs": 7200,
+//!                  "justified": true, "parent_environment": "prod"},
+//!     "now":      1767225600000
+//!   },
+//!   "expect": "deny",
+//!   "expect_policy": "issue-ttl-caps-prod"
+//! }
+//! ```
+//!
+//! * `issue.scopes` and `issue.ttl_secs` are required. `kind` (mint,
+//!   exchange, client_credentials, federated, break_glass) defaults to
+//!   mint, `justified` to false; `parent_environment` and
+//!   `actor_environment` (dev, stage, prod) to none.
+//! * `workload.scope_ceiling`, when given, gives `context.above_ceiling`
+//!   ([`crate::scopes_above_ceiling`]); when absent, nothing is above it.
+//! * `run`, when given, is the run the token is for (`context.run_state`).
+//! * `action`, `resource`, `token`, `tool` and `workflow` belong to request
+//!   samples and are refused next to `issue`.
+//! * Only the policies are tested: the server's built-in issuance rules
+//!   ([`leash_core::issuance::check_mint`]) run before them and are not
+//!   repeated here.
+//!
 //! Unknown fields are refused, so a typo cannot silently change a sample.
 //! `crates/policy/samples/defaults.json` is a complete example that passes
 //! against the default policies.
@@ -54,10 +92,10 @@ use leash_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{Decision, Reason};
-use crate::input::{DecisionInput, ResourceRef};
+use crate::decision::{Decision, Reason, ReasonKind};
+use crate::input::{DecisionInput, IssuanceInput, IssuanceKind, ResourceRef};
 use crate::policies::PolicySet;
-use crate::scope_covers;
+use crate::{scope_covers, scopes_above_ceiling};
 
 /// The outcome a sample expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,8 +129,15 @@ pub struct SampleInput {
     pub run: Option<SampleRun>,
     #[serde(default)]
     pub token: Option<SampleToken>,
-    pub action: String,
-    pub resource: SampleResource,
+    /// The AuthZEN action name (request samples).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The AuthZEN resource (request samples).
+    #[serde(default)]
+    pub resource: Option<SampleResource>,
+    /// The token asked for (issuance samples).
+    #[serde(default)]
+    pub issue: Option<SampleIssue>,
     #[serde(default)]
     pub tool: Option<String>,
     #[serde(default)]
@@ -116,6 +161,9 @@ pub struct SampleWorkload {
     pub environment: Environment,
     #[serde(default)]
     pub identity: Option<String>,
+    /// The workload's scope ceiling (issuance samples).
+    #[serde(default)]
+    pub scope_ceiling: Option<Vec<Scope>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -159,6 +207,69 @@ pub struct SampleResource {
     pub properties: Option<serde_json::Value>,
 }
 
+/// The token an issuance sample asks for.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleIssue {
+    /// How the token is asked for; mint when absent.
+    #[serde(default = "mint")]
+    pub kind: IssuanceKind,
+    /// The requested scopes.
+    pub scopes: Vec<Scope>,
+    /// The requested lifetime, in seconds.
+    pub ttl_secs: u64,
+    /// The environment of the parent token's workload (exchange).
+    #[serde(default)]
+    pub parent_environment: Option<Environment>,
+    /// The environment of the actor token's workload (delegation).
+    #[serde(default)]
+    pub actor_environment: Option<Environment>,
+    /// Whether the request carries a justification; false when absent.
+    #[serde(default)]
+    pub justified: bool,
+}
+
+/// What a sample asks, once its shape is checked.
+enum Asks<'a> {
+    Request {
+        action: &'a str,
+        resource: &'a SampleResource,
+    },
+    Issue(&'a SampleIssue),
+}
+
+impl SampleInput {
+    /// A request (`action` and `resource`) or an issuance (`issue`), never
+    /// both; the message says what to change.
+    fn asks(&self) -> Result<Asks<'_>, String> {
+        match (&self.issue, &self.action, &self.resource) {
+            (Some(issue), _, _) => {
+                let request_only = [
+                    ("action", self.action.is_some()),
+                    ("resource", self.resource.is_some()),
+                    ("token", self.token.is_some()),
+                    ("tool", self.tool.is_some()),
+                    ("workflow", self.workflow.is_some()),
+                ];
+                match request_only.iter().find(|(_, present)| *present) {
+                    Some((field, _)) => Err(format!(
+                        "`{field}` belongs to request samples, not to an issuance sample (`issue`); remove it"
+                    )),
+                    None => Ok(Asks::Issue(issue)),
+                }
+            }
+            (None, Some(action), Some(resource)) => Ok(Asks::Request { action, resource }),
+            (None, _, _) => Err(
+                "a sample needs `action` and `resource` (a request) or `issue` (a token issuance)"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+fn mint() -> IssuanceKind {
+    IssuanceKind::Mint
+}
 fn team() -> OwnerKind {
     OwnerKind::Team
 }
@@ -211,20 +322,38 @@ pub enum SampleError {
         "the samples are not valid JSON in the expected shape: {0}; expected an array of {{\"name\", \"input\", \"expect\": \"allow\"|\"deny\"}} (see leash_policy::samples for the format)"
     )]
     Format(#[from] serde_json::Error),
+    /// A sample is neither a request nor an issuance, or mixes the two.
+    #[error("sample `{sample}`: {message} (see leash_policy::samples for the format)")]
+    Shape {
+        /// The sample's name.
+        sample: String,
+        /// What is wrong and what to change.
+        message: String,
+    },
 }
 
 /// Parse a samples file.
 ///
 /// # Errors
-/// [`SampleError::Format`] with the line and column of the problem.
+/// [`SampleError::Format`] with the line and column of the problem;
+/// [`SampleError::Shape`] naming a sample that is neither a request nor an
+/// issuance.
 pub fn parse_samples(json: &str) -> Result<Vec<Sample>, SampleError> {
-    Ok(serde_json::from_str(json)?)
+    let samples: Vec<Sample> = serde_json::from_str(json)?;
+    for sample in &samples {
+        sample.input.asks().map_err(|message| SampleError::Shape {
+            sample: sample.name.clone(),
+            message,
+        })?;
+    }
+    Ok(samples)
 }
 
 /// Parse `json` and decide every sample with `set`.
 ///
 /// # Errors
-/// [`SampleError::Format`] when the file is not in the format above.
+/// [`SampleError::Format`] or [`SampleError::Shape`] when the file is not
+/// in the format above.
 pub fn evaluate_samples(set: &PolicySet, json: &str) -> Result<SampleReport, SampleError> {
     let samples = parse_samples(json)?;
     Ok(SampleReport {
@@ -234,9 +363,20 @@ pub fn evaluate_samples(set: &PolicySet, json: &str) -> Result<SampleReport, Sam
 
 /// Decide one sample the way the server decides a request: token liveness,
 /// then scope coverage (when the sample lists scopes), then the policies.
+/// An issuance sample goes to the policies alone. A sample that is neither
+/// (not from [`parse_samples`]) is denied with the reason.
 pub fn evaluate_sample(set: &PolicySet, sample: &Sample) -> SampleResult {
     let records = Records::from(&sample.input);
-    let decision = records.decide(set, &sample.input);
+    let decision = match sample.input.asks() {
+        Ok(Asks::Request { action, resource }) => {
+            records.decide(set, &sample.input, action, resource)
+        }
+        Ok(Asks::Issue(issue)) => records.decide_issuance(set, &sample.input, issue),
+        Err(message) => Decision::deny(Reason::new(
+            ReasonKind::EvaluationError,
+            format!("the sample cannot be evaluated: {message}"),
+        )),
+    };
     let got = if decision.allow {
         Expect::Allow
     } else {
@@ -325,7 +465,7 @@ impl From<&SampleInput> for Records {
             owner_id: 1,
             identity: i.workload.identity.clone(),
             environment: i.workload.environment,
-            scope_ceiling: Vec::new(),
+            scope_ceiling: i.workload.scope_ceiling.clone().unwrap_or_default(),
             created_at: 0,
         };
         let workflow = i.workflow.as_ref().map(|w| Workflow {
@@ -392,7 +532,13 @@ impl From<&SampleInput> for Records {
 }
 
 impl Records {
-    fn decide(&self, set: &PolicySet, i: &SampleInput) -> Decision {
+    fn decide(
+        &self,
+        set: &PolicySet,
+        i: &SampleInput,
+        action: &str,
+        resource: &SampleResource,
+    ) -> Decision {
         let status = self.token.status(i.now);
         if status != leash_core::TokenStatus::Active {
             return Decision::deny(Reason::token_inactive(
@@ -404,18 +550,18 @@ impl Records {
         if self.check_scopes
             && scope_covers(
                 &self.token.scopes,
-                &i.action,
-                &i.resource.resource_type,
-                Some(&i.resource.id),
+                action,
+                &resource.resource_type,
+                Some(&resource.id),
             )
             .is_none()
         {
             return Decision::deny(Reason::scope_not_covered(
                 &self.token.id,
                 &self.token.scopes,
-                &i.action,
-                &i.resource.resource_type,
-                Some(&i.resource.id),
+                action,
+                &resource.resource_type,
+                Some(&resource.id),
             ));
         }
         set.decide(&DecisionInput {
@@ -425,13 +571,34 @@ impl Records {
             run: self.run.as_ref(),
             token: &self.token,
             break_glass: self.break_glass,
-            action: &i.action,
+            action,
             resource: ResourceRef::with_properties(
-                &i.resource.resource_type,
-                &i.resource.id,
-                i.resource.properties.as_ref(),
+                &resource.resource_type,
+                &resource.id,
+                resource.properties.as_ref(),
             ),
             tool: i.tool.as_deref(),
+            now: i.now,
+        })
+    }
+
+    fn decide_issuance(&self, set: &PolicySet, i: &SampleInput, issue: &SampleIssue) -> Decision {
+        let above_ceiling = match &i.workload.scope_ceiling {
+            Some(ceiling) => scopes_above_ceiling(ceiling, &issue.scopes),
+            None => Vec::new(),
+        };
+        set.decide_issuance(&IssuanceInput {
+            owner: &self.owner,
+            workload: &self.workload,
+            kind: issue.kind,
+            scopes: &issue.scopes,
+            ttl_secs: issue.ttl_secs,
+            above_ceiling: &above_ceiling,
+            run: self.run.as_ref(),
+            run_id: self.run.as_ref().map(|r| r.id),
+            parent_environment: issue.parent_environment,
+            actor_environment: issue.actor_environment,
+            justified: issue.justified,
             now: i.now,
         })
     }

@@ -38,10 +38,16 @@ pub(crate) enum Attr {
     Token,
     TokenId,
     Now,
+    TtlSecs,
+    AboveCeiling,
+    OwnerStatus,
+    ParentEnvironment,
+    ActorEnvironment,
+    Justified,
 }
 
 /// The names of [`Attr`], in the same order.
-pub(crate) const ATTR_NAMES: [&str; 23] = [
+pub(crate) const ATTR_NAMES: [&str; 29] = [
     "kind",
     "status",
     "environment",
@@ -65,7 +71,16 @@ pub(crate) const ATTR_NAMES: [&str; 23] = [
     "token",
     "token_id",
     "now",
+    "ttl_secs",
+    "above_ceiling",
+    "owner_status",
+    "parent_environment",
+    "actor_environment",
+    "justified",
 ];
+
+// `Needs` keeps one bit per attribute name.
+const _: () = assert!(ATTR_NAMES.len() <= 32);
 
 impl Attr {
     pub(crate) fn name(self) -> &'static str {
@@ -158,6 +173,7 @@ pub(crate) struct Compiled {
     read: EntityUid,
     write: EntityUid,
     admin: EntityUid,
+    pub(crate) issue: EntityUid,
 }
 
 impl Compiled {
@@ -194,6 +210,7 @@ fn compile() -> Result<Compiled, String> {
         read: action("read"),
         write: action("write"),
         admin: action("admin"),
+        issue: action("issue"),
         validator: Validator::new(schema),
     })
 }
@@ -221,9 +238,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_schema_parses_and_declares_three_actions() {
+    fn the_schema_parses_and_declares_four_actions() {
         let c = compiled().unwrap();
-        assert_eq!(c.schema().actions().count(), 3);
+        assert_eq!(c.schema().actions().count(), 4);
+        assert_eq!(c.issue.to_string(), r#"Leash::Action::"issue""#);
         assert_eq!(
             c.action(ActionClass::Write).to_string(),
             r#"Leash::Action::"write""#

@@ -1,27 +1,12 @@
 //! The shipped policies allow and deny the right requests.
 
 use leash_core::{Environment, RunState};
-use leash_policy::{Decision, PolicyEngine, ReasonKind};
+use leash_policy::{PolicyEngine, ReasonKind};
 
-use super::fixture::Fixture;
+use super::fixture::{Fixture, assert_allowed, denied_by};
 
 fn engine() -> PolicyEngine {
     PolicyEngine::with_defaults().unwrap()
-}
-
-fn denied_by(d: &Decision) -> Vec<&str> {
-    assert!(!d.allow, "expected a denial, got {d:?}");
-    d.reasons
-        .iter()
-        .filter_map(|r| r.policy.as_deref())
-        .collect()
-}
-
-fn assert_allowed(d: &Decision) {
-    assert!(d.allow, "expected allow, got {d:?}");
-    assert_eq!(d.reasons.len(), 1, "{d:?}");
-    assert_eq!(d.reasons[0].kind, ReasonKind::Permit);
-    assert_eq!(d.reasons[0].policy.as_deref(), Some("base-permit"));
 }
 
 #[test]

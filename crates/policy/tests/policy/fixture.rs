@@ -1,10 +1,41 @@
 //! Realistic registry records and a builder for decision inputs.
 
+use leash_core::scope::Scope;
 use leash_core::{
     Environment, Owner, OwnerKind, OwnerStatus, Run, RunState, Token, TokenFormat, Workflow,
     Workload,
 };
-use leash_policy::{DecisionInput, ResourceRef};
+use leash_policy::{
+    Decision, DecisionInput, IssuanceInput, IssuanceKind, PolicyEngine, PolicySet, PolicySource,
+    ReasonKind, ResourceRef, scopes_above_ceiling,
+};
+
+/// An engine with the defaults and one more source.
+pub fn engine_with(name: &str, text: &str) -> PolicyEngine {
+    PolicyEngine::new(
+        PolicySet::defaults()
+            .unwrap()
+            .with_source(PolicySource::new(name, text))
+            .unwrap(),
+    )
+}
+
+/// The ids of the policies that denied `d` (which must be a denial).
+pub fn denied_by(d: &Decision) -> Vec<&str> {
+    assert!(!d.allow, "expected a denial, got {d:?}");
+    d.reasons
+        .iter()
+        .filter_map(|r| r.policy.as_deref())
+        .collect()
+}
+
+/// `d` is allowed by the base permit alone.
+pub fn assert_allowed(d: &Decision) {
+    assert!(d.allow, "expected allow, got {d:?}");
+    assert_eq!(d.reasons.len(), 1, "{d:?}");
+    assert_eq!(d.reasons[0].kind, ReasonKind::Permit);
+    assert_eq!(d.reasons[0].policy.as_deref(), Some("base-permit"));
+}
 
 pub struct Fixture {
     pub owner: Owner,
@@ -121,6 +152,79 @@ impl Fixture {
             action,
             resource: ResourceRef::with_properties("repo", "acme/api", self.props.as_ref()),
             tool,
+            now: 1_000,
+        }
+    }
+}
+
+/// A token asked for `workload` of a [`Fixture`]: by default a mint of
+/// `repo:acme/api:write` for 10 minutes, for the fixture's run, justified.
+pub struct Ask {
+    pub fixture: Fixture,
+    pub kind: IssuanceKind,
+    pub scopes: Vec<Scope>,
+    pub above_ceiling: Vec<Scope>,
+    pub ttl_secs: u64,
+    pub parent_environment: Option<Environment>,
+    pub actor_environment: Option<Environment>,
+    pub justified: bool,
+}
+
+impl Ask {
+    pub fn new(env: Environment) -> Self {
+        Self {
+            fixture: Fixture::new(env),
+            kind: IssuanceKind::Mint,
+            scopes: Vec::new(),
+            above_ceiling: Vec::new(),
+            ttl_secs: 600,
+            parent_environment: None,
+            actor_environment: None,
+            justified: true,
+        }
+        .scopes(&["repo:acme/api:write"])
+    }
+
+    /// Ask for `scopes`; what the workload's ceiling does not cover is
+    /// computed the way the server does.
+    pub fn scopes(mut self, scopes: &[&str]) -> Self {
+        self.scopes = scopes.iter().map(|s| s.parse().unwrap()).collect();
+        self.above_ceiling =
+            scopes_above_ceiling(&self.fixture.workload.scope_ceiling, &self.scopes);
+        self
+    }
+
+    pub fn ttl(mut self, ttl_secs: u64) -> Self {
+        self.ttl_secs = ttl_secs;
+        self
+    }
+
+    /// An exchange of a token held by a workload of `parent`.
+    pub fn exchange_from(mut self, parent: Environment) -> Self {
+        self.kind = IssuanceKind::Exchange;
+        self.parent_environment = Some(parent);
+        self
+    }
+
+    pub fn kind(mut self, kind: IssuanceKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    pub fn input(&self) -> IssuanceInput<'_> {
+        let f = &self.fixture;
+        IssuanceInput {
+            owner: &f.owner,
+            workload: &f.workload,
+            kind: self.kind,
+            scopes: &self.scopes,
+            ttl_secs: self.ttl_secs,
+            above_ceiling: &self.above_ceiling,
+            run: f.run.as_ref(),
+            run_id: f.token.run_id,
+            parent_environment: self.parent_environment,
+            actor_environment: self.actor_environment,
+            justified: self.justified,
             now: 1_000,
         }
     }

@@ -5,7 +5,7 @@ use std::fs;
 use leash_core::Environment;
 use leash_policy::{PolicyEngine, PolicyError, PolicySet, PolicySource, ReasonKind};
 
-use super::fixture::Fixture;
+use super::fixture::{Fixture, engine_with};
 
 const NO_STAGE_DELETES: &str = r#"
 // Operators' rule: stage workloads never delete.
@@ -134,7 +134,12 @@ fn policies_through_the_api_add_forbids_and_can_be_removed() {
         .update(|s| s.without_source("api/no-stage-deletes"))
         .unwrap();
     assert!(engine.decide(&f.input("delete", None)).allow);
-    assert_eq!(engine.active().len(), 4);
+    assert_eq!(engine.active().len(), defaults_len());
+}
+
+/// How many policies the shipped defaults hold.
+fn defaults_len() -> usize {
+    PolicySet::defaults().unwrap().len()
 }
 
 #[test]
@@ -143,7 +148,7 @@ fn reload_from_a_directory() {
     let engine = PolicyEngine::new(PolicySet::from_dir(dir.path()).unwrap());
     assert_eq!(
         engine.active().len(),
-        4,
+        defaults_len(),
         "an empty directory means the defaults"
     );
 
@@ -154,7 +159,7 @@ fn reload_from_a_directory() {
     fs::write(dir.path().join("ops.cedar"), NO_STAGE_DELETES).unwrap();
     fs::write(dir.path().join("notes.txt"), "not a policy").unwrap();
     let set = engine.reload_from_dir(dir.path()).unwrap();
-    assert_eq!(set.len(), 5);
+    assert_eq!(set.len(), defaults_len() + 1);
     assert!(!engine.decide(&stage.input("delete", None)).allow);
 
     // A broken edit is refused; the previous set keeps deciding.
@@ -192,7 +197,7 @@ fn an_unreadable_directory_is_a_read_error_and_changes_nothing() {
         err.to_string().contains("/nonexistent/leash-policies"),
         "{err}"
     );
-    assert_eq!(engine.active().len(), 4);
+    assert_eq!(engine.active().len(), defaults_len());
 }
 
 #[test]
@@ -222,12 +227,7 @@ fn a_policy_that_fails_to_evaluate_denies() {
     // token's owner).
     let overflow = r#"@id("overflow") forbid (principal, action, resource)
         when { context.now + 9223372036854775807 < 0 };"#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("o.cedar", overflow))
-            .unwrap(),
-    );
+    let engine = engine_with("o.cedar", overflow);
     let f = Fixture::new(Environment::Prod);
     let d = engine.decide(&f.input("read", None));
     assert!(!d.allow, "{d:?}");
@@ -241,12 +241,7 @@ fn a_policy_that_fails_to_evaluate_denies() {
 
     let owner_status = r#"@id("workflow-owner-active") forbid (principal, action, resource)
         when { context has workflow && context.workflow.owner.status != "active" };"#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("w.cedar", owner_status))
-            .unwrap(),
-    );
+    let engine = engine_with("w.cedar", owner_status);
     let mut f = Fixture::new(Environment::Prod);
     assert!(engine.decide(&f.input("read", None)).allow);
     f.workflow.as_mut().unwrap().owner_id = 99;
@@ -268,15 +263,10 @@ forbid (principal, action == Leash::Action::"write", resource)
 when { context.token.expires_at - context.now > 86400000 && !context.token.break_glass };
 
 @id("readers-only-read")
-forbid (principal, action, resource)
+forbid (principal, action in [Leash::Action::"read", Leash::Action::"write", Leash::Action::"admin"], resource)
 unless { context.token.has_write || action == Leash::Action::"read" };
 "#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("ops.cedar", text))
-            .unwrap(),
-    );
+    let engine = engine_with("ops.cedar", text);
     let mut f = Fixture::new(Environment::Prod);
     let d = engine.decide(&f.input("delete", None));
     assert_eq!(
@@ -309,7 +299,7 @@ forbid (principal, action, resource)
 when { context has run && context has workflow && context.run.state == "cancelled" && context.run.workflow == context.workflow };
 
 @id("token-run") @reason("token run is {run.state}")
-forbid (principal, action, resource)
+forbid (principal, action in [Leash::Action::"read", Leash::Action::"write", Leash::Action::"admin"], resource)
 when { context.token has run && context.token.run.state == "failed" };
 
 @id("git-tools-only") @reason("workflow `{workflow}` declares non-git tools")
@@ -317,15 +307,10 @@ forbid (principal, action, resource)
 when { context has workflow && context.workflow.tools.contains("shell") };
 
 @id("scoped-reads") @reason("token `{token}` holds an admin scope")
-forbid (principal, action, resource)
+forbid (principal, action in [Leash::Action::"read", Leash::Action::"write", Leash::Action::"admin"], resource)
 when { context.token.scopes.contains("repo:*") && context.token.workload == principal };
 "#;
-    let engine = PolicyEngine::new(
-        PolicySet::defaults()
-            .unwrap()
-            .with_source(PolicySource::new("ops.cedar", text))
-            .unwrap(),
-    );
+    let engine = engine_with("ops.cedar", text);
     let denied_by = |f: &Fixture| {
         let d = engine.decide(&f.input("read", None));
         assert!(!d.allow, "{d:?}");

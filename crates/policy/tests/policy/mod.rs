@@ -1,4 +1,5 @@
 mod defaults;
 mod fixture;
+mod issuance;
 mod loading;
 mod samples;

@@ -142,7 +142,7 @@ fn malformed_samples_say_where_and_what() {
         ),
     ] {
         let err = evaluate_samples(&set, text).unwrap_err();
-        let SampleError::Format(_) = &err;
+        assert!(matches!(err, SampleError::Format(_)), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains(needle), "{needle}: {msg}");
         assert!(msg.contains("line 1 column"), "{msg}");
@@ -157,5 +157,112 @@ fn the_shipped_samples_pass_with_the_defaults() {
     let report = evaluate_samples(&set, include_str!("../../samples/defaults.json")).unwrap();
     let failed: Vec<_> = report.results.iter().filter(|r| !r.passed).collect();
     assert!(failed.is_empty(), "{failed:#?}");
-    assert_eq!(report.passed(), 9);
+    assert_eq!(report.passed(), 18);
+    // Every shipped forbid, request-time and issuance, has a sample that
+    // it denies, and the base permit one that it allows.
+    let set_ids = set.policy_ids();
+    for id in set_ids {
+        assert!(
+            report.results.iter().any(|r| r
+                .decision
+                .reasons
+                .iter()
+                .any(|x| x.policy.as_deref() == Some(id))),
+            "no shipped sample exercises `{id}`"
+        );
+    }
+}
+
+const ISSUANCE_SAMPLES: &str = r#"[
+  {
+    "name": "a 2h prod token",
+    "input": {
+      "owner": {"name": "team-ai"},
+      "workload": {"name": "deploy-bot", "environment": "prod", "scope_ceiling": ["repo:acme/*:write"]},
+      "run": {"id": 41, "state": "running"},
+      "issue": {"kind": "mint", "scopes": ["repo:acme/api:write"], "ttl_secs": 7200, "justified": true},
+      "now": 1767225600000
+    },
+    "expect": "deny",
+    "expect_policy": "issue-ttl-caps-prod"
+  },
+  {
+    "name": "wrong expectation: above the ceiling",
+    "input": {
+      "workload": {"name": "deploy-bot", "environment": "prod", "scope_ceiling": ["tickets:read"]},
+      "issue": {"scopes": ["tickets:write"], "ttl_secs": 60}
+    },
+    "expect": "allow"
+  },
+  {
+    "name": "no ceiling given: not checked",
+    "input": {
+      "workload": {"name": "deploy-bot", "environment": "prod"},
+      "issue": {"scopes": ["tickets:write"], "ttl_secs": 60}
+    },
+    "expect": "allow",
+    "expect_policy": "base-permit"
+  }
+]"#;
+
+#[test]
+fn issuance_samples_are_decided_by_the_issuance_policies() {
+    let set = PolicySet::defaults().unwrap();
+    let report = evaluate_samples(&set, ISSUANCE_SAMPLES).unwrap();
+    let r = &report.results;
+    assert_eq!((report.passed(), report.failed()), (2, 1), "{r:#?}");
+    assert_eq!(
+        r[0].decision.reasons[0].message,
+        "tokens for prod workloads live at most 1h: workload `deploy-bot` asked for 2h; ask for 1h or less"
+    );
+    assert_eq!(r[1].failure.as_deref(), Some("expected allow, got deny"));
+    assert_eq!(
+        r[1].decision.reasons[0].message,
+        "workload `deploy-bot` may not hold [tickets:write]: above its scope ceiling [tickets:read]; ask for narrower scopes or have owner `owner` raise the ceiling"
+    );
+    assert!(r[2].passed, "{r:#?}");
+}
+
+#[test]
+fn a_sample_is_a_request_or_an_issuance_never_both() {
+    let set = PolicySet::defaults().unwrap();
+    let sample = |input: &str| format!(r#"[{{"name": "s", "input": {input}, "expect": "allow"}}]"#);
+    for (input, needle) in [
+        (
+            r#"{"workload": {"name": "a", "environment": "dev"}}"#,
+            "sample `s`: a sample needs `action` and `resource` (a request) or `issue` (a token issuance)",
+        ),
+        (
+            r#"{"workload": {"name": "a", "environment": "dev"}, "action": "read"}"#,
+            "needs `action` and `resource`",
+        ),
+        (
+            r#"{"workload": {"name": "a", "environment": "dev"}, "action": "read", "issue": {"scopes": [], "ttl_secs": 1}}"#,
+            "`action` belongs to request samples, not to an issuance sample (`issue`); remove it",
+        ),
+        (
+            r#"{"workload": {"name": "a", "environment": "dev"}, "token": {}, "issue": {"scopes": [], "ttl_secs": 1}}"#,
+            "`token` belongs to request samples",
+        ),
+    ] {
+        let err = evaluate_samples(&set, &sample(input)).unwrap_err();
+        assert!(matches!(err, SampleError::Shape { .. }), "{err:?}");
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    // Typos inside `issue` are refused like anywhere else.
+    let err = evaluate_samples(
+        &set,
+        &sample(r#"{"workload": {"name": "a", "environment": "dev"}, "issue": {"scopes": [], "ttl": 1}}"#),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
+    let err = evaluate_samples(
+        &set,
+        &sample(r#"{"workload": {"name": "a", "environment": "dev"}, "issue": {"kind": "password", "scopes": [], "ttl_secs": 1}}"#),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown variant `password`"),
+        "{err}"
+    );
 }
