@@ -44,6 +44,23 @@ pub enum BenchCmd {
     ClientCredentials(HealthBench),
     /// POST /oauth2/token, RFC 8693 exchange of an external ES256 JWT (verify, map, mint, durable commit).
     Exchange(HealthBench),
+    /// POST /access/v1/evaluation (or /evaluations with --batch N): AuthZEN decisions
+    /// over live tokens (cache, revocation set, binding, scope, Cedar, usage record).
+    Authz(AuthzBench),
+}
+
+#[derive(Args)]
+pub struct AuthzBench {
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Distinct live tokens the requests cycle through.
+    #[arg(long, default_value_t = 1000)]
+    pub tokens: u64,
+    /// Send batches of N evaluations to /access/v1/evaluations instead.
+    #[arg(long)]
+    pub batch: Option<usize>,
 }
 
 #[derive(Args)]
@@ -643,6 +660,82 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 "token exchange (external ES256 JWT)",
                 body,
                 String::new(),
+                progress,
+            )
+            .await?;
+            print_report(&r, json_out)?;
+        }
+        BenchCmd::Authz(b) => {
+            let (workload, run) = setup(&api, true).await?;
+            let w: Value = api
+                .get(&format!("/v1/workloads/{}", crate::client::enc(&workload)))
+                .await?;
+            let subject = w["identity"].as_str().unwrap_or(&workload).to_owned();
+            let mut tokens = Vec::with_capacity(b.tokens as usize);
+            for _ in 0..b.tokens.max(1) {
+                let m: Value = api
+                    .post(
+                        "/v1/tokens",
+                        &json!({"workload": workload, "run": run, "scopes": ["tickets:read", "repo:acme/*:read"], "ttl": "1h"}),
+                    )
+                    .await?;
+                tokens.push(m["token"].as_str().unwrap_or_default().to_owned());
+            }
+            let one = |token: &str, i: u64| {
+                json!({
+                    "subject": {"type": "workload", "id": subject, "properties": {"token": token}},
+                    "action": {"name": "read"},
+                    "resource": {"type": "tickets", "id": format!("T-{}", i % 997)},
+                    "context": {"tool": "git"},
+                })
+            };
+            let (path, bodies): (&str, Vec<Bytes>) = match b.batch {
+                None => (
+                    "/access/v1/evaluation",
+                    tokens
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| serde_json::to_vec(&one(t, i as u64)).map(Bytes::from))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(n) => (
+                    "/access/v1/evaluations",
+                    tokens
+                        .iter()
+                        .map(|t| {
+                            let items: Vec<Value> = (0..n as u64)
+                                .map(|i| json!({"resource": {"type": "tickets", "id": format!("T-{i}")}}))
+                                .collect();
+                            let mut body = one(t, 0);
+                            body["evaluations"] = Value::Array(items);
+                            serde_json::to_vec(&body).map(Bytes::from)
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+            };
+            let bodies = Arc::new(bodies);
+            let make: MakeRequest = Arc::new(move |i| {
+                let body = bodies[(i % bodies.len() as u64) as usize].clone();
+                (hyper::Method::POST, path.to_owned(), Some(body))
+            });
+            let d = leash_core::duration::parse_duration(&b.duration)?;
+            let what = match b.batch {
+                None => format!("AuthZEN evaluation ({} tokens)", tokens.len()),
+                Some(n) => format!(
+                    "AuthZEN evaluations, batches of {n} ({} tokens)",
+                    tokens.len()
+                ),
+            };
+            let r = drive(
+                &api,
+                &what,
+                Load {
+                    clients: b.clients,
+                    rate: None,
+                    stop: Stop::After(Duration::from_secs(d)),
+                    oauth: None,
+                },
+                make,
                 progress,
             )
             .await?;

@@ -132,6 +132,7 @@ fn records(env: Environment, resource_env: &str) -> Records {
             act: None,
             may_act: None,
             cnf_jkt: None,
+            break_glass: false,
         },
         props: serde_json::json!({ "environment": resource_env }),
     }

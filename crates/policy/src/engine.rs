@@ -568,6 +568,7 @@ mod tests {
             act: None,
             may_act: None,
             cnf_jkt: None,
+            break_glass: false,
         };
         (owner, workload, workflow, run, token)
     }

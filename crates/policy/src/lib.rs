@@ -118,6 +118,7 @@
 //!     run_id: None, workflow_id: None, scopes: vec!["repo:acme/*:write".parse()?],
 //!     audience: vec![], issued_at: 0, expires_at: i64::MAX, parent_id: None,
 //!     justification: None, revocation: None, depth: 0, act: None, may_act: None, cnf_jkt: None,
+//!     break_glass: false,
 //! };
 //! let props = serde_json::json!({"environment": "prod"});
 //! let resource = ResourceRef::with_properties("repo", "acme/api", Some(&props));

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 use std::sync::Arc;
 
+use leash_core::RevocationTrigger;
 use leash_core::issuance::MintRequest;
 use leash_core::{
     Environment, ExposureAction, ExposureSource, Owner, OwnerKind, Run, RunState, Token,
@@ -46,6 +47,8 @@ fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) ->
             audience: vec!["api".into()],
             justification: None,
         },
+        approval: None,
+        write_budget: None,
     }
 }
 
@@ -366,4 +369,79 @@ async fn a_third_party_secret_matches_its_tracked_owner_and_users() {
         .unwrap();
     assert_eq!(acked.status, leash_core::FindingStatus::Acknowledged);
     assert!(store.verify_audit().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path(), StoreConfig::default())
+            .await
+            .unwrap();
+        let (owner, wl, wf, run) = registry(&store).await;
+        store
+            .record_mint(plan("tok_a".into(), owner.id, wl.id, run.id, wf.id), "t")
+            .await
+            .unwrap();
+        let mut child = plan("tok_b".into(), owner.id, wl.id, run.id, wf.id);
+        child.token.parent_id = Some("tok_a".into());
+        child.token.depth = 1;
+        store.record_mint(child, "t").await.unwrap();
+        assert!(store.revocations().is_empty());
+        store
+            .revoke_token("tok_a", "stolen".into(), "t")
+            .await
+            .unwrap();
+        // no waiting: the acknowledgement implies the set holds both
+        let a = store.revocations().get("tok_a").unwrap();
+        assert_eq!(a.trigger, RevocationTrigger::Manual);
+        assert_eq!(a.reason, "stolen");
+        let b = store.revocations().get("tok_b").unwrap();
+        assert_eq!(b.trigger, RevocationTrigger::ParentRevoked);
+    }
+    let store = SqliteStore::open(dir.path(), StoreConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(store.revocations().len(), 2);
+    assert!(store.revocations().contains("tok_b"));
+    // pruned once the tokens would have expired anyway
+    assert_eq!(store.revocations().prune(now_ms() + 3_600_000), 2);
+}
+
+#[tokio::test]
+async fn a_violation_opens_one_finding_and_revokes_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreConfig::default())
+        .await
+        .unwrap();
+    let (owner, wl, wf, run) = registry(&store).await;
+    store
+        .record_mint(plan("tok_v".into(), owner.id, wl.id, run.id, wf.id), "t")
+        .await
+        .unwrap();
+    let v = |revoke| leash_store::NewViolation {
+        token_id: "tok_v".into(),
+        class: leash_core::ViolationClass::UndeclaredTool,
+        detail: "used from curl".into(),
+        evidence: serde_json::json!({"tool": "curl"}),
+        revoke,
+    };
+    let first = store
+        .record_violation_and_revoke(v(false), "t")
+        .await
+        .unwrap();
+    assert!(!first.repeat);
+    assert_eq!(first.finding.kind, "violation.undeclared_tool");
+    assert_eq!(first.revoked.count, 0);
+    let again = store
+        .record_violation_and_revoke(v(true), "t")
+        .await
+        .unwrap();
+    assert!(again.repeat);
+    assert_eq!(again.finding.id, first.finding.id);
+    assert_eq!(again.revoked.count, 1);
+    assert_eq!(
+        store.revocations().get("tok_v").unwrap().trigger,
+        RevocationTrigger::PolicyViolation
+    );
 }

@@ -109,6 +109,7 @@ impl Fixture {
             act: None,
             may_act: None,
             cnf_jkt: None,
+            break_glass: false,
         };
         Self {
             owner,

@@ -431,6 +431,7 @@ async fn client_credentials(
         client.workload_id,
         form,
         &format!("client:{}", client.id),
+        leash_policy::IssuanceKind::ClientCredentials,
     )
     .await
 }
@@ -443,6 +444,7 @@ async fn mint_for_workload(
     workload_id: i64,
     form: TokenForm,
     actor: &str,
+    kind: leash_policy::IssuanceKind,
 ) -> Result<super::dto::Minted, OAuthError> {
     let cnf_jkt = match &form.dpop {
         Some(p) => Some(super::dpop::verify_proof(
@@ -486,6 +488,7 @@ async fn mint_for_workload(
         super::tokens::MintExtra {
             cnf_jkt,
             approval: form.approval,
+            kind: Some(kind),
             ..super::tokens::MintExtra::default()
         },
     )
@@ -695,7 +698,14 @@ async fn federated_exchange(
         fed.issuer.name,
         sub.chars().take(200).collect::<String>()
     );
-    mint_for_workload(app, fed.workload_id, form, &actor).await
+    mint_for_workload(
+        app,
+        fed.workload_id,
+        form,
+        &actor,
+        leash_policy::IssuanceKind::Federated,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

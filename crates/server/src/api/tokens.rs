@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use leash_core::duration::parse_duration;
 use leash_core::issuance::{MintContext, MintRequest, check_mint};
 use leash_core::{Token, TokenFormat, TokenStatus};
+use leash_policy::{IssuanceInput, IssuanceKind};
 use leash_store::{MintPlan, StoreError, TokenFilter, now_ms};
 use leash_token::jwt::{AccessClaims, Audience};
 use serde::Deserialize;
@@ -68,6 +69,9 @@ pub struct MintExtra {
     pub break_glass: bool,
     /// The approved request this token is issued under.
     pub approval: Option<i64>,
+    /// How it is being issued, for issuance policies (default: mint, or
+    /// exchange when it has a parent).
+    pub kind: Option<IssuanceKind>,
 }
 
 /// A token built and judged, not yet signed or recorded.
@@ -228,6 +232,46 @@ pub async fn prepare(app: &App, b: MintBody, extra: &MintExtra) -> ApiResult<Pre
                 app.max_delegation_depth,
             )
             .map_err(StoreError::from)?;
+        }
+        // the operators' issuance policies, on top of the rules above (a
+        // break-glass grant is by definition outside them)
+        if !extra.break_glass {
+            let kind = extra.kind.unwrap_or(if parent.is_some() {
+                IssuanceKind::Exchange
+            } else {
+                IssuanceKind::Mint
+            });
+            let above =
+                leash_policy::scopes_above_ceiling(&workload.scope_ceiling, &request.scopes);
+            let decision = app.authz.engine.decide_issuance(&IssuanceInput {
+                owner,
+                workload,
+                kind,
+                scopes: &request.scopes,
+                ttl_secs,
+                above_ceiling: &above,
+                run,
+                run_id: b.run,
+                parent_environment: parent
+                    .as_ref()
+                    .and_then(|p| reg.workload(p.workload_id))
+                    .map(|w| w.environment),
+                actor_environment: None,
+                justified: request.justification.is_some(),
+                now,
+            });
+            if !decision.allow {
+                let r = decision.reasons.first();
+                return Err(ApiError::refused(
+                    "issuance_policy",
+                    format!(
+                        "{} (issuance policy `{}`)",
+                        r.map_or("an issuance policy forbids it", |r| r.message.as_str()),
+                        r.and_then(|r| r.policy.as_deref()).unwrap_or("?")
+                    ),
+                )
+                .with_oauth("invalid_request"));
+            }
         }
         let id = leash_token::new_token_id(now).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
