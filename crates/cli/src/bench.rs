@@ -676,7 +676,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 let m: Value = api
                     .post(
                         "/v1/tokens",
-                        &json!({"workload": workload, "run": run, "scopes": ["tickets:read", "repo:acme/*:read"], "ttl": "1h"}),
+                        &json!({"workload": workload, "run": run, "scopes": ["tickets:read"], "ttl": "1h"}),
                     )
                     .await?;
                 tokens.push(m["token"].as_str().unwrap_or_default().to_owned());

@@ -21,9 +21,11 @@ pub struct RevokedEntry {
     pub expires_at: Millis,
 }
 
-/// Revoked, unexpired tokens by id. Cheap to clone (shared).
+/// Revoked, unexpired tokens by id. Cheap to clone (shared). Token ids are
+/// not secret and not attacker-chosen (Leash mints them), so the map uses a
+/// fast non-cryptographic hash.
 #[derive(Debug, Clone, Default)]
-pub struct RevocationSet(Arc<RwLock<HashMap<String, RevokedEntry>>>);
+pub struct RevocationSet(Arc<RwLock<HashMap<String, RevokedEntry, foldhash::fast::RandomState>>>);
 
 impl RevocationSet {
     /// The revocation of token `id`, if it is revoked.

@@ -25,8 +25,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use leash_policy::ResourceRef;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::authz::{DpopInput, Evaluation};
 use crate::{App, AppState};
@@ -268,10 +268,66 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AuthzenError> {
     })
 }
 
-fn json_response(headers: &HeaderMap, body: &Value) -> Response {
+fn json_response(headers: &HeaderMap, body: &impl serde::Serialize) -> Response {
     let mut r = axum::Json(body).into_response();
     echo_request_id(headers, &mut r);
     r
+}
+
+/// `{"decision": bool, "context": {"reason": "…", "reasons": [...]}}`, or
+/// for a malformed batch item `{"decision": false, "context": {"error": {status, message}}}`.
+#[derive(Debug, Serialize)]
+struct DecisionOut {
+    decision: bool,
+    context: ContextOut,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ContextOut {
+    Reasons {
+        reason: Option<String>,
+        reasons: Vec<leash_policy::Reason>,
+    },
+    Error {
+        error: ItemError,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct ItemError {
+    status: u16,
+    message: String,
+}
+
+impl DecisionOut {
+    fn from_decision(d: leash_policy::Decision) -> Self {
+        let reason = d.reasons.first().map(|r| r.message.clone());
+        Self {
+            decision: d.allow,
+            context: ContextOut::Reasons {
+                reason,
+                reasons: d.reasons,
+            },
+        }
+    }
+
+    fn malformed(message: String) -> Self {
+        Self {
+            decision: false,
+            context: ContextOut::Error {
+                error: ItemError {
+                    status: 400,
+                    message,
+                },
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct BatchOut {
+    evaluations: Vec<DecisionOut>,
 }
 
 /// The spec: a request's `X-Request-ID` comes back on its response.
@@ -305,7 +361,7 @@ pub async fn evaluation_endpoint(
         Err(m) => return with_request_id(&headers, AuthzenError::bad(m)),
     };
     let d = crate::authz::evaluate(&app, &e).await;
-    json_response(&headers, &d.to_authzen())
+    json_response(&headers, &DecisionOut::from_decision(d))
 }
 
 /// Fill an item's missing keys from the batch defaults (per key, whole value).
@@ -356,7 +412,7 @@ pub async fn evaluations_endpoint(
                 Err(m) => return with_request_id(&headers, AuthzenError::bad(m)),
             };
             let d = crate::authz::evaluate(&app, &e).await;
-            return json_response(&headers, &d.to_authzen());
+            return json_response(&headers, &DecisionOut::from_decision(d));
         }
         Some(items) => items,
     };
@@ -369,19 +425,38 @@ pub async fn evaluations_endpoint(
             )),
         );
     }
+    // execute_all may run in parallel (the spec leaves it to the PDP): a
+    // large batch is split over two tasks, each parsing its own copy of the
+    // (borrowed) body, so both cores share one caller's batch
+    if semantic == Semantic::ExecuteAll && items.len() >= PARALLEL_FROM {
+        let n = items.len();
+        drop(items);
+        drop(batch.defaults);
+        let half = n / 2;
+        let second = {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move { evaluate_range(&app, &body, half..n).await })
+        };
+        let mut out = evaluate_range(&app, &body, 0..half).await;
+        match second.await {
+            Ok(rest) => out.extend(rest),
+            Err(e) => {
+                tracing::error!(error = %e, "a batch half failed");
+                return with_request_id(
+                    &headers,
+                    AuthzenError {
+                        status: StatusCode::INTERNAL_SERVER_ERROR,
+                        message: "the batch could not be evaluated; retry".into(),
+                    },
+                );
+            }
+        }
+        return json_response(&headers, &BatchOut { evaluations: out });
+    }
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let t = merged(&batch.defaults, item);
-        let (allow, value) = match evaluation(&t) {
-            Ok(e) => {
-                let d = crate::authz::evaluate(&app, &e).await;
-                (d.allow, d.to_authzen())
-            }
-            Err(m) => (
-                false,
-                json!({"decision": false, "context": {"error": {"status": 400, "message": m}}}),
-            ),
-        };
+        let (allow, value) = evaluate_item(&app, &t).await;
         out.push(value);
         let stop = match semantic {
             Semantic::ExecuteAll => false,
@@ -392,7 +467,34 @@ pub async fn evaluations_endpoint(
             break;
         }
     }
-    json_response(&headers, &json!({"evaluations": out}))
+    json_response(&headers, &BatchOut { evaluations: out })
+}
+
+/// Batches at least this large are evaluated on two tasks.
+const PARALLEL_FROM: usize = 16;
+
+async fn evaluate_item(app: &App, t: &Tuple<'_>) -> (bool, DecisionOut) {
+    match evaluation(t) {
+        Ok(e) => {
+            let d = crate::authz::evaluate(app, &e).await;
+            (d.allow, DecisionOut::from_decision(d))
+        }
+        Err(m) => (false, DecisionOut::malformed(m)),
+    }
+}
+
+/// Evaluate items `range` of an (already validated) batch body.
+async fn evaluate_range(app: &App, body: &[u8], range: std::ops::Range<usize>) -> Vec<DecisionOut> {
+    let Ok(batch) = serde_json::from_slice::<Batch<'_>>(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(range.len());
+    let items = batch.evaluations.unwrap_or_default();
+    for item in items.into_iter().skip(range.start).take(range.len()) {
+        let t = merged(&batch.defaults, item);
+        out.push(evaluate_item(app, &t).await.1);
+    }
+    out
 }
 
 /// `GET /.well-known/authzen-configuration`

@@ -8,14 +8,39 @@
 //! cache holds no secret and a lookup compares no secret.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
 
 use leash_core::{Millis, Token};
 
+/// The keys are SHA-256 digests, already uniformly distributed: their first
+/// eight bytes are the hash (no second hash per lookup).
+#[derive(Debug, Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its length prefix then its bytes
+        if let Some(b) = bytes.get(..8)
+            && bytes.len() == 32
+        {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(b);
+            self.0 = u64::from_le_bytes(first);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+type DigestMap<V> = HashMap<[u8; 32], V, BuildHasherDefault<DigestHasher>>;
+
 /// Bounded map of verified tokens.
 #[derive(Debug)]
 pub struct TokenCache {
-    map: RwLock<HashMap<[u8; 32], Arc<Token>>>,
+    map: RwLock<DigestMap<Arc<Token>>>,
     capacity: usize,
 }
 
@@ -23,7 +48,10 @@ impl TokenCache {
     /// A cache that holds at most `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
         Self {
-            map: RwLock::new(HashMap::with_capacity(capacity.min(65_536))),
+            map: RwLock::new(DigestMap::with_capacity_and_hasher(
+                capacity.min(65_536),
+                BuildHasherDefault::default(),
+            )),
             capacity: capacity.max(1),
         }
     }

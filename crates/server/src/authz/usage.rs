@@ -132,7 +132,7 @@ async fn run(
 
 /// Aggregate a batch; choose which records go to the raw log.
 fn fold(batch: Vec<UsageEvent>, allowance: &mut u32) -> (Vec<UsageTotal>, Vec<UsageRecord>, u64) {
-    let mut totals: HashMap<Key, UsageTotal> = HashMap::new();
+    let mut totals: HashMap<Key, UsageTotal, foldhash::fast::RandomState> = HashMap::default();
     let mut log = Vec::new();
     let mut skipped = 0;
     for e in batch {
