@@ -1100,3 +1100,88 @@ async fn dpop_binds_tokens_to_a_key_and_a_stolen_bound_token_is_useless() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_dpop_bound_token_is_allowed_by_authzen_only_with_a_proof_by_its_key() {
+    let l = Leash::start().await;
+    l.fixture().await;
+    let c = client(&l, json!({"workload": "triage-bot"})).await;
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let k = dpop_key();
+    let htu = format!("{}/oauth2/token", l.url);
+    let (s, v) = token_with_dpop(
+        &l,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets:read"),
+        ],
+        (&id, &secret),
+        Some(&dpop_proof(&k, &htu, "mint-1", None)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let bound = v["access_token"].as_str().unwrap().to_owned();
+    let rs = "https://tickets.acme.io/api/T-1";
+    let ask = |dpop: Option<Value>| {
+        let mut props = json!({"token": bound});
+        if let Some(d) = dpop {
+            props["dpop"] = d;
+        }
+        json!({"subject": {"type": "workload", "id": "spiffe://acme.io/agents/triage", "properties": props},
+               "action": {"name": "read"}, "resource": {"type": "tickets", "id": "T-1"}})
+    };
+    // no proof: denied, saying what to send
+    let (_, v) = l.post("/access/v1/evaluation", ask(None)).await;
+    assert_eq!(v["decision"], false);
+    assert!(
+        v["context"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("DPoP-bound"),
+        "{v}"
+    );
+    // a proof by its key for the resource server's request: allowed
+    let proof = dpop_proof(&k, rs, "rs-1", Some(&bound));
+    let (_, v) = l
+        .post(
+            "/access/v1/evaluation",
+            ask(Some(json!({"proof": proof, "htm": "POST", "htu": rs}))),
+        )
+        .await;
+    assert_eq!(v["decision"], true, "{v}");
+    // the same proof again is a replay
+    let (_, v) = l
+        .post(
+            "/access/v1/evaluation",
+            ask(Some(json!({"proof": proof, "htm": "POST", "htu": rs}))),
+        )
+        .await;
+    assert_eq!(v["decision"], false);
+    assert!(
+        v["context"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{v}"
+    );
+    // a thief's key: denied
+    let thief = dpop_key();
+    let stolen = dpop_proof(&thief, rs, "rs-2", Some(&bound));
+    let (_, v) = l
+        .post(
+            "/access/v1/evaluation",
+            ask(Some(json!({"proof": stolen, "htm": "POST", "htu": rs}))),
+        )
+        .await;
+    assert_eq!(v["decision"], false);
+    assert!(
+        v["context"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another key"),
+        "{v}"
+    );
+}
