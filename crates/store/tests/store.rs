@@ -386,6 +386,8 @@ async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reo
         let mut child = plan("tok_b".into(), owner.id, wl.id, run.id, wf.id);
         child.token.parent_id = Some("tok_a".into());
         child.token.depth = 1;
+        child.token.expires_at -= 5_000;
+        child.request.ttl_secs = 590;
         store.record_mint(child, "t").await.unwrap();
         assert!(store.revocations().is_empty());
         store

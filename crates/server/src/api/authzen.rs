@@ -344,6 +344,11 @@ fn with_request_id(headers: &HeaderMap, e: AuthzenError) -> Response {
 }
 
 /// `POST /access/v1/evaluation`
+#[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen",
+    request_body(content = Object, description = "AuthZEN 1.0 evaluation: subject (the workload, token in properties.token), action, resource, context"),
+    responses((status = 200, description = "`{decision, context: {reason, reasons}}`"),
+              (status = 400, description = "Malformed request (text/plain message)"),
+              (status = 401, description = "The caller did not authenticate (text/plain message)")))]
 pub async fn evaluation_endpoint(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -360,7 +365,7 @@ pub async fn evaluation_endpoint(
         Ok(e) => e,
         Err(m) => return with_request_id(&headers, AuthzenError::bad(m)),
     };
-    let d = crate::authz::evaluate(&app, &e).await;
+    let d = crate::authz::evaluate(&app, &e, None).await;
     json_response(&headers, &DecisionOut::from_decision(d))
 }
 
@@ -375,6 +380,11 @@ fn merged<'a>(defaults: &Tuple<'a>, item: Tuple<'a>) -> Tuple<'a> {
 }
 
 /// `POST /access/v1/evaluations`
+#[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen",
+    request_body(content = Object, description = "Defaults (subject, action, resource, context), `evaluations` (at most 1000) and `options.evaluations_semantic`"),
+    responses((status = 200, description = "`{evaluations: [{decision, context}]}`"),
+              (status = 400, description = "Malformed request (text/plain message)"),
+              (status = 401, description = "The caller did not authenticate")))]
 pub async fn evaluations_endpoint(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -411,7 +421,7 @@ pub async fn evaluations_endpoint(
                 Ok(e) => e,
                 Err(m) => return with_request_id(&headers, AuthzenError::bad(m)),
             };
-            let d = crate::authz::evaluate(&app, &e).await;
+            let d = crate::authz::evaluate(&app, &e, None).await;
             return json_response(&headers, &DecisionOut::from_decision(d));
         }
         Some(items) => items,
@@ -454,9 +464,10 @@ pub async fn evaluations_endpoint(
         return json_response(&headers, &BatchOut { evaluations: out });
     }
     let mut out = Vec::with_capacity(items.len());
+    let mut memo = crate::authz::KeyMemo::default();
     for item in items {
         let t = merged(&batch.defaults, item);
-        let (allow, value) = evaluate_item(&app, &t).await;
+        let (allow, value) = evaluate_item(&app, &t, &mut memo).await;
         out.push(value);
         let stop = match semantic {
             Semantic::ExecuteAll => false,
@@ -473,10 +484,14 @@ pub async fn evaluations_endpoint(
 /// Batches at least this large are evaluated on two tasks.
 const PARALLEL_FROM: usize = 16;
 
-async fn evaluate_item(app: &App, t: &Tuple<'_>) -> (bool, DecisionOut) {
+async fn evaluate_item(
+    app: &App,
+    t: &Tuple<'_>,
+    memo: &mut crate::authz::KeyMemo,
+) -> (bool, DecisionOut) {
     match evaluation(t) {
         Ok(e) => {
-            let d = crate::authz::evaluate(app, &e).await;
+            let d = crate::authz::evaluate(app, &e, Some(memo)).await;
             (d.allow, DecisionOut::from_decision(d))
         }
         Err(m) => (false, DecisionOut::malformed(m)),
@@ -489,15 +504,18 @@ async fn evaluate_range(app: &App, body: &[u8], range: std::ops::Range<usize>) -
         return Vec::new();
     };
     let mut out = Vec::with_capacity(range.len());
+    let mut memo = crate::authz::KeyMemo::default();
     let items = batch.evaluations.unwrap_or_default();
     for item in items.into_iter().skip(range.start).take(range.len()) {
         let t = merged(&batch.defaults, item);
-        out.push(evaluate_item(app, &t).await.1);
+        out.push(evaluate_item(app, &t, &mut memo).await.1);
     }
     out
 }
 
 /// `GET /.well-known/authzen-configuration`
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen",
+    responses((status = 200, description = "AuthZEN PDP metadata")))]
 pub async fn configuration(State(app): State<AppState>) -> impl IntoResponse {
     axum::Json(json!({
         "issuer": app.issuer,

@@ -4,7 +4,10 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, clients, dto, exposures, federation, oauth, registry, tokens};
+use super::{
+    approvals, audit, authzen, clients, dto, exposures, federation, oauth, policies, registry,
+    tokens,
+};
 use crate::error::Problem;
 
 struct OperatorAuth;
@@ -41,6 +44,11 @@ impl Modify for OperatorAuth {
         exposures::report, exposures::list, exposures::get, exposures::github_partner,
         exposures::list_findings, exposures::get_finding, exposures::set_finding_status,
         exposures::create_external, exposures::list_external, exposures::get_external,
+        authzen::evaluation_endpoint, authzen::evaluations_endpoint, authzen::configuration,
+        policies::list, policies::put, policies::delete, policies::reload, policies::test,
+        approvals::list, approvals::get, approvals::approve, approvals::deny, approvals::claim,
+        approvals::create_owner_credential, approvals::add_delegate, approvals::write_ratio,
+        approvals::break_glass, approvals::list_break_glass, approvals::token_usage,
     ),
     components(schemas(Problem, dto::Ttl)),
     modifiers(&OperatorAuth),

@@ -22,6 +22,7 @@ use crate::{App, AppState};
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = MintBody,
     responses(
         (status = 201, body = Minted, description = "Minted and durably recorded"),
+        (status = 202, body = ApprovalView, description = "A write-capable token waits for its owner's approval"),
         (status = 400, body = Problem, description = "Malformed scope, TTL or format"),
         (status = 403, body = Problem, description = "Refused by an issuance rule (see `rule`)"),
         (status = 404, body = Problem, description = "Unknown workload or run")))]

@@ -166,8 +166,32 @@ pub struct Evaluation<'a> {
     pub tool: Option<&'a str>,
 }
 
+/// The cache key of the token text last seen in one batch: the items of a
+/// batch usually carry the same token, so it is hashed once, not per item.
+/// (Both texts come from the same caller, so comparing them leaks nothing.)
+#[derive(Debug, Default)]
+pub struct KeyMemo {
+    text: String,
+    key: [u8; 32],
+}
+
+impl KeyMemo {
+    fn key(&mut self, text: &str) -> [u8; 32] {
+        if self.text != text {
+            self.key = leash_token::sha256(text.as_bytes());
+            text.clone_into(&mut self.text);
+        }
+        self.key
+    }
+}
+
 /// Find the token a presented credential is: cache first, else verify it.
-async fn find_token(app: &App, text: &str, now: Millis) -> Result<Arc<Token>, Reason> {
+async fn find_token(
+    app: &App,
+    text: &str,
+    now: Millis,
+    memo: Option<&mut KeyMemo>,
+) -> Result<Arc<Token>, Reason> {
     let unknown = |why: &str| {
         Reason::new(
             ReasonKind::TokenInactive,
@@ -179,7 +203,10 @@ async fn find_token(app: &App, text: &str, now: Millis) -> Result<Arc<Token>, Re
     if text.len() > 16 * 1024 {
         return Err(unknown("it is larger than 16 KiB"));
     }
-    let key = leash_token::sha256(text.as_bytes());
+    let key = match memo {
+        Some(m) => m.key(text),
+        None => leash_token::sha256(text.as_bytes()),
+    };
     if let Some(t) = app.authz.cache.get(&key) {
         return Ok(t);
     }
@@ -243,7 +270,12 @@ pub struct Outcome {
 }
 
 /// Decide one evaluation (no side effects: see [`evaluate`]).
-pub async fn judge(app: &App, e: &Evaluation<'_>, now: Millis) -> Outcome {
+pub async fn judge(
+    app: &App,
+    e: &Evaluation<'_>,
+    now: Millis,
+    memo: Option<&mut KeyMemo>,
+) -> Outcome {
     let deny = |reason: Reason| Outcome {
         decision: Decision::deny(reason),
         token: None,
@@ -255,7 +287,7 @@ pub async fn judge(app: &App, e: &Evaluation<'_>, now: Millis) -> Outcome {
             "no token: send the workload's token in `subject.properties.token`",
         ));
     };
-    let token = match find_token(app, text.trim(), now).await {
+    let token = match find_token(app, text.trim(), now, memo).await {
         Ok(t) => t,
         Err(r) => {
             app.metrics.decisions_unknown_token.inc();
@@ -419,9 +451,9 @@ pub async fn judge(app: &App, e: &Evaluation<'_>, now: Millis) -> Outcome {
 
 /// Decide one evaluation, record it as usage, and act on a violation
 /// (finding; revocation first when the class is configured to revoke).
-pub async fn evaluate(app: &App, e: &Evaluation<'_>) -> Decision {
+pub async fn evaluate(app: &App, e: &Evaluation<'_>, memo: Option<&mut KeyMemo>) -> Decision {
     let now = leash_store::now_ms();
-    let outcome = judge(app, e, now).await;
+    let outcome = judge(app, e, now, memo).await;
     if outcome.decision.allow {
         app.metrics.decisions_allowed.inc();
     } else {
