@@ -357,16 +357,21 @@ pub async fn evaluation_endpoint(
     if let Err(e) = authenticate_pep(&app, &headers) {
         return with_request_id(&headers, e);
     }
-    let tuple: Tuple<'_> = match parse(&body) {
-        Ok(t) => t,
-        Err(e) => return with_request_id(&headers, e),
-    };
-    let e = match evaluation(&tuple) {
-        Ok(e) => e,
-        Err(m) => return with_request_id(&headers, AuthzenError::bad(m)),
-    };
-    let d = crate::authz::evaluate(&app, &e, None).await;
-    json_response(&headers, &DecisionOut::from_decision(d))
+    match parse::<Tuple<'_>>(&body) {
+        Ok(t) => single(&app, &headers, &t).await,
+        Err(e) => with_request_id(&headers, e),
+    }
+}
+
+/// Answer one evaluation (also a batch request without `evaluations`).
+async fn single(app: &App, headers: &HeaderMap, t: &Tuple<'_>) -> Response {
+    match evaluation(t) {
+        Ok(e) => {
+            let d = crate::authz::evaluate(app, &e, None).await;
+            json_response(headers, &DecisionOut::from_decision(d))
+        }
+        Err(m) => with_request_id(headers, AuthzenError::bad(m)),
+    }
 }
 
 /// Fill an item's missing keys from the batch defaults (per key, whole value).
@@ -416,14 +421,7 @@ pub async fn evaluations_endpoint(
     };
     let items = match batch.evaluations {
         // no array: behaves like a single evaluation
-        None => {
-            let e = match evaluation(&batch.defaults) {
-                Ok(e) => e,
-                Err(m) => return with_request_id(&headers, AuthzenError::bad(m)),
-            };
-            let d = crate::authz::evaluate(&app, &e, None).await;
-            return json_response(&headers, &DecisionOut::from_decision(d));
-        }
+        None => return single(&app, &headers, &batch.defaults).await,
         Some(items) => items,
     };
     if items.len() > MAX_EVALUATIONS {
