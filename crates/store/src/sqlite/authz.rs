@@ -2,8 +2,8 @@
 //! approvals, owner credentials and delegates, break-glass expiry.
 
 use leash_core::{
-    Approval, ApprovalKind, ApprovalStatus, Millis, Owner, RevocationTrigger, Severity,
-    TokenStatus, ViolationClass, validate_len,
+    Approval, ApprovalStatus, Millis, Owner, RevocationTrigger, Severity, TokenStatus,
+    ViolationClass, validate_len,
 };
 use serde_json::json;
 use sqlx::sqlite::SqliteRow;
@@ -283,12 +283,6 @@ impl Writer {
             return Err(StoreError::Conflict(format!(
                 "`{approver}` may not decide approval {id}: only its owner `{owner_name}` or a delegate named with `leash owner delegate {owner_name} --to PERSON` can"
             )));
-        }
-        if current.kind == ApprovalKind::BreakGlass && current.requested_by == approver {
-            return Err(StoreError::Conflict(
-                "a break-glass request needs a second person: the requester cannot approve it"
-                    .into(),
-            ));
         }
         let status = if approve {
             ApprovalStatus::Approved
