@@ -39,7 +39,9 @@ use serde::Serialize;
 
 pub use registry::{Registry, SharedRegistry};
 pub use revocations::{RevocationSet, RevokedEntry};
-pub use sqlite::{SqliteStore, validate_fingerprint, verify_audit_offline};
+pub use sqlite::{
+    SqliteStore, external_subject, scope_allows, validate_fingerprint, verify_audit_offline,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -412,7 +414,123 @@ pub trait Store: Send + Sync {
     /// Revoke break-glass grants whose TTL ends before `due` (trigger
     /// `expiry`), so they end revoked and visibly so.
     fn revoke_due_break_glass(&self, due: Millis) -> StoreFuture<'_, Revoked>;
+
+    /// Record a whole inventory export, or nothing: every record is checked
+    /// (owners and workloads must be registered) before any is written;
+    /// errors name the record's line. A credential already tracked (same
+    /// fingerprint) is updated. Each unowned one opens a finding.
+    fn import_external(
+        &self,
+        records: Vec<ImportedCredential>,
+        source: String,
+        actor: &str,
+    ) -> StoreFuture<'_, ImportSummary>;
+    /// What a token reference in usage is (None when Leash knows no such token).
+    fn usage_subject(&self, r: UsageRef) -> StoreFuture<'_, Option<UsageSubject>>;
+    /// Write usage from outside Leash's decisions and the findings it raised.
+    fn record_review(&self, batch: ReviewBatch, actor: &str) -> StoreFuture<'_, ReviewOutcome>;
+    /// Findings computed over the whole registry: stale external tokens,
+    /// shadow ownership, reissue churn, unused privilege.
+    fn review_sweep(&self, settings: ReviewSettings, now: Millis) -> StoreFuture<'_, Vec<NewFinding>>;
+    /// Chains of back-to-back reissues longer than the threshold.
+    fn churn_chains(&self, settings: ReviewSettings, now: Millis) -> StoreFuture<'_, Vec<ChurnChain>>;
+    /// The counts behind the controls-evidence report.
+    fn report_numbers(&self, settings: ReviewSettings, now: Millis) -> StoreFuture<'_, ReportNumbers>;
+    /// Create (id 0) or update a removability test.
+    fn save_removal_test(&self, t: RemovalTest, actor: &str) -> StoreFuture<'_, RemovalTest>;
+    fn get_removal_test(&self, id: i64) -> StoreFuture<'_, RemovalTest>;
+    /// Removability tests, newest first (of one workflow when given).
+    fn list_removal_tests(&self, workflow_id: Option<i64>) -> StoreFuture<'_, Vec<RemovalTest>>;
+    /// The `last` ended runs of a workflow (of one workload when given),
+    /// newest first, with their tokens and uses per step.
+    fn runs_usage(
+        &self,
+        workflow_id: i64,
+        workload_id: Option<i64>,
+        last: u32,
+    ) -> StoreFuture<'_, Vec<RunUsage>>;
 }
+
+/// Thresholds of the review rules and the report.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReviewSettings {
+    /// An external token unused this long is stale.
+    pub stale_days: u32,
+    /// Reissues at most this far apart belong to one chain.
+    pub churn_gap_ms: Millis,
+    /// A chain whose effective access spans longer than this is churn.
+    pub churn_hours: u32,
+    /// Scopes unused over this many ended runs are unused privilege.
+    pub unused_runs: u32,
+}
+
+impl Default for ReviewSettings {
+    fn default() -> Self {
+        Self {
+            stale_days: 90,
+            churn_gap_ms: 10 * 60 * 1000,
+            churn_hours: 24,
+            unused_runs: 5,
+        }
+    }
+}
+
+/// Back-to-back reissues of the same workload and scope set.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnChain {
+    pub workload_id: i64,
+    pub workload: String,
+    pub owner_id: i64,
+    pub scopes: Vec<String>,
+    pub tokens: u64,
+    pub first_issued: Millis,
+    /// When the last token stopped working (revoked or expired), or will.
+    pub last_end: Millis,
+    pub first_token: String,
+    pub last_token: String,
+}
+
+impl ChurnChain {
+    /// How long the chain gave access, in hours.
+    pub fn effective_hours(&self) -> f64 {
+        (self.last_end - self.first_issued) as f64 / 3_600_000.0
+    }
+}
+
+/// The counts behind the report (live = active at `now`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReportNumbers {
+    pub leash_total: u64,
+    pub leash_live: u64,
+    pub live_owned: u64,
+    pub live_run_bound: u64,
+    pub live_over_ttl_cap: u64,
+    pub live_write: u64,
+    pub live_write_justified: u64,
+    pub live_write_approved: u64,
+    pub external_total: u64,
+    pub external_active: u64,
+    pub external_owned: u64,
+    pub external_with_workloads: u64,
+    pub external_with_scopes: u64,
+    /// Active external tokens with a known revocation event (a connector or an expiry).
+    pub external_with_trigger: u64,
+    /// Exposures of credentials Leash can revoke (its own, or tracked with a connector).
+    pub exposures_revocable: u64,
+    pub exposures_revoked: u64,
+    /// Detection-to-revocation latencies, ascending.
+    pub revocation_latencies_ms: Vec<u64>,
+    pub decisions: u64,
+    pub denied: u64,
+    pub log_events: u64,
+    pub unknown_refs: u64,
+    /// (kind, status, count).
+    pub findings: Vec<(String, String, u64)>,
+    pub break_glass_total: u64,
+    pub break_glass_live: u64,
+    pub break_glass_overdue: u64,
+}
+
 
 /// Token counts by status.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -500,4 +618,166 @@ pub fn now_ms() -> Millis {
     time::OffsetDateTime::now_utc()
         .unix_timestamp_nanos()
         .div_euclid(1_000_000) as Millis
+}
+
+/// A third-party credential from an inventory export (parsed by the caller;
+/// the store resolves names and records the whole file or nothing).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedCredential {
+    /// Line of the export it came from (named in errors).
+    pub line: usize,
+    pub name: String,
+    /// `oauth_grant`, `api_key` or `service_account_key`.
+    pub credential_kind: String,
+    pub provider: String,
+    /// Owner name or email; None when the export names nobody.
+    pub owner: Option<String>,
+    pub scopes: Vec<String>,
+    pub issued_at: Option<Millis>,
+    pub last_used_at: Option<Millis>,
+    pub expires_at: Option<Millis>,
+    pub stored_in: Option<String>,
+    pub fingerprint: String,
+    pub key_id: Option<String>,
+    /// Workload names (each must be registered).
+    pub workloads: Vec<String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportSummary {
+    pub created: u64,
+    pub updated: u64,
+    /// Imported credentials nobody owns (each opens a finding).
+    pub unowned: u64,
+    /// Findings opened by the import.
+    pub findings: Vec<i64>,
+}
+
+/// What a token reference in usage resolved to, with what the review rules
+/// compare each use against.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UsageSubject {
+    /// `tok_…` for Leash tokens, `external:NAME` for third-party ones: the
+    /// key of its usage and the subject of its findings.
+    pub subject: String,
+    pub external_id: Option<i64>,
+    pub owner_id: Option<i64>,
+    /// Names of the workloads the token is bound to or declared for.
+    pub workloads: Vec<String>,
+    /// Their identities (SPIFFE ID, OIDC subject), each with its workload's name.
+    pub identities: Vec<(String, String)>,
+    /// Tools its workflow declares (empty: none declared).
+    pub tools: Vec<String>,
+    pub scopes: Vec<String>,
+    pub run: Option<i64>,
+    pub run_ended_at: Option<Millis>,
+    /// Meant for a workload, not a person (every Leash token; an external
+    /// one that names workloads or is a service-account key).
+    pub workload_token: bool,
+    /// What earlier usage showed (its usual set).
+    pub seen_workloads: Vec<String>,
+    pub seen_tools: Vec<String>,
+    pub seen_resources: Vec<String>,
+    pub seen_events: u64,
+}
+
+/// A token reference found in usage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UsageRef {
+    /// A Leash token id or an external token's name.
+    Id(String),
+    /// Hex SHA-256 of the secret.
+    Fingerprint(String),
+}
+
+/// Uses of one token in one run and step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRunTotal {
+    pub token_id: String,
+    pub run: String,
+    pub step: String,
+    pub action: String,
+    pub resource: String,
+    pub count: u64,
+    pub first_at: Millis,
+    pub last_at: Millis,
+}
+
+/// A finding a review rule raised. When one of the same kind about the same
+/// subject is still open, its evidence is replaced instead.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewFinding {
+    pub kind: String,
+    pub severity: leash_core::Severity,
+    pub subject: String,
+    pub owner_id: Option<i64>,
+    pub summary: String,
+    pub evidence: serde_json::Value,
+}
+
+/// Usage from outside Leash, folded, with the findings it raised.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewBatch {
+    pub totals: Vec<UsageTotal>,
+    pub runs: Vec<UsageRunTotal>,
+    /// External tokens last used at (id, time).
+    pub last_used: Vec<(i64, Millis)>,
+    /// Counts for a usage source (`log`, `decision`).
+    pub source: Option<SourceCounts>,
+    pub findings: Vec<NewFinding>,
+}
+
+/// Events counted per usage source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceCounts {
+    pub source: String,
+    pub events: u64,
+    pub unknown_refs: u64,
+    pub skipped: u64,
+}
+
+/// Findings a review batch opened or refreshed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReviewOutcome {
+    pub opened: Vec<i64>,
+    pub refreshed: Vec<i64>,
+}
+
+/// A removability test of a token or a scope, with its latest verdict.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RemovalTest {
+    pub id: i64,
+    /// `token` or `scope`.
+    pub target_kind: String,
+    pub target: String,
+    pub workflow_id: Option<i64>,
+    pub workload_id: Option<i64>,
+    /// The scopes whose removal is tested.
+    pub scopes: Vec<String>,
+    /// `removable`, `needed` or `unknown`.
+    pub verdict: String,
+    pub evidence: serde_json::Value,
+    /// `none`, `armed` (the next run is denied), `running`, `passed`, `failed`.
+    pub canary: String,
+    pub canary_run: Option<i64>,
+    pub canary_denied: u64,
+    /// The workflow definition the verdict was computed against.
+    pub digest: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// One run of a workflow, with the uses of a token or scope in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunUsage {
+    pub run: i64,
+    pub state: String,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    pub digest: String,
+    /// Tokens of the run, with their scopes.
+    pub tokens: Vec<(String, Vec<String>)>,
+    /// Uses per step.
+    pub uses: Vec<UsageRunTotal>,
 }

@@ -79,6 +79,9 @@ enum Job {
     OwnerCredential(String, [u8; 32], String, Reply<Owner>),
     AddDelegate(String, String, String, Reply<()>),
     BreakGlassDue(Millis, String, Reply<Revoked>),
+    Import(Vec<crate::ImportedCredential>, String, String, Reply<crate::ImportSummary>),
+    Review(Box<crate::ReviewBatch>, String, Reply<crate::ReviewOutcome>),
+    SaveRemoval(Box<crate::RemovalTest>, String, Reply<crate::RemovalTest>),
 }
 
 impl Job {
@@ -112,6 +115,9 @@ impl Job {
             Job::OwnerCredential(.., r) => fail(r, why),
             Job::AddDelegate(.., r) => fail(r, why),
             Job::BreakGlassDue(.., r) => fail(r, why),
+            Job::Import(.., r) => fail(r, why),
+            Job::Review(.., r) => fail(r, why),
+            Job::SaveRemoval(.., r) => fail(r, why),
         }
     }
 }
@@ -679,6 +685,16 @@ impl Writer {
             }
             Job::BreakGlassDue(due, actor, r) => {
                 settle(r, self.revoke_due_break_glass(due, &actor, now).await)
+            }
+            Job::Import(records, source, actor, r) => settle(
+                r,
+                self.import_external(records, source, &actor, now).await,
+            ),
+            Job::Review(batch, actor, r) => {
+                settle(r, self.record_review(*batch, &actor, now).await)
+            }
+            Job::SaveRemoval(t, actor, r) => {
+                settle(r, self.save_removal_test(*t, &actor, now).await)
             }
         }
     }
@@ -2053,6 +2069,75 @@ impl Store for SqliteStore {
     fn revoke_due_break_glass(&self, due: Millis) -> StoreFuture<'_, Revoked> {
         Box::pin(self.submit(move |r| Job::BreakGlassDue(due, "leash".into(), r)))
     }
+    fn import_external(
+        &self,
+        records: Vec<crate::ImportedCredential>,
+        source: String,
+        actor: &str,
+    ) -> StoreFuture<'_, crate::ImportSummary> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::Import(records, source, actor, r)))
+    }
+    fn usage_subject(
+        &self,
+        r: crate::UsageRef,
+    ) -> StoreFuture<'_, Option<crate::UsageSubject>> {
+        Box::pin(review::usage_subject(&self.reads, &self.registry, r))
+    }
+    fn record_review(
+        &self,
+        batch: crate::ReviewBatch,
+        actor: &str,
+    ) -> StoreFuture<'_, crate::ReviewOutcome> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::Review(Box::new(batch), actor, r)))
+    }
+    fn review_sweep(
+        &self,
+        settings: crate::ReviewSettings,
+        now: Millis,
+    ) -> StoreFuture<'_, Vec<crate::NewFinding>> {
+        Box::pin(review::review_sweep(&self.reads, &self.registry, settings, now))
+    }
+    fn churn_chains(
+        &self,
+        settings: crate::ReviewSettings,
+        now: Millis,
+    ) -> StoreFuture<'_, Vec<crate::ChurnChain>> {
+        Box::pin(review::churn_chains(&self.reads, &self.registry, settings, now))
+    }
+    fn report_numbers(
+        &self,
+        _settings: crate::ReviewSettings,
+        now: Millis,
+    ) -> StoreFuture<'_, crate::ReportNumbers> {
+        Box::pin(review::report_numbers(&self.reads, &self.registry, self.caps, now))
+    }
+    fn save_removal_test(
+        &self,
+        t: crate::RemovalTest,
+        actor: &str,
+    ) -> StoreFuture<'_, crate::RemovalTest> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::SaveRemoval(Box::new(t), actor, r)))
+    }
+    fn get_removal_test(&self, id: i64) -> StoreFuture<'_, crate::RemovalTest> {
+        Box::pin(review::get_removal_test(&self.reads, id))
+    }
+    fn list_removal_tests(
+        &self,
+        workflow_id: Option<i64>,
+    ) -> StoreFuture<'_, Vec<crate::RemovalTest>> {
+        Box::pin(review::list_removal_tests(&self.reads, workflow_id))
+    }
+    fn runs_usage(
+        &self,
+        workflow_id: i64,
+        workload_id: Option<i64>,
+        last: u32,
+    ) -> StoreFuture<'_, Vec<crate::RunUsage>> {
+        Box::pin(review::runs_usage(&self.reads, workflow_id, workload_id, last))
+    }
     fn token_counts(&self, now: Millis) -> StoreFuture<'_, TokenCounts> {
         Box::pin(async move {
             let row = sqlx::query(
@@ -2134,4 +2219,6 @@ pub async fn verify_audit_offline(
 
 mod authz;
 mod exposures;
+mod review;
+pub use review::{external_subject, scope_allows};
 pub use exposures::validate_fingerprint;

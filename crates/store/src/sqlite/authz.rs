@@ -53,6 +53,44 @@ impl Writer {
         log: Vec<UsageRecord>,
         keep_log: u64,
     ) -> Result<(), StoreError> {
+        let events = totals.iter().map(|t| t.count).sum::<u64>();
+        self.write_usage_totals(&totals).await?;
+        // what a removability test reads: allowed uses per run (the
+        // token's run; a decision names no step, its tool stands in)
+        for t in totals.iter().filter(|t| t.allowed) {
+            sqlx::query(
+                "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) \
+                 SELECT ?1, COALESCE((SELECT CAST(run_id AS TEXT) FROM tokens WHERE id = ?1), ''), ?2, ?3, ?4, ?5, ?6, ?7 \
+                 WHERE true ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET \
+                 count = count + excluded.count, first_at = MIN(first_at, excluded.first_at), \
+                 last_at = MAX(last_at, excluded.last_at)",
+            )
+            .bind(&t.token_id)
+            .bind(&t.tool)
+            .bind(&t.action)
+            .bind(&t.resource)
+            .bind(i64::try_from(t.count).unwrap_or(i64::MAX))
+            .bind(t.first_at)
+            .bind(t.last_at)
+            .execute(&mut self.conn)
+            .await?;
+        }
+        if events > 0 {
+            self.count_source(&crate::SourceCounts {
+                source: "decision".into(),
+                events,
+                ..Default::default()
+            })
+            .await?;
+        }
+        self.write_usage_log(log, keep_log).await
+    }
+
+    /// Fold usage aggregates into the stored ones.
+    pub(super) async fn write_usage_totals(
+        &mut self,
+        totals: &[UsageTotal],
+    ) -> Result<(), StoreError> {
         for chunk in totals.chunks(INSERT_CHUNK / 2) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO usage_totals (token_id, workload, action, resource, tool, allowed, count, first_at, last_at) ",
@@ -75,6 +113,14 @@ impl Writer {
             );
             q.build().execute(&mut self.conn).await?;
         }
+        Ok(())
+    }
+
+    async fn write_usage_log(
+        &mut self,
+        log: Vec<UsageRecord>,
+        keep_log: u64,
+    ) -> Result<(), StoreError> {
         for chunk in log.chunks(INSERT_CHUNK / 2) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO usage_log (at, token_id, workload, action, resource, tool, allowed, reason) ",

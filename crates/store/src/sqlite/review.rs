@@ -1,0 +1,1206 @@
+//! Review in SQLite: imported inventories, usage from workload logs,
+//! findings the review rules raise, the report's counts and removal tests.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use leash_core::scope::Scope;
+use leash_core::{
+    Environment, InvalidInput, Millis, OwnerKind, OwnerStatus, Severity,
+    validate_len, validate_name,
+};
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::exposures::{find_open_finding, insert_finding};
+use super::{INSERT_CHUNK, Writer, scopes_from, token_from_row};
+use crate::registry::SharedRegistry;
+use crate::{
+    ChurnChain, ImportSummary, ImportedCredential, NewFinding, RemovalTest, ReportNumbers,
+    ReviewBatch, ReviewOutcome, ReviewSettings, RunUsage, StoreError, UsageRef, UsageRunTotal,
+    UsageSubject, validate_fingerprint,
+};
+
+/// Most records in one import.
+pub const MAX_IMPORT: usize = 100_000;
+/// Most distinct values remembered per token as its usual set.
+const SEEN_MAX: i64 = 256;
+/// Most findings one sweep raises per kind (the rest wait for the next).
+const SWEEP_MAX: usize = 10_000;
+const DAY_MS: Millis = 86_400_000;
+
+fn line_err(line: usize, msg: impl std::fmt::Display) -> StoreError {
+    StoreError::Conflict(format!("line {line}: {msg}"))
+}
+
+/// `external:NAME`, the usage key and finding subject of a third-party token.
+pub fn external_subject(name: &str) -> String {
+    format!("external:{name}")
+}
+
+impl Writer {
+    pub(super) async fn import_external(
+        &mut self,
+        records: Vec<ImportedCredential>,
+        source: String,
+        actor: &str,
+        now: Millis,
+    ) -> Result<ImportSummary, StoreError> {
+        if records.is_empty() {
+            return Err(StoreError::Conflict(
+                "the import holds no records; nothing was imported".into(),
+            ));
+        }
+        if records.len() > MAX_IMPORT {
+            return Err(InvalidInput::TooMany {
+                what: "records in one import",
+                max: MAX_IMPORT,
+            }
+            .into());
+        }
+        validate_len("import source", &source, 500)?;
+        // Check every record before writing any.
+        struct Checked {
+            owner_id: Option<i64>,
+            workloads: Vec<i64>,
+        }
+        let mut checked = Vec::with_capacity(records.len());
+        {
+            let reg = self.registry.read();
+            let by_email: HashMap<&str, i64> = reg
+                .owners()
+                .into_iter()
+                .map(|o| (o.email.as_str(), o.id))
+                .collect();
+            for r in &records {
+                validate_name("external token", &r.name).map_err(|e| line_err(r.line, e))?;
+                validate_fingerprint(&r.fingerprint).map_err(|e| line_err(r.line, e))?;
+                for s in &r.scopes {
+                    validate_len("scope", s, 200).map_err(|e| line_err(r.line, e))?;
+                }
+                if let Some(s) = &r.stored_in {
+                    validate_len("stored_in", s, 500).map_err(|e| line_err(r.line, e))?;
+                }
+                let owner_id = match &r.owner {
+                    None => None,
+                    Some(o) => Some(
+                        reg.owner_by_name(o)
+                            .map(|x| x.id)
+                            .or_else(|| by_email.get(o.as_str()).copied())
+                            .ok_or_else(|| {
+                                line_err(
+                                    r.line,
+                                    format!(
+                                        "owner `{o}` is not registered (by name or email); add it with `leash owner add` or leave the owner empty"
+                                    ),
+                                )
+                            })?,
+                    ),
+                };
+                let workloads = r
+                    .workloads
+                    .iter()
+                    .map(|w| {
+                        reg.workload_by_name(w).map(|x| x.id).ok_or_else(|| {
+                            line_err(
+                                r.line,
+                                format!("workload `{w}` is not registered; add it with `leash workload add` or drop it from the record"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                checked.push(Checked {
+                    owner_id,
+                    workloads,
+                });
+            }
+        }
+        let mut summary = ImportSummary::default();
+        for (r, c) in records.iter().zip(&checked) {
+            let existing = sqlx::query(
+                "SELECT id, name, fingerprint FROM external_tokens WHERE fingerprint = ? OR name = ?",
+            )
+            .bind(&r.fingerprint)
+            .bind(&r.name)
+            .fetch_all(&mut self.conn)
+            .await?;
+            let mut same: Option<i64> = None;
+            for row in &existing {
+                let id: i64 = row.try_get("id")?;
+                let name: String = row.try_get("name")?;
+                let fp: String = row.try_get("fingerprint")?;
+                if fp == r.fingerprint && name == r.name {
+                    same = Some(id);
+                } else if fp == r.fingerprint {
+                    return Err(line_err(
+                        r.line,
+                        format!("this credential is already tracked as `{name}`; use that name"),
+                    ));
+                } else {
+                    return Err(line_err(
+                        r.line,
+                        format!(
+                            "`{name}` is already tracked with another fingerprint; rename the record"
+                        ),
+                    ));
+                }
+            }
+            let kind = format!("{}-{}", r.provider, r.credential_kind);
+            let workloads = c
+                .workloads
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let scopes = r.scopes.join(" ");
+            match same {
+                Some(id) => {
+                    sqlx::query(
+                        "UPDATE external_tokens SET kind = ?, owner_id = ?, workloads = ?, scopes = ?, stored_in = ?, \
+                         provider = ?, credential_kind = ?, key_id = ?, issued_at = ?, expires_at = ?, \
+                         last_used_at = MAX(COALESCE(last_used_at, 0), COALESCE(?, 0)), imported_from = ? WHERE id = ?",
+                    )
+                    .bind(&kind)
+                    .bind(c.owner_id)
+                    .bind(&workloads)
+                    .bind(&scopes)
+                    .bind(&r.stored_in)
+                    .bind(&r.provider)
+                    .bind(&r.credential_kind)
+                    .bind(&r.key_id)
+                    .bind(r.issued_at)
+                    .bind(r.expires_at)
+                    .bind(r.last_used_at)
+                    .bind(&source)
+                    .bind(id)
+                    .execute(&mut self.conn)
+                    .await?;
+                    summary.updated += 1;
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO external_tokens (name, kind, owner_id, fingerprint, workloads, workflows, scopes, \
+                         stored_in, connector, status, created_at, provider, credential_kind, key_id, issued_at, \
+                         expires_at, last_used_at, imported_from) \
+                         VALUES (?, ?, ?, ?, ?, '', ?, ?, NULL, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&r.name)
+                    .bind(&kind)
+                    .bind(c.owner_id)
+                    .bind(&r.fingerprint)
+                    .bind(&workloads)
+                    .bind(&scopes)
+                    .bind(&r.stored_in)
+                    .bind(now)
+                    .bind(&r.provider)
+                    .bind(&r.credential_kind)
+                    .bind(&r.key_id)
+                    .bind(r.issued_at)
+                    .bind(r.expires_at)
+                    .bind(r.last_used_at)
+                    .bind(&source)
+                    .execute(&mut self.conn)
+                    .await?;
+                    summary.created += 1;
+                }
+            }
+            if c.owner_id.is_none() {
+                summary.unowned += 1;
+            }
+        }
+        self.append(
+            now,
+            "external.imported",
+            actor,
+            format!("import:{source}"),
+            json!({"source": source, "created": summary.created, "updated": summary.updated, "unowned": summary.unowned}),
+        );
+        let findings: Vec<NewFinding> = records
+            .iter()
+            .zip(&checked)
+            .filter(|(_, c)| c.owner_id.is_none())
+            .map(|(r, _)| unowned_finding(&r.name, &r.provider, &r.credential_kind, &r.scopes, &source))
+            .collect();
+        let outcome = self.upsert_findings(findings, actor, now).await?;
+        summary.findings = outcome.opened;
+        Ok(summary)
+    }
+
+    /// Open each finding, or refresh the open one of its kind and subject.
+    pub(super) async fn upsert_findings(
+        &mut self,
+        findings: Vec<NewFinding>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<ReviewOutcome, StoreError> {
+        let mut out = ReviewOutcome::default();
+        for f in findings {
+            validate_len("finding summary", &f.summary, 2_000)?;
+            match find_open_finding(&mut self.conn, &f.kind, &f.subject).await? {
+                Some(open) => {
+                    let severity = if rank(f.severity) > rank(open.severity) {
+                        f.severity
+                    } else {
+                        open.severity
+                    };
+                    sqlx::query(
+                        "UPDATE findings SET severity = ?, summary = ?, evidence = ?, owner_id = COALESCE(?, owner_id) WHERE id = ?",
+                    )
+                    .bind(severity.as_str())
+                    .bind(&f.summary)
+                    .bind(merge_evidence(&open.evidence, f.evidence).to_string())
+                    .bind(f.owner_id)
+                    .bind(open.id)
+                    .execute(&mut self.conn)
+                    .await?;
+                    out.refreshed.push(open.id);
+                }
+                None => {
+                    let finding = insert_finding(
+                        &mut self.conn,
+                        &f.kind,
+                        f.severity,
+                        &f.subject,
+                        f.owner_id,
+                        &f.summary,
+                        &f.evidence,
+                        now,
+                    )
+                    .await?;
+                    self.append(
+                        now,
+                        "finding.opened",
+                        actor,
+                        format!("finding:{}", finding.id),
+                        json!({"kind": f.kind, "severity": f.severity, "subject": f.subject}),
+                    );
+                    out.opened.push(finding.id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn record_review(
+        &mut self,
+        batch: ReviewBatch,
+        actor: &str,
+        now: Millis,
+    ) -> Result<ReviewOutcome, StoreError> {
+        self.write_usage_totals(&batch.totals).await?;
+        for chunk in batch.runs.chunks(INSERT_CHUNK / 2) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(&t.token_id)
+                    .push_bind(&t.run)
+                    .push_bind(&t.step)
+                    .push_bind(&t.action)
+                    .push_bind(&t.resource)
+                    .push_bind(i64::try_from(t.count).unwrap_or(i64::MAX))
+                    .push_bind(t.first_at)
+                    .push_bind(t.last_at);
+            });
+            q.push(
+                " ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET \
+                 count = count + excluded.count, first_at = MIN(first_at, excluded.first_at), \
+                 last_at = MAX(last_at, excluded.last_at)",
+            );
+            q.build().execute(&mut self.conn).await?;
+        }
+        for (id, at) in &batch.last_used {
+            sqlx::query(
+                "UPDATE external_tokens SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut self.conn)
+            .await?;
+        }
+        if let Some(s) = &batch.source {
+            self.count_source(s).await?;
+        }
+        self.upsert_findings(batch.findings, actor, now).await
+    }
+
+    pub(super) async fn count_source(
+        &mut self,
+        s: &crate::SourceCounts,
+    ) -> Result<(), StoreError> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO usage_sources (source, events, unknown_refs, skipped) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (source) DO UPDATE SET events = events + excluded.events, \
+             unknown_refs = unknown_refs + excluded.unknown_refs, skipped = skipped + excluded.skipped",
+        )
+        .bind(&s.source)
+        .bind(n(s.events))
+        .bind(n(s.unknown_refs))
+        .bind(n(s.skipped))
+        .execute(&mut self.conn)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn save_removal_test(
+        &mut self,
+        t: RemovalTest,
+        actor: &str,
+        now: Millis,
+    ) -> Result<RemovalTest, StoreError> {
+        validate_len("removal test target", &t.target, 500)?;
+        let scopes = t.scopes.join(" ");
+        let evidence = t.evidence.to_string();
+        let denied = i64::try_from(t.canary_denied).unwrap_or(i64::MAX);
+        let row = if t.id == 0 {
+            sqlx::query(
+                "INSERT INTO removal_tests (target_kind, target, workflow_id, workload_id, scopes, verdict, evidence, \
+                 canary, canary_run, canary_denied, digest, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            )
+            .bind(&t.target_kind)
+            .bind(&t.target)
+            .bind(t.workflow_id)
+            .bind(t.workload_id)
+            .bind(&scopes)
+            .bind(&t.verdict)
+            .bind(&evidence)
+            .bind(&t.canary)
+            .bind(t.canary_run)
+            .bind(denied)
+            .bind(&t.digest)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut self.conn)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE removal_tests SET verdict = ?, evidence = ?, canary = ?, canary_run = ?, canary_denied = ?, \
+                 digest = ?, updated_at = ? WHERE id = ? RETURNING *",
+            )
+            .bind(&t.verdict)
+            .bind(&evidence)
+            .bind(&t.canary)
+            .bind(t.canary_run)
+            .bind(denied)
+            .bind(&t.digest)
+            .bind(now)
+            .bind(t.id)
+            .fetch_optional(&mut self.conn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "removal test",
+                key: t.id.to_string(),
+            })?
+        };
+        let saved = removal_from_row(&row)?;
+        self.append(
+            now,
+            "removal_test.verdict",
+            actor,
+            format!("removal_test:{}", saved.id),
+            json!({"target": saved.target, "verdict": saved.verdict, "canary": saved.canary, "run": saved.canary_run}),
+        );
+        Ok(saved)
+    }
+}
+
+/// Most items kept in a finding's evidence list.
+const EVIDENCE_ITEMS: usize = 50;
+
+/// New evidence replaces the old, except that `items` lists accumulate
+/// (oldest first, deduplicated, at most [`EVIDENCE_ITEMS`]).
+fn merge_evidence(old: &serde_json::Value, mut new: serde_json::Value) -> serde_json::Value {
+    if let (Some(old_items), Some(new_items)) = (
+        old.get("items").and_then(|v| v.as_array()),
+        new.get("items").and_then(|v| v.as_array()),
+    ) {
+        let mut items = old_items.clone();
+        for i in new_items {
+            if items.len() >= EVIDENCE_ITEMS {
+                break;
+            }
+            if !items.contains(i) {
+                items.push(i.clone());
+            }
+        }
+        if let Some(obj) = new.as_object_mut() {
+            obj.insert("items".into(), serde_json::Value::Array(items));
+        }
+    }
+    new
+}
+
+fn unowned_finding(
+    name: &str,
+    provider: &str,
+    kind: &str,
+    scopes: &[String],
+    source: &str,
+) -> NewFinding {
+    NewFinding {
+        kind: "shadow_ownership".into(),
+        severity: Severity::High,
+        subject: external_subject(name),
+        owner_id: None,
+        summary: format!(
+            "Imported {provider} {kind} `{name}` has no owner: nobody can be named to approve, rotate or retire it. Name an owner."
+        ),
+        evidence: json!({"reason": "no_owner", "scopes": scopes, "source": source}),
+    }
+}
+
+fn removal_from_row(row: &SqliteRow) -> Result<RemovalTest, StoreError> {
+    let scopes: String = row.try_get("scopes")?;
+    let evidence: String = row.try_get("evidence")?;
+    let denied: i64 = row.try_get("canary_denied")?;
+    Ok(RemovalTest {
+        id: row.try_get("id")?,
+        target_kind: row.try_get("target_kind")?,
+        target: row.try_get("target")?,
+        workflow_id: row.try_get("workflow_id")?,
+        workload_id: row.try_get("workload_id")?,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        verdict: row.try_get("verdict")?,
+        evidence: serde_json::from_str(&evidence)
+            .map_err(|_| StoreError::Corrupt("a removal test's evidence is not JSON".into()))?,
+        canary: row.try_get("canary")?,
+        canary_run: row.try_get("canary_run")?,
+        canary_denied: u64::try_from(denied).unwrap_or(0),
+        digest: row.try_get("digest")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(super) async fn get_removal_test(pool: &SqlitePool, id: i64) -> Result<RemovalTest, StoreError> {
+    sqlx::query("SELECT * FROM removal_tests WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| removal_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "removal test",
+            key: id.to_string(),
+        })
+}
+
+pub(super) async fn list_removal_tests(
+    pool: &SqlitePool,
+    workflow_id: Option<i64>,
+) -> Result<Vec<RemovalTest>, StoreError> {
+    let rows = match workflow_id {
+        Some(w) => {
+            sqlx::query("SELECT * FROM removal_tests WHERE workflow_id = ? ORDER BY id DESC LIMIT 1000")
+                .bind(w)
+                .fetch_all(pool)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT * FROM removal_tests ORDER BY id DESC LIMIT 1000")
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    rows.iter().map(removal_from_row).collect()
+}
+
+#[derive(Clone, Copy)]
+enum Seen {
+    Workload,
+    Tool,
+    Resource,
+}
+
+fn rank(s: Severity) -> u8 {
+    match s {
+        Severity::Low => 0,
+        Severity::Medium => 1,
+        Severity::High => 2,
+        Severity::Critical => 3,
+    }
+}
+
+/// What the seen sets of a token hold so far.
+async fn seen(
+    pool: &SqlitePool,
+    subject: &str,
+    column: Seen,
+) -> Result<Vec<String>, StoreError> {
+    let sql = match column {
+        Seen::Workload => {
+            "SELECT DISTINCT workload AS v FROM usage_totals WHERE token_id = ? AND workload <> '' LIMIT ?"
+        }
+        Seen::Tool => {
+            "SELECT DISTINCT tool AS v FROM usage_totals WHERE token_id = ? AND tool <> '' LIMIT ?"
+        }
+        Seen::Resource => {
+            "SELECT DISTINCT resource AS v FROM usage_totals WHERE token_id = ? AND resource <> '' LIMIT ?"
+        }
+    };
+    let rows = sqlx::query(sql)
+        .bind(subject)
+        .bind(SEEN_MAX)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("v").map_err(StoreError::from))
+        .collect()
+}
+
+pub(super) async fn usage_subject(
+    pool: &SqlitePool,
+    registry: &SharedRegistry,
+    r: UsageRef,
+) -> Result<Option<UsageSubject>, StoreError> {
+    let token_row = match &r {
+        UsageRef::Id(id) if id.starts_with("tok_") => {
+            sqlx::query(select_tokens!("WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }
+        UsageRef::Fingerprint(fp) => match hex::decode(fp) {
+            Ok(bytes) if bytes.len() == 32 => {
+                sqlx::query(select_tokens!("WHERE secret_hash = ?"))
+                    .bind(bytes)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            _ => None,
+        },
+        UsageRef::Id(_) => None,
+    };
+    let mut subject = if let Some(row) = token_row {
+        let t = token_from_row(&row)?;
+        let (workloads, identities, tools, run_ended_at) = {
+            let reg = registry.read();
+            let mut workloads = Vec::new();
+            let mut identities = Vec::new();
+            if let Some(w) = reg.workload(t.workload_id) {
+                workloads.push(w.name.clone());
+                if let Some(i) = &w.identity {
+                    identities.push((i.clone(), w.name.clone()));
+                }
+            }
+            let tools = t
+                .workflow_id
+                .and_then(|id| reg.workflow(id))
+                .map(|w| w.tools.clone())
+                .unwrap_or_default();
+            (workloads, identities, tools, None::<Millis>)
+        };
+        let ended = match (t.run_id, run_ended_at) {
+            (Some(run), None) => {
+                sqlx::query_scalar::<_, Option<Millis>>("SELECT ended_at FROM runs WHERE id = ?")
+                    .bind(run)
+                    .fetch_optional(pool)
+                    .await?
+                    .flatten()
+            }
+            (_, e) => e,
+        };
+        UsageSubject {
+            subject: t.id.clone(),
+            external_id: None,
+            owner_id: Some(t.owner_id),
+            workloads,
+            identities,
+            tools,
+            scopes: t.scopes.iter().map(ToString::to_string).collect(),
+            run: t.run_id,
+            run_ended_at: ended,
+            workload_token: true,
+            ..Default::default()
+        }
+    } else {
+        let row = match &r {
+            UsageRef::Id(name) => {
+                let name = name.strip_prefix("external:").unwrap_or(name);
+                sqlx::query("SELECT * FROM external_tokens WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            UsageRef::Fingerprint(fp) => {
+                sqlx::query("SELECT * FROM external_tokens WHERE fingerprint = ?")
+                    .bind(fp)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let name: String = row.try_get("name")?;
+        let ids: String = row.try_get("workloads")?;
+        let scopes: String = row.try_get("scopes")?;
+        let kind: Option<String> = row.try_get("credential_kind")?;
+        let (workloads, identities): (Vec<String>, Vec<(String, String)>) = {
+            let reg = registry.read();
+            let declared: Vec<_> = ids
+                .split_whitespace()
+                .filter_map(|v| v.parse::<i64>().ok())
+                .filter_map(|id| reg.workload(id))
+                .collect();
+            (
+                declared.iter().map(|w| w.name.clone()).collect(),
+                declared
+                    .iter()
+                    .filter_map(|w| w.identity.clone().map(|i| (i, w.name.clone())))
+                    .collect(),
+            )
+        };
+        UsageSubject {
+            subject: external_subject(&name),
+            external_id: Some(row.try_get("id")?),
+            owner_id: row.try_get("owner_id")?,
+            workload_token: !workloads.is_empty()
+                || kind.as_deref() == Some("service_account_key"),
+            workloads,
+            identities,
+            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+            ..Default::default()
+        }
+    };
+    subject.seen_workloads = seen(pool, &subject.subject, Seen::Workload).await?;
+    subject.seen_tools = seen(pool, &subject.subject, Seen::Tool).await?;
+    subject.seen_resources = seen(pool, &subject.subject, Seen::Resource).await?;
+    let events: Option<i64> =
+        sqlx::query_scalar("SELECT SUM(count) FROM usage_totals WHERE token_id = ?")
+            .bind(&subject.subject)
+            .fetch_one(pool)
+            .await?;
+    subject.seen_events = u64::try_from(events.unwrap_or(0)).unwrap_or(0);
+    Ok(Some(subject))
+}
+
+/// Back-to-back reissues of one workload and scope set whose effective
+/// access spans longer than the threshold. Root tokens only (delegated ones
+/// live inside their parent's span).
+pub(super) async fn churn_chains(
+    pool: &SqlitePool,
+    registry: &SharedRegistry,
+    settings: ReviewSettings,
+    now: Millis,
+) -> Result<Vec<ChurnChain>, StoreError> {
+    use futures_util::TryStreamExt;
+    let threshold = Millis::from(settings.churn_hours) * 3_600_000;
+    let mut rows = sqlx::query(
+        "SELECT id, owner_id, workload_id, scopes, issued_at, MIN(expires_at, COALESCE(revoked_at, expires_at)) AS ends \
+         FROM tokens WHERE parent_id IS NULL AND break_glass = 0 ORDER BY workload_id, scopes, issued_at",
+    )
+    .fetch(pool);
+    let mut out = Vec::new();
+    let mut cur: Option<ChurnChain> = None;
+    let flush = |c: Option<ChurnChain>, out: &mut Vec<ChurnChain>| {
+        if let Some(c) = c
+            && c.tokens > 1
+            && c.last_end.min(now.max(c.first_issued)) - c.first_issued > threshold
+        {
+            out.push(c);
+        }
+    };
+    while let Some(row) = rows.try_next().await? {
+        let id: String = row.try_get("id")?;
+        let owner_id: i64 = row.try_get("owner_id")?;
+        let workload_id: i64 = row.try_get("workload_id")?;
+        let scopes: String = row.try_get("scopes")?;
+        let issued: Millis = row.try_get("issued_at")?;
+        let ends: Millis = row.try_get("ends")?;
+        let continues = cur.as_ref().is_some_and(|c| {
+            c.workload_id == workload_id
+                && c.scopes.join(" ") == scopes
+                && issued <= c.last_end + settings.churn_gap_ms
+        });
+        if continues {
+            if let Some(c) = cur.as_mut() {
+                c.tokens += 1;
+                c.last_end = c.last_end.max(ends);
+                c.last_token = id;
+            }
+        } else {
+            flush(cur.take(), &mut out);
+            cur = Some(ChurnChain {
+                workload_id,
+                workload: String::new(),
+                owner_id,
+                scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+                tokens: 1,
+                first_issued: issued,
+                last_end: ends,
+                first_token: id.clone(),
+                last_token: id,
+            });
+        }
+    }
+    flush(cur.take(), &mut out);
+    let reg = registry.read();
+    for c in &mut out {
+        c.workload = reg
+            .workload(c.workload_id)
+            .map(|w| w.name.clone())
+            .unwrap_or_else(|| c.workload_id.to_string());
+    }
+    out.sort_by(|a, b| b.effective_hours().total_cmp(&a.effective_hours()));
+    Ok(out)
+}
+
+pub(super) async fn review_sweep(
+    pool: &SqlitePool,
+    registry: &SharedRegistry,
+    settings: ReviewSettings,
+    now: Millis,
+) -> Result<Vec<NewFinding>, StoreError> {
+    let mut out = Vec::new();
+    // stale external tokens
+    let stale_before = now - Millis::from(settings.stale_days) * DAY_MS;
+    let rows = sqlx::query(
+        "SELECT id, name, owner_id, provider, credential_kind, last_used_at, COALESCE(issued_at, created_at) AS since \
+         FROM external_tokens WHERE status = 'active' AND COALESCE(last_used_at, issued_at, created_at) < ? LIMIT ?",
+    )
+    .bind(stale_before)
+    .bind(SWEEP_MAX as i64)
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let name: String = row.try_get("name")?;
+        let last: Option<Millis> = row.try_get("last_used_at")?;
+        let since: Millis = row.try_get("since")?;
+        let idle_days = (now - last.unwrap_or(since)) / DAY_MS;
+        out.push(NewFinding {
+            kind: "stale_external".into(),
+            severity: Severity::Medium,
+            subject: external_subject(&name),
+            owner_id: row.try_get("owner_id")?,
+            summary: format!(
+                "External token `{name}` has not been used for {idle_days} days (threshold {} days); revoke it or say why it stays.",
+                settings.stale_days
+            ),
+            evidence: json!({"last_used_at": last, "since": since, "idle_days": idle_days, "threshold_days": settings.stale_days}),
+        });
+    }
+    // shadow ownership: externals with no or an offboarded owner; team
+    // owners with no business owner that hold live tokens
+    let (offboarded, teams): (HashSet<i64>, Vec<(i64, String)>) = {
+        let reg = registry.read();
+        let owners = reg.owners();
+        (
+            owners
+                .iter()
+                .filter(|o| o.status == OwnerStatus::Offboarded)
+                .map(|o| o.id)
+                .collect(),
+            owners
+                .iter()
+                .filter(|o| {
+                    o.kind == OwnerKind::Team && !o.business_owner && o.status == OwnerStatus::Active
+                })
+                .map(|o| (o.id, o.name.clone()))
+                .collect(),
+        )
+    };
+    let rows = sqlx::query(
+        "SELECT name, owner_id, scopes FROM external_tokens WHERE status = 'active' LIMIT ?",
+    )
+    .bind(SWEEP_MAX as i64 * 10)
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let owner: Option<i64> = row.try_get("owner_id")?;
+        let name: String = row.try_get("name")?;
+        let scopes: String = row.try_get("scopes")?;
+        let reason = match owner {
+            None => "no_owner",
+            Some(id) if offboarded.contains(&id) => "owner_offboarded",
+            Some(_) => continue,
+        };
+        out.push(NewFinding {
+            kind: "shadow_ownership".into(),
+            severity: Severity::High,
+            subject: external_subject(&name),
+            owner_id: owner,
+            summary: if reason == "no_owner" {
+                format!("External token `{name}` has no owner: nobody can be named for it. Name an owner.")
+            } else {
+                format!("External token `{name}` belongs to an offboarded owner; name a new owner or revoke it.")
+            },
+            evidence: json!({"reason": reason, "scopes": scopes.split_whitespace().collect::<Vec<_>>()}),
+        });
+    }
+    for (id, name) in teams {
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tokens WHERE owner_id = ? AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_one(pool)
+        .await?;
+        let ext: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM external_tokens WHERE owner_id = ? AND status = 'active'",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+        if live + ext == 0 {
+            continue;
+        }
+        out.push(NewFinding {
+            kind: "shadow_ownership".into(),
+            severity: Severity::Medium,
+            subject: format!("owner:{name}"),
+            owner_id: Some(id),
+            summary: format!(
+                "Owner `{name}` is a platform team with no business owner, yet holds {live} live token(s) and {ext} external credential(s); name a business owner."
+            ),
+            evidence: json!({"reason": "team_without_business_owner", "live_tokens": live, "external_tokens": ext}),
+        });
+    }
+    // reissue churn
+    let threshold_h = f64::from(settings.churn_hours);
+    for c in churn_chains(pool, registry, settings, now)
+        .await?
+        .into_iter()
+        .take(SWEEP_MAX)
+    {
+        let hours = c.effective_hours();
+        out.push(NewFinding {
+            kind: "reissue_churn".into(),
+            severity: if hours > threshold_h * 7.0 {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            subject: format!("workload:{}:{}", c.workload, c.scopes.join(" ")),
+            owner_id: Some(c.owner_id),
+            summary: format!(
+                "Workload `{}` was re-issued `{}` {} times back to back: effective access spans {hours:.1} h although each token is short-lived (threshold {} h).",
+                c.workload,
+                c.scopes.join(" "),
+                c.tokens,
+                settings.churn_hours
+            ),
+            evidence: json!({
+                "workload": c.workload, "scopes": c.scopes, "tokens": c.tokens,
+                "first_issued": c.first_issued, "last_end": c.last_end,
+                "effective_hours": (hours * 10.0).round() / 10.0,
+                "first_token": c.first_token, "last_token": c.last_token,
+            }),
+        });
+    }
+    // unused privilege over the last N ended runs of each workflow and workload
+    let pairs = sqlx::query(
+        "SELECT DISTINCT workflow_id, workload_id FROM runs WHERE state <> 'running'",
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in pairs {
+        let workflow_id: i64 = row.try_get("workflow_id")?;
+        let workload_id: i64 = row.try_get("workload_id")?;
+        let runs = runs_usage(pool, workflow_id, Some(workload_id), settings.unused_runs).await?;
+        if runs.len() < settings.unused_runs as usize {
+            continue;
+        }
+        let mut granted: BTreeMap<String, usize> = BTreeMap::new();
+        let mut used: HashSet<String> = HashSet::new();
+        for run in &runs {
+            let mut scopes_in_run: Vec<Scope> = Vec::new();
+            for (_, scopes) in &run.tokens {
+                for s in scopes {
+                    if let Ok(sc) = s.parse::<Scope>() {
+                        if !scopes_in_run.contains(&sc) {
+                            *granted.entry(s.clone()).or_default() += 1;
+                            scopes_in_run.push(sc);
+                        }
+                    }
+                }
+            }
+            for u in &run.uses {
+                for sc in &scopes_in_run {
+                    if scope_allows(sc, &u.resource, &u.action) {
+                        used.insert(sc.to_string());
+                    }
+                }
+            }
+        }
+        let unused: Vec<&String> = granted.keys().filter(|s| !used.contains(*s)).collect();
+        if unused.is_empty() {
+            continue;
+        }
+        let (workflow, workload, owner_id) = {
+            let reg = registry.read();
+            (
+                reg.workflow(workflow_id)
+                    .map(|w| w.name.clone())
+                    .unwrap_or_default(),
+                reg.workload(workload_id)
+                    .map(|w| w.name.clone())
+                    .unwrap_or_default(),
+                reg.workload(workload_id).map(|w| w.owner_id),
+            )
+        };
+        let suggested: Vec<&String> = granted.keys().filter(|s| used.contains(*s)).collect();
+        let any_write = unused
+            .iter()
+            .any(|s| s.parse::<Scope>().is_ok_and(|sc| sc.is_write()));
+        out.push(NewFinding {
+            kind: "unused_privilege".into(),
+            severity: if any_write { Severity::High } else { Severity::Low },
+            subject: format!("workflow:{workflow}:{workload}"),
+            owner_id,
+            summary: format!(
+                "Workload `{workload}` was granted {} in workflow `{workflow}` and used none of it in the last {} runs; right-size it to {}.",
+                unused.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                runs.len(),
+                if suggested.is_empty() { "no scopes".to_owned() } else { suggested.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" ") },
+            ),
+            evidence: json!({
+                "workflow": workflow, "workload": workload,
+                "runs": runs.iter().map(|r| r.run).collect::<Vec<_>>(),
+                "unused": unused, "used": suggested, "suggested_scopes": suggested,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// Does `scope` allow `action` on a logged `TYPE:ID` (or `TYPE`) resource?
+pub fn scope_allows(scope: &Scope, resource: &str, action: &str) -> bool {
+    let (ty, id) = match resource.split_once(':') {
+        Some((t, i)) => (t, Some(i)),
+        None => (resource, None),
+    };
+    scope.allows(ty, id, action)
+}
+
+pub(super) async fn runs_usage(
+    pool: &SqlitePool,
+    workflow_id: i64,
+    workload_id: Option<i64>,
+    last: u32,
+) -> Result<Vec<RunUsage>, StoreError> {
+    let runs = sqlx::query(
+        "SELECT * FROM runs WHERE workflow_id = ? AND (? IS NULL OR workload_id = ?) AND state <> 'running' \
+         ORDER BY id DESC LIMIT ?",
+    )
+    .bind(workflow_id)
+    .bind(workload_id)
+    .bind(workload_id)
+    .bind(i64::from(last))
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(runs.len());
+    for row in runs {
+        let run = super::run_from_row(&row)?;
+        let tokens = sqlx::query("SELECT id, scopes FROM tokens WHERE run_id = ? LIMIT 1000")
+            .bind(run.id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let scopes: String = r.try_get("scopes")?;
+                Ok((id, scopes_from(&scopes)?.iter().map(ToString::to_string).collect()))
+            })
+            .collect::<Result<Vec<(String, Vec<String>)>, StoreError>>()?;
+        let mut uses = Vec::new();
+        for (id, _) in &tokens {
+            let rows = sqlx::query(
+                "SELECT * FROM usage_runs WHERE token_id = ? ORDER BY first_at LIMIT 1000",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            for r in rows {
+                let count: i64 = r.try_get("count")?;
+                uses.push(UsageRunTotal {
+                    token_id: r.try_get("token_id")?,
+                    run: r.try_get("run")?,
+                    step: r.try_get("step")?,
+                    action: r.try_get("action")?,
+                    resource: r.try_get("resource")?,
+                    count: u64::try_from(count).unwrap_or(0),
+                    first_at: r.try_get("first_at")?,
+                    last_at: r.try_get("last_at")?,
+                });
+            }
+        }
+        out.push(RunUsage {
+            run: run.id,
+            state: run.state.to_string(),
+            started_at: run.started_at,
+            ended_at: run.ended_at,
+            digest: run.digest,
+            tokens,
+            uses,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn report_numbers(
+    pool: &SqlitePool,
+    registry: &SharedRegistry,
+    caps: leash_core::issuance::TtlCaps,
+    now: Millis,
+) -> Result<ReportNumbers, StoreError> {
+    let mut n = ReportNumbers::default();
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    let (active_owners, env_of): (HashSet<i64>, HashMap<i64, Environment>) = {
+        let reg = registry.read();
+        (
+            reg.owners()
+                .iter()
+                .filter(|o| o.status == OwnerStatus::Active)
+                .map(|o| o.id)
+                .collect(),
+            reg.workloads()
+                .iter()
+                .map(|w| (w.id, w.environment))
+                .collect(),
+        )
+    };
+    n.leash_total = u(sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(pool).await?);
+    // live tokens grouped by what the report asks of them
+    let rows = sqlx::query(
+        "SELECT owner_id, workload_id, run_id IS NOT NULL AS bound, has_write, justification IS NOT NULL AS justified, \
+         parent_id IS NOT NULL AS delegated, break_glass, \
+         id IN (SELECT token_id FROM approvals WHERE token_id IS NOT NULL) AS approved, \
+         (expires_at - issued_at) / 1000 AS ttl, COUNT(*) AS n \
+         FROM tokens WHERE revoked_at IS NULL AND expires_at > ? \
+         GROUP BY owner_id, workload_id, bound, has_write, justified, delegated, break_glass, approved, ttl",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let count = u(row.try_get("n")?);
+        let owner: i64 = row.try_get("owner_id")?;
+        let workload: i64 = row.try_get("workload_id")?;
+        let bound: bool = row.try_get("bound")?;
+        let write: bool = row.try_get("has_write")?;
+        let justified: bool = row.try_get("justified")?;
+        let delegated: bool = row.try_get("delegated")?;
+        let break_glass: bool = row.try_get("break_glass")?;
+        let approved: bool = row.try_get("approved")?;
+        let ttl: i64 = row.try_get("ttl")?;
+        n.leash_live += count;
+        if active_owners.contains(&owner) {
+            n.live_owned += count;
+        }
+        if bound {
+            n.live_run_bound += count;
+        }
+        let cap = env_of
+            .get(&workload)
+            .map(|e| caps.cap(*e))
+            .unwrap_or(caps.prod);
+        if !break_glass && u(ttl) > cap {
+            n.live_over_ttl_cap += count;
+        }
+        if write {
+            n.live_write += count;
+            if justified {
+                n.live_write_justified += count;
+            }
+            // delegated tokens only narrow an approved parent
+            if approved || delegated {
+                n.live_write_approved += count;
+            }
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT status, owner_id IS NOT NULL AND owner_id IN (SELECT id FROM owners WHERE status = 'active') AS owned, \
+         workloads <> '' AS has_workloads, scopes <> '' AS has_scopes, \
+         connector IS NOT NULL OR expires_at IS NOT NULL AS has_trigger, COUNT(*) AS n FROM external_tokens \
+         GROUP BY status, owned, has_workloads, has_scopes, has_trigger",
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let count = u(row.try_get("n")?);
+        let status: String = row.try_get("status")?;
+        n.external_total += count;
+        if status != "active" {
+            continue;
+        }
+        n.external_active += count;
+        if row.try_get::<bool, _>("owned")? {
+            n.external_owned += count;
+        }
+        if row.try_get::<bool, _>("has_workloads")? {
+            n.external_with_workloads += count;
+        }
+        if row.try_get::<bool, _>("has_scopes")? {
+            n.external_with_scopes += count;
+        }
+        if row.try_get::<bool, _>("has_trigger")? {
+            n.external_with_trigger += count;
+        }
+    }
+    // exposures Leash could revoke: its own live tokens, or tracked ones with a connector
+    let rows = sqlx::query(
+        "SELECT action, revoked_at, detected_at FROM exposures WHERE action IN ('revoked', 'matched_external')",
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let action: String = row.try_get("action")?;
+        let revoked_at: Option<Millis> = row.try_get("revoked_at")?;
+        let detected: Millis = row.try_get("detected_at")?;
+        if action == "matched_external" && revoked_at.is_none() {
+            // a third-party secret with no connector: the owner was told
+            continue;
+        }
+        n.exposures_revocable += 1;
+        if let Some(at) = revoked_at {
+            n.exposures_revoked += 1;
+            n.revocation_latencies_ms.push(u(at - detected));
+        }
+    }
+    n.revocation_latencies_ms.sort_unstable();
+    for row in sqlx::query("SELECT source, events, unknown_refs FROM usage_sources")
+        .fetch_all(pool)
+        .await?
+    {
+        let source: String = row.try_get("source")?;
+        let events = u(row.try_get("events")?);
+        if source == "decision" {
+            n.decisions += events;
+        } else {
+            n.log_events += events;
+            n.unknown_refs += u(row.try_get("unknown_refs")?);
+        }
+    }
+    n.denied = u(sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT SUM(count) FROM usage_totals WHERE allowed = 0",
+    )
+    .fetch_one(pool)
+    .await?
+    .unwrap_or(0));
+    for row in sqlx::query("SELECT kind, status, COUNT(*) AS n FROM findings GROUP BY kind, status")
+        .fetch_all(pool)
+        .await?
+    {
+        n.findings.push((
+            row.try_get("kind")?,
+            row.try_get("status")?,
+            u(row.try_get("n")?),
+        ));
+    }
+    let bg = sqlx::query(
+        "SELECT COUNT(*) AS total, \
+         SUM(revoked_at IS NULL AND expires_at > ?) AS live, \
+         SUM(revoked_at IS NULL AND expires_at <= ?) AS overdue FROM tokens WHERE break_glass = 1",
+    )
+    .bind(now)
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    n.break_glass_total = u(bg.try_get("total")?);
+    n.break_glass_live = u(bg.try_get::<Option<i64>, _>("live")?.unwrap_or(0));
+    n.break_glass_overdue = u(bg.try_get::<Option<i64>, _>("overdue")?.unwrap_or(0));
+    Ok(n)
+}
