@@ -23,6 +23,7 @@ pub mod bootstrap;
 pub mod error;
 pub mod metrics;
 pub mod notify;
+pub mod review;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,6 +81,19 @@ pub struct ServerConfig {
     pub exposure: ExposureSettings,
     /// Request-time authorization, approvals and break-glass.
     pub authz: AuthzSettings,
+    /// Review rules and report thresholds.
+    pub review: ReviewConfig,
+}
+
+/// Review rules and report thresholds.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewConfig {
+    pub settings: leash_store::ReviewSettings,
+    pub rules: review::RuleSettings,
+    /// Most write-capable share of live tokens the report accepts (default 0.2).
+    pub write_max_ratio: Option<f64>,
+    /// Ended runs a removability verdict needs (default 3).
+    pub removal_min_runs: Option<u32>,
 }
 
 /// How decisions, approvals and break-glass behave.
@@ -155,6 +169,7 @@ impl ServerConfig {
             jwks_min_refresh: api::federation::DEFAULT_MIN_REFRESH,
             exposure: ExposureSettings::default(),
             authz: AuthzSettings::default(),
+            review: ReviewConfig::default(),
         }
     }
 }
@@ -184,6 +199,9 @@ pub struct App {
     pub authz: authz::Authorizer,
     /// Approvals, write budget and break-glass rules.
     pub authz_settings: AuthzSettings,
+    /// Usage correlation, review findings and removability canaries.
+    pub review: review::Review,
+    pub review_config: ReviewConfig,
     operator_hash: [u8; 32],
 }
 
@@ -329,6 +347,8 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         exposures,
         authz,
         authz_settings: cfg.authz.clone(),
+        review: review::Review::new(cfg.review.settings, cfg.review.rules),
+        review_config: cfg.review.clone(),
         store,
         keys: std::sync::RwLock::new(Arc::new(keys)),
         key_info: std::sync::RwLock::new(key_info),
@@ -387,6 +407,8 @@ pub async fn serve(
     });
     tokio::spawn(api::policies::watch_policy_dir(app.clone()));
     tokio::spawn(api::approvals::expire_break_glass(app.clone()));
+    tokio::spawn(api::review::sweep_periodically(app.clone()));
+    api::review::load_canaries(&app).await;
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await

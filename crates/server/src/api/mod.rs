@@ -163,6 +163,15 @@ pub fn v1_routes() -> Router<AppState> {
             "/policies/{name}",
             axum::routing::put(policies::put).delete(policies::delete),
         )
+        .route("/external-tokens/import", post(review::import))
+        .route("/usage/ingest", post(review::ingest))
+        .route("/review/sweep", post(review::sweep))
+        .route("/report", get(review::report))
+        .route(
+            "/removal-tests",
+            post(review::create_removal_test).get(review::list_removal_tests),
+        )
+        .route("/removal-tests/{id}", get(review::get_removal_test))
         .route("/approvals", get(approvals::list))
         .route("/approvals/{id}", get(approvals::get))
         .route("/approvals/{id}/approve", post(approvals::approve))

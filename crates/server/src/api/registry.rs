@@ -198,6 +198,8 @@ pub async fn update_workflow(
         .update_workflow_and_revoke(&name, digest, b.tools, OPERATOR)
         .await?;
     app.metrics.revoked(&revoked);
+    // removability verdicts were computed against the old definition
+    crate::api::review::rerun_for_workflow(&app, w.id).await;
     let view = WorkflowView::new(&w, &app.store.registry().read());
     Ok(Json(WorkflowUpdated {
         workflow: view,
@@ -237,6 +239,7 @@ pub async fn start_run(
         .store
         .start_run(&b.workflow, &b.workload, OPERATOR)
         .await?;
+    crate::api::review::arm_canary(&app, &r).await?;
     let view = RunView::new(&r, &app.store.registry().read());
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -295,6 +298,7 @@ pub async fn end_run(
     }
     let (r, revoked) = app.store.end_run_and_revoke(id, state, OPERATOR).await?;
     app.metrics.revoked(&revoked);
+    crate::api::review::finish_canary(&app, &r).await?;
     let view = RunView::new(&r, &app.store.registry().read());
     Ok(Json(RunEnded {
         run: view,

@@ -1,0 +1,354 @@
+//! Review: usage from workload logs correlated with what each token is
+//! for, findings raised as the usage arrives, removability tests with
+//! their canaries, and the numbers behind the report.
+//!
+//! Ingest is one task at a time (a mutex around the [`Engine`]): each batch
+//! resolves its token references (cached), runs the per-use rules against
+//! each token's declared and usual sets, folds the uses into aggregates and
+//! writes them with the findings in one store job, so findings are current
+//! when the ingest call answers.
+
+pub mod removal;
+pub mod rules;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use leash_core::Millis;
+use leash_core::scope::Scope;
+use leash_review::logs::{TokenRef, UsageEvent};
+use leash_store::{
+    NewFinding, ReviewBatch, ReviewOutcome, ReviewSettings, SourceCounts, Store, StoreError,
+    UsageRef, UsageRunTotal, UsageSubject, UsageTotal,
+};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+pub use rules::RuleSettings;
+
+/// Most token references remembered (known or unknown) before the cache is cleared.
+const CACHE_MAX: usize = 1_000_000;
+/// Unknown references shown back to the caller.
+const UNKNOWN_SHOWN: usize = 100;
+
+/// What one token is for, and what its use has shown so far.
+#[derive(Debug)]
+pub struct Tracked {
+    pub info: UsageSubject,
+    pub state: rules::SeenState,
+}
+
+/// The ingest side: resolves references, applies the rules, folds usage.
+#[derive(Debug, Default)]
+pub struct Engine {
+    cache: HashMap<TokenRef, Option<usize>, foldhash::fast::RandomState>,
+    tracked: Vec<Tracked>,
+}
+
+/// A withheld scope set for one run (a removability canary).
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub test: i64,
+    pub scopes: Vec<Scope>,
+    pub denied: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The review state the server holds.
+#[derive(Debug)]
+pub struct Review {
+    pub settings: ReviewSettings,
+    pub rules: RuleSettings,
+    engine: Mutex<Engine>,
+    /// Canaries by run id.
+    canaries: RwLock<HashMap<i64, Canary>>,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct IngestOutcome {
+    /// Lines read.
+    pub lines: u64,
+    /// Usage events found in them.
+    pub events: u64,
+    /// Events mapped to a known token.
+    pub matched: u64,
+    /// Events whose token Leash does not know (counted, never dropped silently).
+    pub unknown_refs: u64,
+    /// Up to 100 of those references (ids or fingerprints) with their lines.
+    pub unknown: Vec<UnknownRef>,
+    /// Lines that were not usage events.
+    pub skipped: u64,
+    /// Up to 100 of those lines with why.
+    #[schema(value_type = Vec<Object>)]
+    pub skipped_lines: Vec<leash_review::logs::Skipped>,
+    /// Findings opened by this batch.
+    pub findings_opened: Vec<i64>,
+    /// Open findings this batch added evidence to.
+    pub findings_refreshed: Vec<i64>,
+}
+
+/// A token reference Leash does not know.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UnknownRef {
+    pub line: usize,
+    /// `id` or `fingerprint`.
+    pub by: String,
+    pub value: String,
+}
+
+type TotalKey = (usize, String, String, String, String, bool);
+type RunKey = (usize, String, String, String, String);
+
+impl Review {
+    pub fn new(settings: ReviewSettings, rules: RuleSettings) -> Self {
+        Self {
+            settings,
+            rules,
+            engine: Mutex::new(Engine::default()),
+            canaries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Forget cached references (after an import: unknown ones may be known now).
+    pub async fn forget(&self) {
+        let mut e = self.engine.lock().await;
+        e.cache.clear();
+        e.tracked.clear();
+    }
+
+    /// Correlate parsed usage events and write them with the findings they raise.
+    pub async fn ingest(
+        &self,
+        store: &dyn Store,
+        source: &str,
+        lines: u64,
+        parsed: leash_review::logs::Parsed,
+        actor: &str,
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut engine = self.engine.lock().await;
+        if engine.cache.len() > CACHE_MAX {
+            engine.cache.clear();
+            engine.tracked.clear();
+        }
+        let mut out = IngestOutcome {
+            lines,
+            events: parsed.events.len() as u64,
+            skipped: parsed.skipped_count as u64,
+            skipped_lines: parsed.skipped,
+            ..Default::default()
+        };
+        let mut totals: HashMap<TotalKey, UsageTotal, foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut runs: HashMap<RunKey, UsageRunTotal, foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut last_used: HashMap<i64, Millis> = HashMap::new();
+        let mut findings: HashMap<(String, String), NewFinding> = HashMap::new();
+        for ev in parsed.events {
+            let idx = match engine.cache.get(&ev.token) {
+                Some(i) => *i,
+                None => {
+                    let r = match &ev.token {
+                        TokenRef::Id(id) => UsageRef::Id(id.clone()),
+                        TokenRef::Fingerprint(fp) => UsageRef::Fingerprint(fp.clone()),
+                    };
+                    let found = store.usage_subject(r).await?;
+                    let idx = found.map(|info| {
+                        engine.tracked.push(Tracked {
+                            state: rules::SeenState::from_subject(&info),
+                            info,
+                        });
+                        engine.tracked.len() - 1
+                    });
+                    engine.cache.insert(ev.token.clone(), idx);
+                    idx
+                }
+            };
+            let Some(idx) = idx else {
+                out.unknown_refs += 1;
+                if out.unknown.len() < UNKNOWN_SHOWN {
+                    let (by, value) = match &ev.token {
+                        TokenRef::Id(v) => ("id", v.clone()),
+                        TokenRef::Fingerprint(v) => ("fingerprint", v.clone()),
+                    };
+                    out.unknown.push(UnknownRef {
+                        line: ev.line,
+                        by: by.into(),
+                        value,
+                    });
+                }
+                continue;
+            };
+            out.matched += 1;
+            let tracked = &mut engine.tracked[idx];
+            for f in rules::check(&self.rules, &tracked.info, &mut tracked.state, &ev) {
+                let key = (f.kind.clone(), f.subject.clone());
+                match findings.get_mut(&key) {
+                    Some(prev) => merge_items(prev, f),
+                    None => {
+                        findings.insert(key, f);
+                    }
+                }
+            }
+            fold(
+                idx,
+                &tracked.info,
+                &ev,
+                &mut totals,
+                &mut runs,
+                &mut last_used,
+            );
+        }
+        let batch = ReviewBatch {
+            totals: totals.into_values().collect(),
+            runs: runs.into_values().collect(),
+            last_used: last_used.into_iter().collect(),
+            source: Some(SourceCounts {
+                source: source.to_owned(),
+                events: out.events,
+                unknown_refs: out.unknown_refs,
+                skipped: out.skipped,
+            }),
+            findings: findings.into_values().collect(),
+        };
+        let ReviewOutcome { opened, refreshed } = store.record_review(batch, actor).await?;
+        out.findings_opened = opened;
+        out.findings_refreshed = refreshed;
+        Ok(out)
+    }
+
+    /// Run the registry-wide rules and record what they find.
+    pub async fn sweep(
+        &self,
+        store: &dyn Store,
+        now: Millis,
+    ) -> Result<ReviewOutcome, StoreError> {
+        let findings = store.review_sweep(self.settings, now).await?;
+        store
+            .record_review(
+                ReviewBatch {
+                    findings,
+                    ..Default::default()
+                },
+                "leash",
+            )
+            .await
+    }
+
+    /// The canary withholding scopes from `run`, if any.
+    pub fn canary(&self, run: i64) -> Option<Canary> {
+        self.canaries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&run)
+            .cloned()
+    }
+
+    pub fn set_canary(&self, run: i64, canary: Canary) {
+        self.canaries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run, canary);
+    }
+
+    pub fn take_canary(&self, run: i64) -> Option<Canary> {
+        self.canaries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run)
+    }
+}
+
+/// Add `f`'s evidence items to `prev` (same kind and subject in one batch).
+fn merge_items(prev: &mut NewFinding, f: NewFinding) {
+    let new_items = f.evidence.get("items").and_then(|v| v.as_array()).cloned();
+    let severity_up = rules::rank(f.severity) > rules::rank(prev.severity);
+    match (
+        prev.evidence.get_mut("items").and_then(|v| v.as_array_mut()),
+        new_items,
+    ) {
+        (Some(items), Some(new)) => {
+            for i in new {
+                if items.len() < 50 && !items.contains(&i) {
+                    items.push(i);
+                }
+            }
+            prev.summary = f.summary;
+        }
+        _ => {
+            prev.summary = f.summary;
+            prev.evidence = f.evidence;
+        }
+    }
+    if severity_up {
+        prev.severity = f.severity;
+    }
+}
+
+fn fold(
+    idx: usize,
+    info: &UsageSubject,
+    ev: &UsageEvent,
+    totals: &mut HashMap<TotalKey, UsageTotal, foldhash::fast::RandomState>,
+    runs: &mut HashMap<RunKey, UsageRunTotal, foldhash::fast::RandomState>,
+    last_used: &mut HashMap<i64, Millis>,
+) {
+    let workload = ev
+        .workload
+        .as_deref()
+        .map(|w| rules::canonical_workload(info, w))
+        .unwrap_or_default();
+    let action = ev.action.clone().unwrap_or_default();
+    let resource = ev.resource.clone().unwrap_or_default();
+    let tool = ev.tool.clone().unwrap_or_default();
+    let allowed = ev.allowed.unwrap_or(true);
+    let t = totals
+        .entry((
+            idx,
+            workload.clone(),
+            action.clone(),
+            resource.clone(),
+            tool.clone(),
+            allowed,
+        ))
+        .or_insert_with(|| UsageTotal {
+            token_id: info.subject.clone(),
+            workload,
+            action: action.clone(),
+            resource: resource.clone(),
+            tool: tool.clone(),
+            allowed,
+            count: 0,
+            first_at: ev.at,
+            last_at: ev.at,
+        });
+    t.count += 1;
+    t.first_at = t.first_at.min(ev.at);
+    t.last_at = t.last_at.max(ev.at);
+    if allowed {
+        // a Leash token's run is its own; others carry the logged run
+        let run = match info.run {
+            Some(r) => r.to_string(),
+            None => ev.run.clone().unwrap_or_default(),
+        };
+        let step = ev.step.clone().or_else(|| ev.tool.clone()).unwrap_or_default();
+        let r = runs
+            .entry((idx, run.clone(), step.clone(), action.clone(), resource.clone()))
+            .or_insert_with(|| UsageRunTotal {
+                token_id: info.subject.clone(),
+                run,
+                step,
+                action,
+                resource,
+                count: 0,
+                first_at: ev.at,
+                last_at: ev.at,
+            });
+        r.count += 1;
+        r.first_at = r.first_at.min(ev.at);
+        r.last_at = r.last_at.max(ev.at);
+    }
+    if let Some(id) = info.external_id {
+        let e = last_used.entry(id).or_insert(ev.at);
+        *e = (*e).max(ev.at);
+    }
+}
