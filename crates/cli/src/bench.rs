@@ -47,6 +47,24 @@ pub enum BenchCmd {
     /// POST /access/v1/evaluation (or /evaluations with --batch N): AuthZEN decisions
     /// over live tokens (cache, revocation set, binding, scope, Cedar, usage record).
     Authz(AuthzBench),
+    /// Ingest --events usage events (JSON lines) over --tokens existing tokens through
+    /// POST /v1/usage/ingest, then build the report --reports times.
+    Review(ReviewBench),
+}
+
+#[derive(Args)]
+pub struct ReviewBench {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Distinct existing tokens the events name (read from the registry).
+    #[arg(long, default_value_t = 100_000)]
+    pub tokens: u64,
+    /// Lines per ingest request.
+    #[arg(long, default_value_t = 50_000)]
+    pub batch: usize,
+    /// How many times to build the JSON report.
+    #[arg(long, default_value_t = 3)]
+    pub reports: u32,
 }
 
 #[derive(Args)]
@@ -474,9 +492,119 @@ fn mint_maker(workload: String, run: Option<i64>, format: &str) -> Result<MakeRe
     }))
 }
 
+/// Ingest throughput and report time (see [`ReviewBench`]).
+async fn review_bench(api: &Api, b: ReviewBench, json_out: bool) -> Result<()> {
+    use std::fmt::Write as _;
+    if b.batch == 0 || b.tokens == 0 {
+        bail!("--batch and --tokens must be at least 1");
+    }
+    // the tokens, as the registry lists them
+    let mut tokens: Vec<(String, String)> = Vec::new();
+    let mut after: Option<String> = None;
+    while (tokens.len() as u64) < b.tokens {
+        let mut path = "/v1/tokens?limit=1000&status=active".to_owned();
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let page: Vec<Value> = api.get(&path).await?;
+        if page.is_empty() {
+            break;
+        }
+        for t in &page {
+            tokens.push((
+                t["id"].as_str().unwrap_or_default().to_owned(),
+                t["workload"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        after = page
+            .last()
+            .and_then(|t| t["id"].as_str())
+            .map(str::to_owned);
+    }
+    tokens.truncate(b.tokens as usize);
+    if tokens.is_empty() {
+        bail!("no live tokens to name: run `leash bench populate --tokens N` first");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut matched = 0u64;
+    let mut opened = 0u64;
+    let mut busy = Duration::ZERO;
+    while sent < b.events {
+        let n = (b.events - sent).min(b.batch as u64);
+        let mut body = String::with_capacity(n as usize * 200);
+        for i in sent..sent + n {
+            let (id, workload) = &tokens[(i % tokens.len() as u64) as usize];
+            let _ = writeln!(
+                body,
+                r#"{{"time":{},"token_id":"{id}","workload":"{workload}","tool":"jira","resource":"tickets:T-{}","action":"read","run":"r{}","step":"triage"}}"#,
+                now + i / 1000,
+                i % 50,
+                i % 7
+            );
+        }
+        let t = Instant::now();
+        let o: Value = api
+            .post_bytes(
+                &format!("/v1/usage/ingest?source=bench&first_line={}", sent + 1),
+                "application/x-ndjson",
+                body.into_bytes(),
+            )
+            .await?;
+        busy += t.elapsed();
+        matched += o["matched"].as_u64().unwrap_or_default();
+        opened += o["findings_opened"]
+            .as_array()
+            .map(|a| a.len() as u64)
+            .unwrap_or_default();
+        sent += n;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let mut report_secs = Vec::new();
+    let mut totals = Value::Null;
+    for _ in 0..b.reports {
+        let t = Instant::now();
+        let r: Value = api.get("/v1/report?format=json").await?;
+        report_secs.push(t.elapsed().as_secs_f64());
+        totals = json!({"tokens": r["tokens"], "usage": r["usage"]});
+    }
+    let mut sorted = report_secs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+    let out = json!({
+        "events": sent, "distinct_tokens": tokens.len(), "matched": matched, "findings_opened": opened,
+        "ingest_seconds": wall, "events_per_second": sent as f64 / wall,
+        "events_per_second_in_requests": sent as f64 / busy.as_secs_f64().max(1e-9),
+        "report_seconds": report_secs, "report_median_seconds": median, "report_totals": totals,
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "ingest: {sent} events over {} tokens in {wall:.2}s = {:.0} events/s ({matched} matched, {opened} findings opened)",
+            tokens.len(),
+            sent as f64 / wall
+        );
+        println!(
+            "report: median {median:.2}s of {:?} (registry: {})",
+            report_secs
+                .iter()
+                .map(|s| format!("{s:.2}"))
+                .collect::<Vec<_>>(),
+            totals
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
     let progress = interactive(json_out);
     match cmd {
+        BenchCmd::Review(b) => review_bench(&api, b, json_out).await?,
         BenchCmd::Mint(b) => {
             let (workload, _) = setup(&api, false).await?;
             let d = leash_core::duration::parse_duration(&b.duration)?;

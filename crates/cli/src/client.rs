@@ -88,7 +88,38 @@ impl Api {
         self.send(req).await
     }
 
-    async fn send<T: DeserializeOwned>(&self, mut req: reqwest::RequestBuilder) -> Result<T> {
+    /// POST a raw body (an export file, a batch of log lines).
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let req = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(req).await
+    }
+
+    /// GET a text document (a rendered report).
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let bytes = self
+            .exchange(self.http.get(format!("{}{}", self.base, path)))
+            .await?;
+        String::from_utf8(bytes.to_vec()).context("the server answered with text that is not UTF-8")
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let bytes = self.exchange(req).await?;
+        serde_json::from_slice(&bytes)
+            .context("the server answered with a body that is not the expected JSON")
+    }
+
+    /// Send with the operator credential; a non-2xx answer becomes an error
+    /// carrying the server's `detail`.
+    async fn exchange(&self, mut req: reqwest::RequestBuilder) -> Result<bytes::Bytes> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -101,9 +132,7 @@ impl Api {
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the response")?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).with_context(|| {
-                format!("the server answered {status} with a body that is not the expected JSON")
-            });
+            return Ok(bytes);
         }
         if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
             bail!(

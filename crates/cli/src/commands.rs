@@ -146,6 +146,24 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     cfg.authz.break_glass_approval = a.break_glass_approval;
     cfg.authz.usage.keep_log = a.usage_log_keep;
     cfg.authz.usage.raw_per_sec = a.usage_raw_per_sec;
+    if !(0.0..=1.0).contains(&a.write_max_ratio) {
+        bail!("--write-max-ratio is a share between 0 and 1, e.g. 0.2");
+    }
+    let ms = |what: &str, d: &str| -> Result<i64> {
+        let secs = parse_duration(d).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        Ok(i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000)
+    };
+    cfg.review.settings = leash_store::ReviewSettings {
+        stale_days: a.stale_days,
+        churn_gap_ms: ms("--churn-gap", &a.churn_gap)?,
+        churn_threshold_ms: ms("--churn-threshold", &a.churn_threshold)?,
+        unused_runs: a.unused_runs.max(1),
+    };
+    cfg.review.rules = leash_server::review::RuleSettings {
+        learn_events: a.learn_events,
+    };
+    cfg.review.removal_min_runs = Some(a.removal_min_runs.max(1));
+    cfg.review.write_max_ratio = Some(a.write_max_ratio);
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -175,7 +193,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let j = cli.json;
     let api = || Api::new(&cli.url, find_token(cli.token.clone()));
     match cli.command {
-        Command::Serve(a) => return serve(a).await,
+        Command::Serve(a) => return serve(*a).await,
         Command::Scan(a) => {
             // a server is configured when an operator credential is at hand
             let token = find_token(cli.token.clone());
@@ -198,6 +216,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Approvals(cmd) => crate::authz::approvals(&api()?, cmd, j).await?,
         Command::BreakGlass(a) => crate::authz::break_glass(&api()?, a, j).await?,
         Command::External(cmd) => crate::exposure::external(&api()?, cmd, j).await?,
+        Command::Import(a) => crate::review::import(&api()?, a, j).await?,
+        Command::Usage(cmd) => crate::review::usage(&api()?, cmd, j).await?,
+        Command::RemovalTest(a) => crate::review::removal_test(&api()?, a, j).await?,
+        Command::Report(a) => crate::review::report(&api()?, a, j).await?,
         Command::Workload(cmd) => workload(&api()?, cmd, j).await?,
         Command::Workflow(cmd) => workflow(&api()?, cmd, j).await?,
         Command::Run(cmd) => run_cmd(&api()?, cmd, j).await?,
@@ -333,6 +355,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Explain(a) => {
             let t = read_arg(&a.token_or_id)?;
+            if t.starts_with("external:") {
+                let e: ExternalExplanation = api()?
+                    .post("/v1/explain", &json!({"token_or_id": t}))
+                    .await?;
+                show(j, &e, print_external_explanation)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let e: Explanation = api()?
                 .post("/v1/explain", &json!({"token_or_id": t}))
                 .await?;
@@ -486,6 +515,40 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_external_explanation(e: &ExternalExplanation) {
+    println!("{}  [{}]  {}", e.id, e.status, e.external.kind);
+    match &e.owner {
+        Some(o) => println!(
+            "  1. owner      {} <{}> ({}, {})",
+            o.name, o.email, o.kind, o.status
+        ),
+        None => println!("  1. owner      NOBODY — name an owner (shadow ownership)"),
+    }
+    println!(
+        "  2. workload   {}",
+        if e.workload.is_empty() {
+            "-".to_owned()
+        } else {
+            e.workload.join(", ")
+        }
+    );
+    println!(
+        "  3. privileges {}  (issued {}, expires {}, last used {})",
+        if e.privileges.scopes.is_empty() {
+            "-".to_owned()
+        } else {
+            e.privileges.scopes.join(" ")
+        },
+        or_dash(e.privileges.issued_at.as_deref()),
+        or_dash(e.privileges.expires_at.as_deref()),
+        or_dash(e.privileges.last_used_at.as_deref())
+    );
+    println!("  4. revoked by {}", e.revocation_triggers.join(", "));
+    if let Some(at) = &e.revoked {
+        println!("  revoked at {at}");
+    }
 }
 
 fn print_explanation(e: &Explanation) {

@@ -226,6 +226,14 @@ fn finding_text(f: &FindingView) {
     println!("  owner    {}", or_dash(f.owner.as_deref()));
     println!("  created  {}", f.created_at);
     println!("  {}", f.summary);
+    if f.evidence.as_object().is_some_and(|o| !o.is_empty()) {
+        println!(
+            "  evidence {}",
+            serde_json::to_string_pretty(&f.evidence)
+                .unwrap_or_default()
+                .replace('\n', "\n  ")
+        );
+    }
 }
 
 pub async fn findings(api: &Api, cmd: FindingsCmd, j: bool) -> Result<()> {

@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod commands;
 mod exposure;
+mod review;
 mod scan;
 
 use std::net::SocketAddr;
@@ -45,7 +46,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the server (embedded SQLite in --data).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Accountable people and teams.
     #[command(subcommand)]
     Owner(OwnerCmd),
@@ -90,7 +91,6 @@ pub enum Command {
     /// Third-party credentials tracked by fingerprint (so a leak finds its owner and blast radius).
     #[command(subcommand)]
     External(exposure::ExternalCmd),
-    /// Load drivers against a running server (reproduces the README's figures).
     /// Cedar policies: list, add, remove, reload, test sample requests.
     #[command(subcommand)]
     Policy(authz::PolicyCmd),
@@ -99,6 +99,16 @@ pub enum Command {
     Approvals(authz::ApprovalsCmd),
     /// Mint an emergency token outside normal policy: loud, at most 1 h, revoked at its TTL.
     BreakGlass(authz::BreakGlassArgs),
+    /// Import an inventory of third-party credentials (OAuth grants, API keys, service-account keys).
+    Import(review::ImportArgs),
+    /// Usage from workload logs.
+    #[command(subcommand)]
+    Usage(review::UsageCmd),
+    /// Would the workflow break without this token or scope? Dry run from usage, or a canary run.
+    RemovalTest(review::RemovalArgs),
+    /// The three signals, the four questions' coverage and the controls-evidence report.
+    Report(review::ReportArgs),
+    /// Load drivers against a running server (reproduces the README's figures).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
 }
@@ -173,6 +183,27 @@ pub struct ServeArgs {
     /// (denials and break-glass uses always are).
     #[arg(long, default_value_t = 2_000)]
     pub usage_raw_per_sec: u32,
+    /// An external credential unused this many days is stale (a finding).
+    #[arg(long, default_value_t = 90)]
+    pub stale_days: u32,
+    /// Reissues of one workload and scope set at most this far apart form one chain.
+    #[arg(long, default_value = "10m")]
+    pub churn_gap: String,
+    /// A chain of reissues whose effective access spans longer than this is churn (a finding).
+    #[arg(long, default_value = "24h")]
+    pub churn_threshold: String,
+    /// Scopes unused over this many ended runs of a workflow are unused privilege.
+    #[arg(long, default_value_t = 5)]
+    pub unused_runs: u32,
+    /// Uses that make a token's usual set when nothing is declared for it.
+    #[arg(long, default_value_t = 20)]
+    pub learn_events: u64,
+    /// Ended runs a removability verdict of `removable` needs.
+    #[arg(long, default_value_t = 3)]
+    pub removal_min_runs: u32,
+    /// Highest write-capable share of live tokens the report passes (0-1).
+    #[arg(long, default_value_t = 0.2)]
+    pub write_max_ratio: f64,
 }
 
 #[derive(Subcommand)]

@@ -496,6 +496,25 @@ pub struct ExternalToken {
     pub status: ExternalStatus,
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
+    /// What an import said about it (None for credentials added by hand).
+    #[serde(default)]
+    pub imported: Option<ImportedFacts>,
+    /// When it was last seen used (from an export or from ingested usage).
+    #[serde(default)]
+    pub last_used_at: Option<Millis>,
+}
+
+/// Facts an inventory export gives about a third-party credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedFacts {
+    pub provider: String,
+    /// `oauth_grant`, `api_key` or `service_account_key`.
+    pub credential_kind: String,
+    pub key_id: Option<String>,
+    pub issued_at: Option<Millis>,
+    pub expires_at: Option<Millis>,
+    /// The export it came from.
+    pub source: Option<String>,
 }
 
 /// Something a human must review.

@@ -22,6 +22,8 @@ pub enum ReasonKind {
     WorkloadMismatch,
     /// No scope of the token covers the request (checked by the server).
     ScopeNotCovered,
+    /// A removability test withholds the scope from this run (a canary).
+    Canary,
 }
 
 /// One reason for a decision, written for the person who must act on it.

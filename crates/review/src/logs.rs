@@ -47,7 +47,7 @@
 //! | `at` | `time`, `timestamp`, `ts`, `@timestamp`, `at` |
 //! | `workload` | `workload`, `service`, `service.name`, `app`, `spiffe_id` |
 //! | `tool` | `tool`, `tool_name`, `gen_ai.tool.name` |
-//! | `resource` | `resource`, `target`, `resource_type` + `resource_id`, `url.full`, `url` |
+//! | `resource` | `resource`, `resource_type` + `resource_id`, `url.full`, `url` |
 //! | `action` | `action`, `operation`, else `http.request.method` / `method` |
 //! | `run` / `step` | `run`, `run_id`, `workflow_run_id` / `step`, `step_id`, `span_name` |
 //! | `client` | `user_agent`, `user_agent.original`, `http.user_agent`, `client` |
@@ -139,7 +139,7 @@ pub struct UsageEvent {
 }
 
 /// A line (or OTLP record) that is not a usage event, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
     /// 1-based line, as for [`UsageEvent::line`].
     pub line: usize,
@@ -549,7 +549,6 @@ const KEYS: &[(&str, Field)] = &[
     ("tool_name", Field::Tool),
     ("gen_ai_tool_name", Field::Tool),
     ("resource", Field::Resource),
-    ("target", Field::Resource),
     ("resource_type", Field::ResourceType),
     ("resource_id", Field::ResourceId),
     ("url_full", Field::Url),
@@ -676,7 +675,6 @@ fn classify(key: &[u8]) -> (Option<Field>, Nest) {
             b"token" => (Some(F::Secret), Prefix),
             b"tool" => (Some(F::Tool), Prefix),
             b"tool_name" => (Some(F::Tool), No),
-            b"target" => (Some(F::Resource), No),
             _ => NONE,
         },
         Some(b'u') => match key {

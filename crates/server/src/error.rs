@@ -79,6 +79,14 @@ impl ApiError {
         e
     }
     /// 401 with a specific reason (a webhook signature that does not verify, …).
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+    /// Add to the detail (e.g. what did not happen because of the error).
+    pub fn with_suffix(mut self, suffix: &str) -> Self {
+        self.detail.push_str(suffix);
+        self
+    }
     pub fn unauthorized_because(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }

@@ -346,6 +346,7 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> StoreFuture<'_, Finding>;
     fn get_external_token(&self, id: i64) -> StoreFuture<'_, ExternalToken>;
+    fn external_token_by_name(&self, name: &str) -> StoreFuture<'_, ExternalToken>;
     /// External tokens with id > `after`, ascending.
     fn list_external_tokens(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<ExternalToken>>;
     fn get_exposure(&self, id: i64) -> StoreFuture<'_, Exposure>;
@@ -427,15 +428,29 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'_, ImportSummary>;
     /// What a token reference in usage is (None when Leash knows no such token).
     fn usage_subject(&self, r: UsageRef) -> StoreFuture<'_, Option<UsageSubject>>;
+    /// [`Store::usage_subject`] for many references at once, in their order.
+    fn usage_subjects(&self, refs: Vec<UsageRef>) -> StoreFuture<'_, Vec<Option<UsageSubject>>>;
     /// Write usage from outside Leash's decisions and the findings it raised.
     fn record_review(&self, batch: ReviewBatch, actor: &str) -> StoreFuture<'_, ReviewOutcome>;
     /// Findings computed over the whole registry: stale external tokens,
     /// shadow ownership, reissue churn, unused privilege.
-    fn review_sweep(&self, settings: ReviewSettings, now: Millis) -> StoreFuture<'_, Vec<NewFinding>>;
+    fn review_sweep(
+        &self,
+        settings: ReviewSettings,
+        now: Millis,
+    ) -> StoreFuture<'_, Vec<NewFinding>>;
     /// Chains of back-to-back reissues longer than the threshold.
-    fn churn_chains(&self, settings: ReviewSettings, now: Millis) -> StoreFuture<'_, Vec<ChurnChain>>;
+    fn churn_chains(
+        &self,
+        settings: ReviewSettings,
+        now: Millis,
+    ) -> StoreFuture<'_, Vec<ChurnChain>>;
     /// The counts behind the controls-evidence report.
-    fn report_numbers(&self, settings: ReviewSettings, now: Millis) -> StoreFuture<'_, ReportNumbers>;
+    fn report_numbers(
+        &self,
+        settings: ReviewSettings,
+        now: Millis,
+    ) -> StoreFuture<'_, ReportNumbers>;
     /// Create (id 0) or update a removability test.
     fn save_removal_test(&self, t: RemovalTest, actor: &str) -> StoreFuture<'_, RemovalTest>;
     fn get_removal_test(&self, id: i64) -> StoreFuture<'_, RemovalTest>;
@@ -459,7 +474,7 @@ pub struct ReviewSettings {
     /// Reissues at most this far apart belong to one chain.
     pub churn_gap_ms: Millis,
     /// A chain whose effective access spans longer than this is churn.
-    pub churn_hours: u32,
+    pub churn_threshold_ms: Millis,
     /// Scopes unused over this many ended runs are unused privilege.
     pub unused_runs: u32,
 }
@@ -469,7 +484,7 @@ impl Default for ReviewSettings {
         Self {
             stale_days: 90,
             churn_gap_ms: 10 * 60 * 1000,
-            churn_hours: 24,
+            churn_threshold_ms: 24 * 3_600_000,
             unused_runs: 5,
         }
     }
@@ -530,7 +545,6 @@ pub struct ReportNumbers {
     pub break_glass_live: u64,
     pub break_glass_overdue: u64,
 }
-
 
 /// Token counts by status.
 #[derive(Debug, Clone, Copy, Default, Serialize)]

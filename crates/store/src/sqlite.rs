@@ -79,7 +79,12 @@ enum Job {
     OwnerCredential(String, [u8; 32], String, Reply<Owner>),
     AddDelegate(String, String, String, Reply<()>),
     BreakGlassDue(Millis, String, Reply<Revoked>),
-    Import(Vec<crate::ImportedCredential>, String, String, Reply<crate::ImportSummary>),
+    Import(
+        Vec<crate::ImportedCredential>,
+        String,
+        String,
+        Reply<crate::ImportSummary>,
+    ),
     Review(Box<crate::ReviewBatch>, String, Reply<crate::ReviewOutcome>),
     SaveRemoval(Box<crate::RemovalTest>, String, Reply<crate::RemovalTest>),
 }
@@ -686,10 +691,9 @@ impl Writer {
             Job::BreakGlassDue(due, actor, r) => {
                 settle(r, self.revoke_due_break_glass(due, &actor, now).await)
             }
-            Job::Import(records, source, actor, r) => settle(
-                r,
-                self.import_external(records, source, &actor, now).await,
-            ),
+            Job::Import(records, source, actor, r) => {
+                settle(r, self.import_external(records, source, &actor, now).await)
+            }
             Job::Review(batch, actor, r) => {
                 settle(r, self.record_review(*batch, &actor, now).await)
             }
@@ -1840,6 +1844,10 @@ impl Store for SqliteStore {
     fn get_external_token(&self, id: i64) -> StoreFuture<'_, ExternalToken> {
         Box::pin(exposures::get_external(&self.reads, id))
     }
+    fn external_token_by_name(&self, name: &str) -> StoreFuture<'_, ExternalToken> {
+        let name = name.to_owned();
+        Box::pin(async move { exposures::external_by_name(&self.reads, &name).await })
+    }
     fn list_external_tokens(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<ExternalToken>> {
         Box::pin(exposures::list_external(&self.reads, after, limit))
     }
@@ -2078,11 +2086,14 @@ impl Store for SqliteStore {
         let actor = actor.to_owned();
         Box::pin(self.submit(move |r| Job::Import(records, source, actor, r)))
     }
-    fn usage_subject(
-        &self,
-        r: crate::UsageRef,
-    ) -> StoreFuture<'_, Option<crate::UsageSubject>> {
+    fn usage_subject(&self, r: crate::UsageRef) -> StoreFuture<'_, Option<crate::UsageSubject>> {
         Box::pin(review::usage_subject(&self.reads, &self.registry, r))
+    }
+    fn usage_subjects(
+        &self,
+        refs: Vec<crate::UsageRef>,
+    ) -> StoreFuture<'_, Vec<Option<crate::UsageSubject>>> {
+        Box::pin(review::usage_subjects(&self.reads, &self.registry, refs))
     }
     fn record_review(
         &self,
@@ -2097,21 +2108,36 @@ impl Store for SqliteStore {
         settings: crate::ReviewSettings,
         now: Millis,
     ) -> StoreFuture<'_, Vec<crate::NewFinding>> {
-        Box::pin(review::review_sweep(&self.reads, &self.registry, settings, now))
+        Box::pin(review::review_sweep(
+            &self.reads,
+            &self.registry,
+            settings,
+            now,
+        ))
     }
     fn churn_chains(
         &self,
         settings: crate::ReviewSettings,
         now: Millis,
     ) -> StoreFuture<'_, Vec<crate::ChurnChain>> {
-        Box::pin(review::churn_chains(&self.reads, &self.registry, settings, now))
+        Box::pin(review::churn_chains(
+            &self.reads,
+            &self.registry,
+            settings,
+            now,
+        ))
     }
     fn report_numbers(
         &self,
         _settings: crate::ReviewSettings,
         now: Millis,
     ) -> StoreFuture<'_, crate::ReportNumbers> {
-        Box::pin(review::report_numbers(&self.reads, &self.registry, self.caps, now))
+        Box::pin(review::report_numbers(
+            &self.reads,
+            &self.registry,
+            self.caps,
+            now,
+        ))
     }
     fn save_removal_test(
         &self,
@@ -2136,7 +2162,12 @@ impl Store for SqliteStore {
         workload_id: Option<i64>,
         last: u32,
     ) -> StoreFuture<'_, Vec<crate::RunUsage>> {
-        Box::pin(review::runs_usage(&self.reads, workflow_id, workload_id, last))
+        Box::pin(review::runs_usage(
+            &self.reads,
+            workflow_id,
+            workload_id,
+            last,
+        ))
     }
     fn token_counts(&self, now: Millis) -> StoreFuture<'_, TokenCounts> {
         Box::pin(async move {
@@ -2220,5 +2251,5 @@ pub async fn verify_audit_offline(
 mod authz;
 mod exposures;
 mod review;
-pub use review::{external_subject, scope_allows};
 pub use exposures::validate_fingerprint;
+pub use review::{external_subject, scope_allows};

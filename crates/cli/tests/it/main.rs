@@ -13,5 +13,6 @@ mod interop;
 mod lifecycle;
 mod oauth;
 mod refusals;
+mod review;
 mod scan;
 mod standards;

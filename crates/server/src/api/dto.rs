@@ -517,6 +517,35 @@ pub struct Explanation {
     pub justification: Option<String>,
 }
 
+/// The four questions about a third-party credential (`external:NAME`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExternalExplanation {
+    pub id: String,
+    /// `active`, `expired`, `revoked` or `revocation_failed`.
+    pub status: String,
+    /// Always `external`.
+    pub format: String,
+    /// 1. Who owns it? (null: nobody can be named — a finding)
+    pub owner: Option<OwnerBrief>,
+    /// 2. What workloads use it?
+    pub workload: Vec<String>,
+    /// 3. What privileges does it have?
+    pub privileges: ExternalPrivileges,
+    /// 4. What events revoke it?
+    pub revocation_triggers: Vec<String>,
+    pub revoked: Option<String>,
+    pub external: super::exposures::ExternalView,
+}
+
+/// What a third-party credential may do, as its inventory says.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExternalPrivileges {
+    pub scopes: Vec<String>,
+    pub issued_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
 /// One ancestor in a delegation chain.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LineageHop {

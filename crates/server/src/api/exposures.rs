@@ -752,9 +752,14 @@ pub struct ExternalView {
     pub status: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// Last seen used (from its export or from ingested usage).
+    pub last_used_at: Option<String>,
+    /// What its inventory export said (None when added by hand).
+    #[schema(value_type = Option<Object>)]
+    pub imported: Option<leash_core::ImportedFacts>,
 }
 
-fn external_view(app: &App, x: &ExternalToken) -> ExternalView {
+pub(crate) fn external_view(app: &App, x: &ExternalToken) -> ExternalView {
     let reg = app.store.registry().read();
     ExternalView {
         id: x.id,
@@ -771,6 +776,8 @@ fn external_view(app: &App, x: &ExternalToken) -> ExternalView {
         status: x.status.to_string(),
         created_at: ts(x.created_at),
         revoked_at: x.revoked_at.map(ts),
+        last_used_at: x.last_used_at.map(ts),
+        imported: x.imported.clone(),
     }
 }
 

@@ -13,9 +13,11 @@ pub mod oauth;
 pub mod openapi;
 pub mod policies;
 pub mod registry;
+pub mod review;
 pub mod tokens;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -163,8 +165,14 @@ pub fn v1_routes() -> Router<AppState> {
             "/policies/{name}",
             axum::routing::put(policies::put).delete(policies::delete),
         )
-        .route("/external-tokens/import", post(review::import))
-        .route("/usage/ingest", post(review::ingest))
+        .route(
+            "/external-tokens/import",
+            post(review::import).layer(DefaultBodyLimit::max(review::MAX_IMPORT_BODY)),
+        )
+        .route(
+            "/usage/ingest",
+            post(review::ingest).layer(DefaultBodyLimit::max(review::MAX_INGEST_BODY)),
+        )
         .route("/review/sweep", post(review::sweep))
         .route("/report", get(review::report))
         .route(

@@ -200,6 +200,7 @@ pub async fn update_workflow(
     app.metrics.revoked(&revoked);
     // removability verdicts were computed against the old definition
     crate::api::review::rerun_for_workflow(&app, w.id).await;
+    app.review.forget().await; // cached declared tools may have changed
     let view = WorkflowView::new(&w, &app.store.registry().read());
     Ok(Json(WorkflowUpdated {
         workflow: view,

@@ -22,8 +22,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::ts;
 use super::{ApiJson, ApiQuery};
 use crate::error::{ApiError, ApiResult};
-use crate::review::removal;
 use crate::review::IngestOutcome;
+use crate::review::removal;
 use crate::{App, AppState};
 
 /// Largest import file.
@@ -262,7 +262,7 @@ pub async fn build_report(app: &App) -> Result<Report, ApiError> {
             revocation: ratio(n.leash_live + n.external_with_trigger, live),
         },
         churn: Churn {
-            threshold_hours: f64::from(settings.churn_hours),
+            threshold_hours: settings.churn_threshold_ms as f64 / 3_600_000.0,
             chains_over_threshold: chains.len() as u64,
             longest: chains
                 .iter()
@@ -271,7 +271,7 @@ pub async fn build_report(app: &App) -> Result<Report, ApiError> {
                     workload: c.workload.clone(),
                     scopes: c.scopes.clone(),
                     tokens: c.tokens,
-                    effective_hours: (c.effective_hours() * 10.0).round() / 10.0,
+                    effective_hours: (c.effective_hours() * 100.0).round() / 100.0,
                     first_issued: ts(c.first_issued),
                     last_expires: ts(c.last_end),
                 })
@@ -285,7 +285,10 @@ pub async fn build_report(app: &App) -> Result<Report, ApiError> {
                 id: t.id,
                 target: t.target.clone(),
                 verdict: t.verdict.clone(),
-                summary: t.evidence["summary"].as_str().unwrap_or_default().to_owned(),
+                summary: t.evidence["summary"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 at: ts(t.updated_at),
             })
             .collect(),
@@ -389,7 +392,10 @@ fn removal_view(app: &App, t: &RemovalTest) -> RemovalView {
             .map(|w| w.name.clone()),
         scopes: t.scopes.clone(),
         verdict: t.verdict.clone(),
-        summary: t.evidence["summary"].as_str().unwrap_or_default().to_owned(),
+        summary: t.evidence["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         evidence: t.evidence.clone(),
         canary: t.canary.clone(),
         canary_run: t.canary_run,
@@ -399,7 +405,11 @@ fn removal_view(app: &App, t: &RemovalTest) -> RemovalView {
 }
 
 fn min_runs(app: &App, window: u32) -> usize {
-    app.review_config.removal_min_runs.unwrap_or(3).min(window).max(1) as usize
+    app.review_config
+        .removal_min_runs
+        .unwrap_or(3)
+        .min(window)
+        .max(1) as usize
 }
 
 /// Compute a dry-run verdict for `t` (token and scope targets) into it.
@@ -425,7 +435,11 @@ async fn judge_removal(app: &App, t: &mut RemovalTest, window: u32) -> Result<()
                 removal::NEEDED,
                 format!(
                     "needed: used {used} time(s) by {}",
-                    if ws.is_empty() { "unnamed workloads".into() } else { ws.join(", ") }
+                    if ws.is_empty() {
+                        "unnamed workloads".into()
+                    } else {
+                        ws.join(", ")
+                    }
                 ),
             )
         } else {
@@ -475,26 +489,23 @@ pub async fn create_removal_test(
         return Err(ApiError::bad_request("`runs` is between 1 and 100"));
     }
     let target = b.target.trim().to_owned();
-    let (workflow_id, workload_id) = {
-        let reg = app.store.registry().read();
-        let wf = match &b.workflow {
-            Some(n) => Some(
-                reg.workflow_by_name(n)
-                    .map(|w| w.id)
-                    .ok_or_else(|| ApiError::not_found(format!("workflow `{n}` does not exist")))?,
-            ),
-            None => None,
+    let (workflow_id, workload_id) =
+        {
+            let reg = app.store.registry().read();
+            let wf = match &b.workflow {
+                Some(n) => Some(reg.workflow_by_name(n).map(|w| w.id).ok_or_else(|| {
+                    ApiError::not_found(format!("workflow `{n}` does not exist"))
+                })?),
+                None => None,
+            };
+            let wl = match &b.workload {
+                Some(n) => Some(reg.workload_by_name(n).map(|w| w.id).ok_or_else(|| {
+                    ApiError::not_found(format!("workload `{n}` does not exist"))
+                })?),
+                None => None,
+            };
+            (wf, wl)
         };
-        let wl = match &b.workload {
-            Some(n) => Some(
-                reg.workload_by_name(n)
-                    .map(|w| w.id)
-                    .ok_or_else(|| ApiError::not_found(format!("workload `{n}` does not exist")))?,
-            ),
-            None => None,
-        };
-        (wf, wl)
-    };
     let mut t = RemovalTest {
         id: 0,
         target_kind: String::new(),
@@ -574,7 +585,10 @@ pub async fn get_removal_test(
     State(app): State<AppState>,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<RemovalView>> {
-    Ok(Json(removal_view(&app, &app.store.get_removal_test(id).await?)))
+    Ok(Json(removal_view(
+        &app,
+        &app.store.get_removal_test(id).await?,
+    )))
 }
 
 fn canary_of(t: &RemovalTest) -> crate::review::Canary {
@@ -624,8 +638,7 @@ pub async fn finish_canary(app: &App, run: &Run) -> Result<(), ApiError> {
     };
     let mut t = app.store.get_removal_test(c.test).await?;
     let denied = c.denied.load(Ordering::Relaxed);
-    let (verdict, summary) =
-        removal::canary_verdict(run.id, run.state.as_str(), denied, &t.scopes);
+    let (verdict, summary) = removal::canary_verdict(run.id, run.state.as_str(), denied, &t.scopes);
     t.verdict = verdict.into();
     t.canary = if verdict == removal::REMOVABLE {
         "passed".into()
@@ -634,7 +647,8 @@ pub async fn finish_canary(app: &App, run: &Run) -> Result<(), ApiError> {
     };
     t.canary_denied = denied;
     t.evidence["summary"] = serde_json::json!(summary);
-    t.evidence["canary"] = serde_json::json!({"run": run.id, "state": run.state.as_str(), "denied": denied});
+    t.evidence["canary"] =
+        serde_json::json!({"run": run.id, "state": run.state.as_str(), "denied": denied});
     app.store.save_removal_test(t, OPERATOR).await?;
     Ok(())
 }
@@ -652,7 +666,10 @@ pub async fn rerun_for_workflow(app: &App, workflow_id: i64) {
         if matches!(t.canary.as_str(), "armed" | "running") {
             continue;
         }
-        let window = t.evidence["window"].as_u64().and_then(|w| u32::try_from(w).ok()).unwrap_or(5);
+        let window = t.evidence["window"]
+            .as_u64()
+            .and_then(|w| u32::try_from(w).ok())
+            .unwrap_or(5);
         let result = async {
             judge_removal(app, &mut t, window).await?;
             t.evidence["window"] = serde_json::json!(window);

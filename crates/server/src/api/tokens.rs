@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use leash_core::duration::parse_duration;
 use leash_core::issuance::{MintContext, MintRequest, check_mint};
 use leash_core::{Token, TokenFormat, TokenStatus};
@@ -512,12 +513,61 @@ pub async fn get(
 }
 
 #[utoipa::path(post, path = "/v1/explain", tag = "tokens", request_body = ExplainBody,
-    responses((status = 200, body = Explanation, description = "The four questions: owner, workload, privileges, revocation"), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Explanation, description = "The four questions: owner, workload, privileges, revocation (an `external:NAME` answers ExternalExplanation)"), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn explain(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<ExplainBody>,
-) -> ApiResult<Json<Explanation>> {
-    let t = resolve(&app, &b.token_or_id).await?;
+) -> ApiResult<Response> {
+    if let Some(name) = b.token_or_id.strip_prefix("external:") {
+        let x = app.store.external_token_by_name(name).await?;
+        return Ok(Json(external_explanation(&app, &x)).into_response());
+    }
+    Ok(Json(explain_token(&app, &b.token_or_id).await?).into_response())
+}
+
+/// The four questions about a third-party credential from the inventory.
+fn external_explanation(app: &App, x: &leash_core::ExternalToken) -> ExternalExplanation {
+    let view = super::exposures::external_view(app, x);
+    let reg = app.store.registry().read();
+    let now = now_ms();
+    let expires = x.imported.as_ref().and_then(|i| i.expires_at);
+    let status = match (x.status, expires) {
+        (leash_core::ExternalStatus::Active, Some(e)) if e <= now => "expired".to_owned(),
+        (s, _) => s.to_string(),
+    };
+    let mut triggers = vec!["exposure".to_owned()];
+    if expires.is_some() {
+        triggers.push("expiry".into());
+    }
+    if x.connector.is_none() {
+        triggers[0] = "exposure (owner told; no revocation connector)".into();
+    }
+    ExternalExplanation {
+        id: format!("external:{}", x.name),
+        status,
+        format: "external".into(),
+        owner: x.owner_id.and_then(|id| reg.owner(id)).map(|o| OwnerBrief {
+            name: o.name.clone(),
+            email: o.email.clone(),
+            kind: o.kind.to_string(),
+            status: o.status.to_string(),
+            business_owner: o.business_owner,
+        }),
+        workload: view.blast_radius.workloads.clone(),
+        privileges: ExternalPrivileges {
+            scopes: x.scopes.clone(),
+            issued_at: x.imported.as_ref().and_then(|i| i.issued_at).map(ts),
+            expires_at: expires.map(ts),
+            last_used_at: x.last_used_at.map(ts),
+        },
+        revocation_triggers: triggers,
+        revoked: x.revoked_at.map(ts),
+        external: view,
+    }
+}
+
+async fn explain_token(app: &App, token_or_id: &str) -> ApiResult<Explanation> {
+    let t = resolve(app, token_or_id).await?;
     let run = match t.run_id {
         Some(id) => Some(app.store.get_run(id).await?),
         None => None,
@@ -570,7 +620,7 @@ pub async fn explain(
     let workload = reg
         .workload(t.workload_id)
         .ok_or_else(|| ApiError::not_found("the token's workload is missing from the registry"))?;
-    Ok(Json(Explanation {
+    Ok(Explanation {
         id: t.id.clone(),
         status: t.status(now).to_string(),
         format: t.format.to_string(),
@@ -632,7 +682,7 @@ pub async fn explain(
         cnf_jkt: t.cnf_jkt.clone(),
         break_glass: t.break_glass,
         justification: t.justification.clone(),
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/revocations", tag = "tokens", request_body = RevokeBody,

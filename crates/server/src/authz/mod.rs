@@ -404,6 +404,51 @@ pub async fn judge(
         });
         return with_token(reason, violation);
     }
+    // 4b. a removability canary withholds scopes from this run
+    if let Some(canary) = token.run_id.and_then(|run| app.review.canary(run)) {
+        let kept: Vec<leash_core::scope::Scope> = token
+            .scopes
+            .iter()
+            .filter(|s| !canary.scopes.contains(s))
+            .cloned()
+            .collect();
+        let withheld = leash_policy::scope_covers(
+            &canary.scopes,
+            e.action,
+            e.resource.resource_type,
+            Some(e.resource.id),
+        )
+        .is_some();
+        let still = leash_policy::scope_covers(
+            &kept,
+            e.action,
+            e.resource.resource_type,
+            Some(e.resource.id),
+        )
+        .is_some();
+        if withheld && !still {
+            canary
+                .denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return with_token(
+                Reason::new(
+                    ReasonKind::Canary,
+                    format!(
+                        "canary: removability test {} withholds {} from run {} to see whether the workflow needs it; the run's outcome decides",
+                        canary.test,
+                        canary
+                            .scopes
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        token.run_id.unwrap_or_default()
+                    ),
+                ),
+                None,
+            );
+        }
+    }
     // 5. policy
     let run = token.run_id.and_then(|id| reg.running_run(id));
     let workflow = token.workflow_id.and_then(|id| reg.workflow(id));
@@ -497,6 +542,7 @@ fn kind_name(k: ReasonKind) -> &'static str {
         ReasonKind::TokenInactive => "token_inactive",
         ReasonKind::WorkloadMismatch => "workload_mismatch",
         ReasonKind::ScopeNotCovered => "scope_not_covered",
+        ReasonKind::Canary => "canary",
     }
 }
 

@@ -64,7 +64,7 @@ pub struct Review {
 }
 
 /// What an ingest did.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
     /// Lines read.
     pub lines: u64,
@@ -88,7 +88,7 @@ pub struct IngestOutcome {
 }
 
 /// A token reference Leash does not know.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct UnknownRef {
     pub line: usize,
     /// `id` or `fingerprint`.
@@ -143,26 +143,41 @@ impl Review {
             HashMap::default();
         let mut last_used: HashMap<i64, Millis> = HashMap::new();
         let mut findings: HashMap<(String, String), NewFinding> = HashMap::new();
-        for ev in parsed.events {
-            let idx = match engine.cache.get(&ev.token) {
-                Some(i) => *i,
-                None => {
-                    let r = match &ev.token {
-                        TokenRef::Id(id) => UsageRef::Id(id.clone()),
-                        TokenRef::Fingerprint(fp) => UsageRef::Fingerprint(fp.clone()),
-                    };
-                    let found = store.usage_subject(r).await?;
-                    let idx = found.map(|info| {
-                        engine.tracked.push(Tracked {
-                            state: rules::SeenState::from_subject(&info),
-                            info,
-                        });
-                        engine.tracked.len() - 1
-                    });
-                    engine.cache.insert(ev.token.clone(), idx);
-                    idx
+        // resolve every new reference of the batch at once
+        let mut new_refs: Vec<TokenRef> = Vec::new();
+        {
+            let mut pending: std::collections::HashSet<&TokenRef> = Default::default();
+            for ev in &parsed.events {
+                if !engine.cache.contains_key(&ev.token) && pending.insert(&ev.token) {
+                    new_refs.push(ev.token.clone());
                 }
-            };
+            }
+        }
+        if !new_refs.is_empty() {
+            let found = store
+                .usage_subjects(
+                    new_refs
+                        .iter()
+                        .map(|r| match r {
+                            TokenRef::Id(id) => UsageRef::Id(id.clone()),
+                            TokenRef::Fingerprint(fp) => UsageRef::Fingerprint(fp.clone()),
+                        })
+                        .collect(),
+                )
+                .await?;
+            for (r, info) in new_refs.into_iter().zip(found) {
+                let idx = info.map(|info| {
+                    engine.tracked.push(Tracked {
+                        state: rules::SeenState::from_subject(&info),
+                        info,
+                    });
+                    engine.tracked.len() - 1
+                });
+                engine.cache.insert(r, idx);
+            }
+        }
+        for ev in parsed.events {
+            let idx = engine.cache.get(&ev.token).copied().flatten();
             let Some(idx) = idx else {
                 out.unknown_refs += 1;
                 if out.unknown.len() < UNKNOWN_SHOWN {
@@ -179,6 +194,14 @@ impl Review {
                 continue;
             };
             out.matched += 1;
+            // a run that ended since the token was first seen
+            if let Some(run) = engine.tracked[idx].info.run
+                && engine.tracked[idx].info.run_ended_at.is_none()
+                && store.registry().read().running_run(run).is_none()
+            {
+                let ended = store.get_run(run).await?.ended_at;
+                engine.tracked[idx].info.run_ended_at = ended;
+            }
             let tracked = &mut engine.tracked[idx];
             for f in rules::check(&self.rules, &tracked.info, &mut tracked.state, &ev) {
                 let key = (f.kind.clone(), f.subject.clone());
@@ -217,11 +240,7 @@ impl Review {
     }
 
     /// Run the registry-wide rules and record what they find.
-    pub async fn sweep(
-        &self,
-        store: &dyn Store,
-        now: Millis,
-    ) -> Result<ReviewOutcome, StoreError> {
+    pub async fn sweep(&self, store: &dyn Store, now: Millis) -> Result<ReviewOutcome, StoreError> {
         let findings = store.review_sweep(self.settings, now).await?;
         store
             .record_review(
@@ -263,7 +282,9 @@ fn merge_items(prev: &mut NewFinding, f: NewFinding) {
     let new_items = f.evidence.get("items").and_then(|v| v.as_array()).cloned();
     let severity_up = rules::rank(f.severity) > rules::rank(prev.severity);
     match (
-        prev.evidence.get_mut("items").and_then(|v| v.as_array_mut()),
+        prev.evidence
+            .get_mut("items")
+            .and_then(|v| v.as_array_mut()),
         new_items,
     ) {
         (Some(items), Some(new)) => {
@@ -330,9 +351,19 @@ fn fold(
             Some(r) => r.to_string(),
             None => ev.run.clone().unwrap_or_default(),
         };
-        let step = ev.step.clone().or_else(|| ev.tool.clone()).unwrap_or_default();
+        let step = ev
+            .step
+            .clone()
+            .or_else(|| ev.tool.clone())
+            .unwrap_or_default();
         let r = runs
-            .entry((idx, run.clone(), step.clone(), action.clone(), resource.clone()))
+            .entry((
+                idx,
+                run.clone(),
+                step.clone(),
+                action.clone(),
+                resource.clone(),
+            ))
             .or_insert_with(|| UsageRunTotal {
                 token_id: info.subject.clone(),
                 run,

@@ -13,8 +13,8 @@ pub const UNKNOWN: &str = "unknown";
 
 /// The verdict from usage history: `needed` when some use in the last runs
 /// is covered by a tested scope and by no scope the token keeps (that step
-/// would break); `removable` when at least `min_runs` ended runs used none;
-/// `unknown` with fewer runs to go on.
+/// would break); `removable` when at least `min_runs` ended runs held the
+/// scopes and none used them; `unknown` with fewer such runs to go on.
 pub fn dry_run(
     tested: &[Scope],
     runs: &[RunUsage],
@@ -53,7 +53,9 @@ pub fn dry_run(
     }
     let runs_seen: Vec<serde_json::Value> = runs
         .iter()
-        .map(|r| json!({"run": r.run, "state": r.state, "digest": r.digest, "ended_at": r.ended_at}))
+        .map(
+            |r| json!({"run": r.run, "state": r.state, "digest": r.digest, "ended_at": r.ended_at}),
+        )
         .collect();
     let tested_s: Vec<String> = tested.iter().map(ToString::to_string).collect();
     if !breaks.is_empty() {
@@ -79,11 +81,11 @@ pub fn dry_run(
             json!({"summary": summary, "tested": tested_s, "would_break": breaks, "runs": runs_seen, "runs_holding": holding_runs}),
         );
     }
-    if runs.len() >= min_runs {
+    if holding_runs >= min_runs {
         let summary = format!(
-            "removable: the last {} ended runs ({} of them held {}) never used it",
-            runs.len(),
+            "removable: {} of the last {} ended runs held {} and none used it",
             holding_runs,
+            runs.len(),
             tested_s.join(" ")
         );
         (
@@ -92,8 +94,9 @@ pub fn dry_run(
         )
     } else {
         let summary = format!(
-            "unknown: only {} ended run(s) to go on, {} needed; none used it so far",
-            runs.len(),
+            "unknown: only {} ended run(s) held {}, {} needed; none used it so far",
+            holding_runs,
+            tested_s.join(" "),
             min_runs
         );
         (
@@ -116,11 +119,15 @@ pub fn canary_verdict(
     match (state, denied) {
         ("succeeded", 0) => (
             REMOVABLE,
-            format!("removable: canary run {run} succeeded without {scopes} and never asked for it"),
+            format!(
+                "removable: canary run {run} succeeded without {scopes} and never asked for it"
+            ),
         ),
         ("succeeded", n) => (
             REMOVABLE,
-            format!("removable: canary run {run} succeeded although {n} request(s) for {scopes} were denied"),
+            format!(
+                "removable: canary run {run} succeeded although {n} request(s) for {scopes} were denied"
+            ),
         ),
         (s, 0) => (
             UNKNOWN,
@@ -128,7 +135,9 @@ pub fn canary_verdict(
         ),
         (s, n) => (
             NEEDED,
-            format!("needed: canary run {run} ended {s} after {n} request(s) for {scopes} were denied"),
+            format!(
+                "needed: canary run {run} ended {s} after {n} request(s) for {scopes} were denied"
+            ),
         ),
     }
 }
@@ -172,8 +181,16 @@ mod tests {
     #[test]
     fn a_scope_used_in_one_run_is_needed_with_its_step() {
         let runs = vec![
-            run(3, &[("tok_3", &["repo:read", "repo:write"])], &[("tok_3", "push", "write", "repo:acme/api")]),
-            run(2, &[("tok_2", &["repo:read", "repo:write"])], &[("tok_2", "clone", "read", "repo:acme/api")]),
+            run(
+                3,
+                &[("tok_3", &["repo:read", "repo:write"])],
+                &[("tok_3", "push", "write", "repo:acme/api")],
+            ),
+            run(
+                2,
+                &[("tok_2", &["repo:read", "repo:write"])],
+                &[("tok_2", "clone", "read", "repo:acme/api")],
+            ),
         ];
         let (v, e) = dry_run(&scopes(&["repo:write"]), &runs, 2);
         assert_eq!(v, NEEDED);
@@ -186,7 +203,11 @@ mod tests {
     #[test]
     fn a_scope_never_used_is_removable_only_with_enough_runs() {
         let runs = vec![
-            run(3, &[("tok_3", &["repo:read", "repo:write"])], &[("tok_3", "clone", "read", "repo:acme/api")]),
+            run(
+                3,
+                &[("tok_3", &["repo:read", "repo:write"])],
+                &[("tok_3", "clone", "read", "repo:acme/api")],
+            ),
             run(2, &[("tok_2", &["repo:read", "repo:write"])], &[]),
         ];
         assert_eq!(dry_run(&scopes(&["repo:write"]), &runs, 2).0, REMOVABLE);
@@ -202,7 +223,10 @@ mod tests {
             &[("tok_1", &["repo:write", "repo:acme/api:write"])],
             &[("tok_1", "push", "write", "repo:acme/api")],
         )];
-        assert_eq!(dry_run(&scopes(&["repo:acme/api:write"]), &runs, 1).0, REMOVABLE);
+        assert_eq!(
+            dry_run(&scopes(&["repo:acme/api:write"]), &runs, 1).0,
+            REMOVABLE
+        );
     }
 
     #[test]

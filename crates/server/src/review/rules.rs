@@ -93,7 +93,7 @@ pub fn check(
     let mut out = Vec::new();
     let mut unexpected: Vec<(serde_json::Value, Severity)> = Vec::new();
     let learned = st.events >= settings.learn_events;
-    let mut first = |st: &mut SeenState, kind: &'static str, value: &str| {
+    let first = |st: &mut SeenState, kind: &'static str, value: &str| {
         st.reported.insert((kind, value.to_owned()))
     };
     // workload
@@ -165,7 +165,10 @@ pub fn check(
         && ev.at > end
         && first(st, "after_run", "")
     {
-        unexpected.push((item(ev, "after its run ended", &end.to_string()), Severity::High));
+        unexpected.push((
+            item(ev, "after its run ended", &end.to_string()),
+            Severity::High,
+        ));
     }
     if !unexpected.is_empty() {
         let severity = unexpected
@@ -287,7 +290,11 @@ mod tests {
         assert!(check(&set, &s, &mut st, &e).is_empty(), "reported once");
         let mut e = ev(5_000);
         e.resource = Some("repo:acme/secrets".into());
-        assert!(check(&set, &s, &mut st, &e)[0].summary.contains("outside its scopes"));
+        assert!(
+            check(&set, &s, &mut st, &e)[0]
+                .summary
+                .contains("outside its scopes")
+        );
         // write on tickets is covered by tickets:write
         let mut e = ev(5_000);
         e.resource = Some("tickets:42".into());
@@ -295,7 +302,11 @@ mod tests {
         assert!(check(&set, &s, &mut st, &e).is_empty());
         // after the run: 10_000 is the end, 10_000 itself is not after
         assert!(check(&set, &s, &mut st, &ev(10_000)).is_empty());
-        assert!(check(&set, &s, &mut st, &ev(10_001))[0].summary.contains("after its run ended"));
+        assert!(
+            check(&set, &s, &mut st, &ev(10_001))[0]
+                .summary
+                .contains("after its run ended")
+        );
     }
 
     #[test]
@@ -333,7 +344,10 @@ mod tests {
         e.workload = None;
         e.tool = None;
         e.resource = Some("s3:b".into());
-        assert!(check(&set, &s, &mut st, &e).is_empty(), "near miss: seen while learning");
+        assert!(
+            check(&set, &s, &mut st, &e).is_empty(),
+            "near miss: seen while learning"
+        );
         e.resource = Some("s3:payroll".into());
         let f = check(&set, &s, &mut st, &e);
         assert!(f[0].summary.contains("outside its usual set"));
@@ -346,7 +360,10 @@ mod tests {
         let set = RuleSettings::default();
         let mut e = ev(1);
         e.client = Some("curl/8.5".into());
-        assert!(check(&set, &s, &mut st, &e).is_empty(), "curl is automation");
+        assert!(
+            check(&set, &s, &mut st, &e).is_empty(),
+            "curl is automation"
+        );
         e.client = Some("Mozilla/5.0".into());
         e.interactive = true;
         assert_eq!(kinds(&check(&set, &s, &mut st, &e)), ["human_use"]);

@@ -71,7 +71,38 @@ fn external_from_row(row: &SqliteRow) -> Result<ExternalToken, StoreError> {
         status: parse("external token status", row.try_get("status")?)?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        imported: match row.try_get::<Option<String>, _>("credential_kind")? {
+            None => None,
+            Some(credential_kind) => Some(leash_core::ImportedFacts {
+                provider: row
+                    .try_get::<Option<String>, _>("provider")?
+                    .unwrap_or_default(),
+                credential_kind,
+                key_id: row.try_get("key_id")?,
+                issued_at: row.try_get("issued_at")?,
+                expires_at: row.try_get("expires_at")?,
+                source: row.try_get("imported_from")?,
+            }),
+        },
+        last_used_at: row.try_get("last_used_at")?,
     })
+}
+
+/// One external token by name.
+pub(super) async fn external_by_name(
+    pool: &SqlitePool,
+    name: &str,
+) -> Result<ExternalToken, StoreError> {
+    sqlx::query("SELECT * FROM external_tokens WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| external_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "external token",
+            key: name.to_owned(),
+        })
 }
 
 fn exposure_from_row(row: &SqliteRow) -> Result<Exposure, StoreError> {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use leash_core::scope::Scope;
 use leash_core::{
-    Environment, InvalidInput, Millis, OwnerKind, OwnerStatus, Severity,
-    validate_len, validate_name,
+    Environment, InvalidInput, Millis, OwnerKind, OwnerStatus, Severity, validate_len,
+    validate_name,
 };
 use serde_json::json;
 use sqlx::sqlite::SqliteRow;
@@ -219,7 +219,9 @@ impl Writer {
             .iter()
             .zip(&checked)
             .filter(|(_, c)| c.owner_id.is_none())
-            .map(|(r, _)| unowned_finding(&r.name, &r.provider, &r.credential_kind, &r.scopes, &source))
+            .map(|(r, _)| {
+                unowned_finding(&r.name, &r.provider, &r.credential_kind, &r.scopes, &source)
+            })
             .collect();
         let outcome = self.upsert_findings(findings, actor, now).await?;
         summary.findings = outcome.opened;
@@ -324,10 +326,7 @@ impl Writer {
         self.upsert_findings(batch.findings, actor, now).await
     }
 
-    pub(super) async fn count_source(
-        &mut self,
-        s: &crate::SourceCounts,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn count_source(&mut self, s: &crate::SourceCounts) -> Result<(), StoreError> {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO usage_sources (source, events, unknown_refs, skipped) VALUES (?, ?, ?, ?) \
@@ -474,7 +473,10 @@ fn removal_from_row(row: &SqliteRow) -> Result<RemovalTest, StoreError> {
     })
 }
 
-pub(super) async fn get_removal_test(pool: &SqlitePool, id: i64) -> Result<RemovalTest, StoreError> {
+pub(super) async fn get_removal_test(
+    pool: &SqlitePool,
+    id: i64,
+) -> Result<RemovalTest, StoreError> {
     sqlx::query("SELECT * FROM removal_tests WHERE id = ?")
         .bind(id)
         .fetch_optional(pool)
@@ -493,10 +495,12 @@ pub(super) async fn list_removal_tests(
 ) -> Result<Vec<RemovalTest>, StoreError> {
     let rows = match workflow_id {
         Some(w) => {
-            sqlx::query("SELECT * FROM removal_tests WHERE workflow_id = ? ORDER BY id DESC LIMIT 1000")
-                .bind(w)
-                .fetch_all(pool)
-                .await?
+            sqlx::query(
+                "SELECT * FROM removal_tests WHERE workflow_id = ? ORDER BY id DESC LIMIT 1000",
+            )
+            .bind(w)
+            .fetch_all(pool)
+            .await?
         }
         None => {
             sqlx::query("SELECT * FROM removal_tests ORDER BY id DESC LIMIT 1000")
@@ -505,13 +509,6 @@ pub(super) async fn list_removal_tests(
         }
     };
     rows.iter().map(removal_from_row).collect()
-}
-
-#[derive(Clone, Copy)]
-enum Seen {
-    Workload,
-    Tool,
-    Resource,
 }
 
 fn rank(s: Severity) -> u8 {
@@ -523,31 +520,216 @@ fn rank(s: Severity) -> u8 {
     }
 }
 
-/// What the seen sets of a token hold so far.
-async fn seen(
+/// Rows per `IN (…)` lookup.
+const LOOKUP_CHUNK: usize = 400;
+
+fn subject_of_token(t: &leash_core::Token, registry: &SharedRegistry) -> UsageSubject {
+    let reg = registry.read();
+    let mut workloads = Vec::new();
+    let mut identities = Vec::new();
+    if let Some(w) = reg.workload(t.workload_id) {
+        workloads.push(w.name.clone());
+        if let Some(i) = &w.identity {
+            identities.push((i.clone(), w.name.clone()));
+        }
+    }
+    UsageSubject {
+        subject: t.id.clone(),
+        external_id: None,
+        owner_id: Some(t.owner_id),
+        workloads,
+        identities,
+        tools: t
+            .workflow_id
+            .and_then(|id| reg.workflow(id))
+            .map(|w| w.tools.clone())
+            .unwrap_or_default(),
+        scopes: t.scopes.iter().map(ToString::to_string).collect(),
+        run: t.run_id,
+        workload_token: true,
+        ..Default::default()
+    }
+}
+
+fn subject_of_external(
+    row: &SqliteRow,
+    registry: &SharedRegistry,
+) -> Result<UsageSubject, StoreError> {
+    let name: String = row.try_get("name")?;
+    let ids: String = row.try_get("workloads")?;
+    let scopes: String = row.try_get("scopes")?;
+    let kind: Option<String> = row.try_get("credential_kind")?;
+    let reg = registry.read();
+    let declared: Vec<_> = ids
+        .split_whitespace()
+        .filter_map(|v| v.parse::<i64>().ok())
+        .filter_map(|id| reg.workload(id))
+        .collect();
+    Ok(UsageSubject {
+        subject: external_subject(&name),
+        external_id: Some(row.try_get("id")?),
+        owner_id: row.try_get("owner_id")?,
+        workload_token: !declared.is_empty() || kind.as_deref() == Some("service_account_key"),
+        workloads: declared.iter().map(|w| w.name.clone()).collect(),
+        identities: declared
+            .iter()
+            .filter_map(|w| w.identity.clone().map(|i| (i, w.name.clone())))
+            .collect(),
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        ..Default::default()
+    })
+}
+
+/// Rows of `sql` (ending in `IN (`) for `keys`, looked up in chunks.
+async fn rows_in<T: Clone + Send + Sync + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>>(
     pool: &SqlitePool,
-    subject: &str,
-    column: Seen,
-) -> Result<Vec<String>, StoreError> {
-    let sql = match column {
-        Seen::Workload => {
-            "SELECT DISTINCT workload AS v FROM usage_totals WHERE token_id = ? AND workload <> '' LIMIT ?"
+    sql: &'static str,
+    keys: &[T],
+) -> Result<Vec<SqliteRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(LOOKUP_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(sql);
+        let mut sep = q.separated(", ");
+        for k in chunk {
+            sep.push_bind(k.clone());
         }
-        Seen::Tool => {
-            "SELECT DISTINCT tool AS v FROM usage_totals WHERE token_id = ? AND tool <> '' LIMIT ?"
+        q.push(")");
+        out.extend(q.build().fetch_all(pool).await?);
+    }
+    Ok(out)
+}
+
+/// Resolve many token references at once (a handful of indexed lookups per
+/// 400 references), with what earlier usage showed for each.
+pub(super) async fn usage_subjects(
+    pool: &SqlitePool,
+    registry: &SharedRegistry,
+    refs: Vec<UsageRef>,
+) -> Result<Vec<Option<UsageSubject>>, StoreError> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut hashes: Vec<Vec<u8>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut fps: Vec<String> = Vec::new();
+    for r in &refs {
+        match r {
+            UsageRef::Id(id) if id.starts_with("tok_") => ids.push(id.clone()),
+            UsageRef::Id(name) => {
+                names.push(name.strip_prefix("external:").unwrap_or(name).to_owned())
+            }
+            UsageRef::Fingerprint(fp) => {
+                if let Ok(b) = hex::decode(fp)
+                    && b.len() == 32
+                {
+                    hashes.push(b);
+                }
+                fps.push(fp.clone());
+            }
         }
-        Seen::Resource => {
-            "SELECT DISTINCT resource AS v FROM usage_totals WHERE token_id = ? AND resource <> '' LIMIT ?"
+    }
+    let mut by_id: HashMap<String, UsageSubject> = HashMap::new();
+    let mut by_hash: HashMap<Vec<u8>, String> = HashMap::new();
+    for row in rows_in(pool, concat!(
+        "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
+        "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act, cnf_jkt, break_glass, secret_hash FROM tokens WHERE id IN ("
+    ), &ids).await?.into_iter().chain(rows_in(pool, concat!(
+        "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
+        "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act, cnf_jkt, break_glass, secret_hash FROM tokens WHERE secret_hash IN ("
+    ), &hashes).await?) {
+        let t = token_from_row(&row)?;
+        if let Some(h) = row.try_get::<Option<Vec<u8>>, _>("secret_hash")? {
+            by_hash.insert(h, t.id.clone());
         }
+        by_id.insert(t.id.clone(), subject_of_token(&t, registry));
+    }
+    let mut by_name: HashMap<String, UsageSubject> = HashMap::new();
+    let mut by_fp: HashMap<String, String> = HashMap::new();
+    for row in rows_in(
+        pool,
+        "SELECT * FROM external_tokens WHERE name IN (",
+        &names,
+    )
+    .await?
+    .into_iter()
+    .chain(
+        rows_in(
+            pool,
+            "SELECT * FROM external_tokens WHERE fingerprint IN (",
+            &fps,
+        )
+        .await?,
+    ) {
+        let s = subject_of_external(&row, registry)?;
+        let name: String = row.try_get("name")?;
+        by_fp.insert(row.try_get("fingerprint")?, name.clone());
+        by_name.insert(name, s);
+    }
+    // runs that ended
+    let runs: Vec<i64> = by_id.values().filter_map(|s| s.run).collect();
+    let mut ended: HashMap<i64, Millis> = HashMap::new();
+    for row in rows_in(
+        pool,
+        "SELECT id, ended_at FROM runs WHERE ended_at IS NOT NULL AND id IN (",
+        &runs,
+    )
+    .await?
+    {
+        ended.insert(row.try_get("id")?, row.try_get("ended_at")?);
+    }
+    for s in by_id.values_mut() {
+        s.run_ended_at = s.run.and_then(|r| ended.get(&r).copied());
+    }
+    // what earlier usage showed
+    let subjects: Vec<String> = by_id
+        .values()
+        .chain(by_name.values())
+        .map(|s| s.subject.clone())
+        .collect();
+    let mut seen: HashMap<String, UsageSubject> = HashMap::new();
+    for row in rows_in(
+        pool,
+        "SELECT token_id, workload, tool, resource, count FROM usage_totals WHERE token_id IN (",
+        &subjects,
+    )
+    .await?
+    {
+        let e = seen.entry(row.try_get("token_id")?).or_default();
+        let count: i64 = row.try_get("count")?;
+        e.seen_events += u64::try_from(count).unwrap_or(0);
+        for (list, col) in [
+            (&mut e.seen_workloads, "workload"),
+            (&mut e.seen_tools, "tool"),
+            (&mut e.seen_resources, "resource"),
+        ] {
+            let v: String = row.try_get(col)?;
+            if !v.is_empty() && list.len() < SEEN_MAX as usize && !list.contains(&v) {
+                list.push(v);
+            }
+        }
+    }
+    let fill = |mut s: UsageSubject| {
+        if let Some(x) = seen.get(&s.subject) {
+            s.seen_events = x.seen_events;
+            s.seen_workloads = x.seen_workloads.clone();
+            s.seen_tools = x.seen_tools.clone();
+            s.seen_resources = x.seen_resources.clone();
+        }
+        s
     };
-    let rows = sqlx::query(sql)
-        .bind(subject)
-        .bind(SEEN_MAX)
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|r| r.try_get::<String, _>("v").map_err(StoreError::from))
-        .collect()
+    Ok(refs
+        .iter()
+        .map(|r| {
+            let found = match r {
+                UsageRef::Id(id) if id.starts_with("tok_") => by_id.get(id),
+                UsageRef::Id(name) => by_name.get(name.strip_prefix("external:").unwrap_or(name)),
+                UsageRef::Fingerprint(fp) => hex::decode(fp)
+                    .ok()
+                    .and_then(|h| by_hash.get(&h))
+                    .and_then(|id| by_id.get(id))
+                    .or_else(|| by_fp.get(fp).and_then(|n| by_name.get(n))),
+            };
+            found.cloned().map(fill)
+        })
+        .collect())
 }
 
 pub(super) async fn usage_subject(
@@ -555,126 +737,11 @@ pub(super) async fn usage_subject(
     registry: &SharedRegistry,
     r: UsageRef,
 ) -> Result<Option<UsageSubject>, StoreError> {
-    let token_row = match &r {
-        UsageRef::Id(id) if id.starts_with("tok_") => {
-            sqlx::query(select_tokens!("WHERE id = ?"))
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-        UsageRef::Fingerprint(fp) => match hex::decode(fp) {
-            Ok(bytes) if bytes.len() == 32 => {
-                sqlx::query(select_tokens!("WHERE secret_hash = ?"))
-                    .bind(bytes)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            _ => None,
-        },
-        UsageRef::Id(_) => None,
-    };
-    let mut subject = if let Some(row) = token_row {
-        let t = token_from_row(&row)?;
-        let (workloads, identities, tools, run_ended_at) = {
-            let reg = registry.read();
-            let mut workloads = Vec::new();
-            let mut identities = Vec::new();
-            if let Some(w) = reg.workload(t.workload_id) {
-                workloads.push(w.name.clone());
-                if let Some(i) = &w.identity {
-                    identities.push((i.clone(), w.name.clone()));
-                }
-            }
-            let tools = t
-                .workflow_id
-                .and_then(|id| reg.workflow(id))
-                .map(|w| w.tools.clone())
-                .unwrap_or_default();
-            (workloads, identities, tools, None::<Millis>)
-        };
-        let ended = match (t.run_id, run_ended_at) {
-            (Some(run), None) => {
-                sqlx::query_scalar::<_, Option<Millis>>("SELECT ended_at FROM runs WHERE id = ?")
-                    .bind(run)
-                    .fetch_optional(pool)
-                    .await?
-                    .flatten()
-            }
-            (_, e) => e,
-        };
-        UsageSubject {
-            subject: t.id.clone(),
-            external_id: None,
-            owner_id: Some(t.owner_id),
-            workloads,
-            identities,
-            tools,
-            scopes: t.scopes.iter().map(ToString::to_string).collect(),
-            run: t.run_id,
-            run_ended_at: ended,
-            workload_token: true,
-            ..Default::default()
-        }
-    } else {
-        let row = match &r {
-            UsageRef::Id(name) => {
-                let name = name.strip_prefix("external:").unwrap_or(name);
-                sqlx::query("SELECT * FROM external_tokens WHERE name = ?")
-                    .bind(name)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            UsageRef::Fingerprint(fp) => {
-                sqlx::query("SELECT * FROM external_tokens WHERE fingerprint = ?")
-                    .bind(fp)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let name: String = row.try_get("name")?;
-        let ids: String = row.try_get("workloads")?;
-        let scopes: String = row.try_get("scopes")?;
-        let kind: Option<String> = row.try_get("credential_kind")?;
-        let (workloads, identities): (Vec<String>, Vec<(String, String)>) = {
-            let reg = registry.read();
-            let declared: Vec<_> = ids
-                .split_whitespace()
-                .filter_map(|v| v.parse::<i64>().ok())
-                .filter_map(|id| reg.workload(id))
-                .collect();
-            (
-                declared.iter().map(|w| w.name.clone()).collect(),
-                declared
-                    .iter()
-                    .filter_map(|w| w.identity.clone().map(|i| (i, w.name.clone())))
-                    .collect(),
-            )
-        };
-        UsageSubject {
-            subject: external_subject(&name),
-            external_id: Some(row.try_get("id")?),
-            owner_id: row.try_get("owner_id")?,
-            workload_token: !workloads.is_empty()
-                || kind.as_deref() == Some("service_account_key"),
-            workloads,
-            identities,
-            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-            ..Default::default()
-        }
-    };
-    subject.seen_workloads = seen(pool, &subject.subject, Seen::Workload).await?;
-    subject.seen_tools = seen(pool, &subject.subject, Seen::Tool).await?;
-    subject.seen_resources = seen(pool, &subject.subject, Seen::Resource).await?;
-    let events: Option<i64> =
-        sqlx::query_scalar("SELECT SUM(count) FROM usage_totals WHERE token_id = ?")
-            .bind(&subject.subject)
-            .fetch_one(pool)
-            .await?;
-    subject.seen_events = u64::try_from(events.unwrap_or(0)).unwrap_or(0);
-    Ok(Some(subject))
+    Ok(usage_subjects(pool, registry, vec![r])
+        .await?
+        .into_iter()
+        .next()
+        .flatten())
 }
 
 /// Back-to-back reissues of one workload and scope set whose effective
@@ -687,7 +754,7 @@ pub(super) async fn churn_chains(
     now: Millis,
 ) -> Result<Vec<ChurnChain>, StoreError> {
     use futures_util::TryStreamExt;
-    let threshold = Millis::from(settings.churn_hours) * 3_600_000;
+    let threshold = settings.churn_threshold_ms;
     let mut rows = sqlx::query(
         "SELECT id, owner_id, workload_id, scopes, issued_at, MIN(expires_at, COALESCE(revoked_at, expires_at)) AS ends \
          FROM tokens WHERE parent_id IS NULL AND break_glass = 0 ORDER BY workload_id, scopes, issued_at",
@@ -796,7 +863,9 @@ pub(super) async fn review_sweep(
             owners
                 .iter()
                 .filter(|o| {
-                    o.kind == OwnerKind::Team && !o.business_owner && o.status == OwnerStatus::Active
+                    o.kind == OwnerKind::Team
+                        && !o.business_owner
+                        && o.status == OwnerStatus::Active
                 })
                 .map(|o| (o.id, o.name.clone()))
                 .collect(),
@@ -859,7 +928,7 @@ pub(super) async fn review_sweep(
         });
     }
     // reissue churn
-    let threshold_h = f64::from(settings.churn_hours);
+    let threshold_h = settings.churn_threshold_ms as f64 / 3_600_000.0;
     for c in churn_chains(pool, registry, settings, now)
         .await?
         .into_iter()
@@ -876,26 +945,25 @@ pub(super) async fn review_sweep(
             subject: format!("workload:{}:{}", c.workload, c.scopes.join(" ")),
             owner_id: Some(c.owner_id),
             summary: format!(
-                "Workload `{}` was re-issued `{}` {} times back to back: effective access spans {hours:.1} h although each token is short-lived (threshold {} h).",
+                "Workload `{}` was re-issued `{}` {} times back to back: effective access spans {hours:.2} h although each token is short-lived (threshold {threshold_h:.2} h).",
                 c.workload,
                 c.scopes.join(" "),
                 c.tokens,
-                settings.churn_hours
             ),
             evidence: json!({
                 "workload": c.workload, "scopes": c.scopes, "tokens": c.tokens,
                 "first_issued": c.first_issued, "last_end": c.last_end,
-                "effective_hours": (hours * 10.0).round() / 10.0,
+                "effective_hours": (hours * 100.0).round() / 100.0, "threshold_hours": threshold_h,
+                "effective_seconds": (c.last_end - c.first_issued) / 1000,
                 "first_token": c.first_token, "last_token": c.last_token,
             }),
         });
     }
     // unused privilege over the last N ended runs of each workflow and workload
-    let pairs = sqlx::query(
-        "SELECT DISTINCT workflow_id, workload_id FROM runs WHERE state <> 'running'",
-    )
-    .fetch_all(pool)
-    .await?;
+    let pairs =
+        sqlx::query("SELECT DISTINCT workflow_id, workload_id FROM runs WHERE state <> 'running'")
+            .fetch_all(pool)
+            .await?;
     for row in pairs {
         let workflow_id: i64 = row.try_get("workflow_id")?;
         let workload_id: i64 = row.try_get("workload_id")?;
@@ -909,11 +977,11 @@ pub(super) async fn review_sweep(
             let mut scopes_in_run: Vec<Scope> = Vec::new();
             for (_, scopes) in &run.tokens {
                 for s in scopes {
-                    if let Ok(sc) = s.parse::<Scope>() {
-                        if !scopes_in_run.contains(&sc) {
-                            *granted.entry(s.clone()).or_default() += 1;
-                            scopes_in_run.push(sc);
-                        }
+                    if let Ok(sc) = s.parse::<Scope>()
+                        && !scopes_in_run.contains(&sc)
+                    {
+                        *granted.entry(s.clone()).or_default() += 1;
+                        scopes_in_run.push(sc);
                     }
                 }
             }
@@ -1002,7 +1070,13 @@ pub(super) async fn runs_usage(
             .map(|r| {
                 let id: String = r.try_get("id")?;
                 let scopes: String = r.try_get("scopes")?;
-                Ok((id, scopes_from(&scopes)?.iter().map(ToString::to_string).collect()))
+                Ok((
+                    id,
+                    scopes_from(&scopes)?
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ))
             })
             .collect::<Result<Vec<(String, Vec<String>)>, StoreError>>()?;
         let mut uses = Vec::new();
@@ -1062,7 +1136,9 @@ pub(super) async fn report_numbers(
                 .collect(),
         )
     };
-    n.leash_total = u(sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(pool).await?);
+    n.leash_total = u(sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
+        .fetch_one(pool)
+        .await?);
     // live tokens grouped by what the report asks of them
     let rows = sqlx::query(
         "SELECT owner_id, workload_id, run_id IS NOT NULL AS bound, has_write, justification IS NOT NULL AS justified, \
