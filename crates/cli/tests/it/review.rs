@@ -725,3 +725,103 @@ async fn the_report_numbers_match_the_registry() {
     let (s, _) = l.get("/v1/report?format=pdf").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// The Chromium binary for the browser test: `LEASH_CHROMIUM`, or Debian's.
+fn chromium() -> Option<String> {
+    let path = std::env::var("LEASH_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    std::path::Path::new(&path).exists().then_some(path)
+}
+
+#[tokio::test]
+async fn the_html_report_renders_offline_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Chromium for the report test: apt-get install chromium (or set LEASH_CHROMIUM)"
+        );
+        eprintln!(
+            "skipped: no Chromium at /usr/bin/chromium (apt-get install chromium, or set LEASH_CHROMIUM)"
+        );
+        return;
+    };
+    let l = Leash::start().await;
+    let run = l.fixture().await;
+    l.mint(json!({"workload": "triage-bot", "run": run, "scopes": ["tickets:read"], "ttl": "10m"}))
+        .await;
+    let csv = format!(
+        "name,kind,owner,fingerprint\nnobody,api_key,,{}\n",
+        "9".repeat(64)
+    );
+    assert_eq!(
+        raw(&l, "/v1/external-tokens/import", &csv).await.0,
+        StatusCode::OK
+    );
+    let html = l.data().join("report.html");
+    let o = l.cli(&["report", "--format", "html", "-o", html.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::harness::stderr(&o));
+    let profile = tempfile::tempdir().unwrap();
+    let shot = l.data().join("report.png");
+    let base = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        // the page must need nothing from the network: every host is unreachable
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+    ];
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let url = format!("file://{}", html.display());
+    let dom = std::process::Command::new(&browser)
+        .args(base)
+        .arg(&profile_arg)
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    // the browser parsed it into the document the report promises
+    assert!(dom.contains("id=\"controls\""), "{dom}");
+    let rows = dom.matches("id=\"control-").count();
+    assert_eq!(rows, 12, "one row per control");
+    assert_eq!(
+        dom.matches("class=\"pass\"").count() + dom.matches("class=\"fail\"").count(),
+        12
+    );
+    assert!(
+        dom.matches("role=\"img\"").count() >= 4,
+        "the charts are there"
+    );
+    assert!(
+        dom.contains("control-named-owner\" class=\"fail\""),
+        "an unowned credential fails the owner control"
+    );
+    let png = std::process::Command::new(&browser)
+        .args(base)
+        .arg(&profile_arg)
+        .args([
+            format!("--screenshot={}", shot.display()).as_str(),
+            "--window-size=1200,2400",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        png.status.success(),
+        "{}",
+        String::from_utf8_lossy(&png.stderr)
+    );
+    let bytes = std::fs::read(&shot).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        bytes.len() > 20_000,
+        "a rendered page, not a blank one ({} bytes)",
+        bytes.len()
+    );
+}

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     approvals, audit, authzen, clients, dto, exposures, federation, oauth, policies, registry,
-    tokens,
+    review, tokens,
 };
 use crate::error::Problem;
 
@@ -49,8 +49,10 @@ impl Modify for OperatorAuth {
         approvals::list, approvals::get, approvals::approve, approvals::deny, approvals::claim,
         approvals::create_owner_credential, approvals::add_delegate, approvals::write_ratio,
         approvals::break_glass, approvals::list_break_glass, approvals::token_usage,
+        review::import, review::ingest, review::sweep, review::report,
+        review::create_removal_test, review::list_removal_tests, review::get_removal_test,
     ),
-    components(schemas(Problem, dto::Ttl)),
+    components(schemas(Problem, dto::Ttl, dto::ExternalExplanation)),
     modifiers(&OperatorAuth),
     security(("operator" = [])),
 )]
