@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Where the server is and how to authenticate.
+#[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,

@@ -235,6 +235,11 @@ pub async fn usage(api: &Api, cmd: UsageCmd, j: bool) -> Result<()> {
         let o: IngestOutcome = api.post_bytes(&path(1), "application/json", body).await?;
         totals.add(o);
     } else {
+        // two batches in flight: the server parses one while it records the other
+        let mut in_flight: std::collections::VecDeque<(
+            u64,
+            tokio::task::JoinHandle<Result<IngestOutcome>>,
+        )> = std::collections::VecDeque::new();
         let mut line_no: u64 = 1;
         let mut line = Vec::new();
         loop {
@@ -257,17 +262,25 @@ pub async fn usage(api: &Api, cmd: UsageCmd, j: bool) -> Result<()> {
             }
             line_no += n as u64;
             bar.inc(body.len() as u64);
-            let o: IngestOutcome = api
-                .post_bytes(&path(first), "application/x-ndjson", body)
-                .await
-                .with_context(|| format!("ingesting {file} from line {first}"))?;
-            totals.add(o);
+            if in_flight.len() >= 2
+                && let Some((at, task)) = in_flight.pop_front()
+            {
+                totals.add(finish(task, &file, at).await?);
+            }
+            let (api, p) = (api.clone(), path(first));
+            in_flight.push_back((
+                first,
+                tokio::spawn(async move { api.post_bytes(&p, "application/x-ndjson", body).await }),
+            ));
             bar.set_message(format!(
                 "{} events, {} unknown, {} findings",
                 totals.events,
                 totals.unknown_refs,
                 totals.findings_opened.len()
             ));
+        }
+        while let Some((at, task)) = in_flight.pop_front() {
+            totals.add(finish(task, &file, at).await?);
         }
     }
     bar.finish_and_clear();
@@ -302,6 +315,16 @@ pub async fn usage(api: &Api, cmd: UsageCmd, j: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn finish(
+    task: tokio::task::JoinHandle<Result<IngestOutcome>>,
+    file: &str,
+    first: u64,
+) -> Result<IngestOutcome> {
+    task.await
+        .context("an ingest request stopped")?
+        .with_context(|| format!("ingesting {file} from line {first}"))
 }
 
 fn removal_text(t: &RemovalView) {

@@ -433,12 +433,13 @@ pub trait Store: Send + Sync {
     /// Write usage from outside Leash's decisions and the findings it raised.
     fn record_review(&self, batch: ReviewBatch, actor: &str) -> StoreFuture<'_, ReviewOutcome>;
     /// Findings computed over the whole registry: stale external tokens,
-    /// shadow ownership, reissue churn, unused privilege.
+    /// shadow ownership, reissue churn, unused privilege; with the churn
+    /// chains found (longest first).
     fn review_sweep(
         &self,
         settings: ReviewSettings,
         now: Millis,
-    ) -> StoreFuture<'_, Vec<NewFinding>>;
+    ) -> StoreFuture<'_, (Vec<NewFinding>, Vec<ChurnChain>)>;
     /// Chains of back-to-back reissues longer than the threshold.
     fn churn_chains(
         &self,

@@ -169,6 +169,10 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .pragma("mmap_size", "268435456")
+        // big review batches must not spill the page cache mid-transaction,
+        // and statement journals stay in memory
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "MEMORY")
         .statement_cache_capacity(256)
         .disable_statement_logging()
 }
@@ -2107,7 +2111,7 @@ impl Store for SqliteStore {
         &self,
         settings: crate::ReviewSettings,
         now: Millis,
-    ) -> StoreFuture<'_, Vec<crate::NewFinding>> {
+    ) -> StoreFuture<'_, (Vec<crate::NewFinding>, Vec<crate::ChurnChain>)> {
         Box::pin(review::review_sweep(
             &self.reads,
             &self.registry,

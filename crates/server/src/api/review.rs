@@ -143,6 +143,7 @@ pub async fn ingest(
     let first = q.first_line.unwrap_or(1).max(1);
     let lines = body.iter().filter(|b| **b == b'\n').count() as u64
         + u64::from(!body.is_empty() && body.last() != Some(&b'\n'));
+    let parse_started = std::time::Instant::now();
     let parsed = tokio::task::spawn_blocking(move || {
         if first == 1 {
             leash_review::logs::parse(&body)
@@ -153,6 +154,11 @@ pub async fn ingest(
     .await
     .map_err(|e| ApiError::internal(format!("the log parser stopped: {e}")))?
     .map_err(|e| ApiError::bad_request(format!("{e}; nothing from this batch was recorded")))?;
+    tracing::debug!(
+        lines,
+        parse_ms = parse_started.elapsed().as_millis() as u64,
+        "usage batch parsed"
+    );
     let out = app
         .review
         .ingest(app.store.as_ref(), &source, lines, parsed, OPERATOR)
@@ -166,7 +172,8 @@ pub async fn sweep(State(app): State<AppState>) -> ApiResult<Json<ReviewOutcome>
     Ok(Json(
         app.review
             .sweep(app.store.as_ref(), leash_store::now_ms())
-            .await?,
+            .await?
+            .0,
     ))
 }
 
@@ -197,9 +204,8 @@ pub struct ReportQuery {
 pub async fn build_report(app: &App) -> Result<Report, ApiError> {
     let now = leash_store::now_ms();
     let settings = app.review.settings;
-    app.review.sweep(app.store.as_ref(), now).await?;
+    let (_, chains) = app.review.sweep(app.store.as_ref(), now).await?;
     let n = app.store.report_numbers(settings, now).await?;
-    let chains = app.store.churn_chains(settings, now).await?;
     let tests = app.store.list_removal_tests(None).await?;
     let live = n.leash_live + n.external_active;
     let ratio = |numerator: u64, denominator: u64| Ratio {

@@ -125,6 +125,7 @@ impl Review {
         parsed: leash_review::logs::Parsed,
         actor: &str,
     ) -> Result<IngestOutcome, StoreError> {
+        let started = std::time::Instant::now();
         let mut engine = self.engine.lock().await;
         if engine.cache.len() > CACHE_MAX {
             engine.cache.clear();
@@ -221,6 +222,7 @@ impl Review {
                 &mut last_used,
             );
         }
+        let folded = started.elapsed();
         let batch = ReviewBatch {
             totals: totals.into_values().collect(),
             runs: runs.into_values().collect(),
@@ -234,15 +236,26 @@ impl Review {
             findings: findings.into_values().collect(),
         };
         let ReviewOutcome { opened, refreshed } = store.record_review(batch, actor).await?;
+        tracing::debug!(
+            events = out.events,
+            fold_ms = folded.as_millis() as u64,
+            write_ms = (started.elapsed() - folded).as_millis() as u64,
+            "usage batch recorded"
+        );
         out.findings_opened = opened;
         out.findings_refreshed = refreshed;
         Ok(out)
     }
 
-    /// Run the registry-wide rules and record what they find.
-    pub async fn sweep(&self, store: &dyn Store, now: Millis) -> Result<ReviewOutcome, StoreError> {
-        let findings = store.review_sweep(self.settings, now).await?;
-        store
+    /// Run the registry-wide rules and record what they find; with the
+    /// reissue-churn chains (longest first).
+    pub async fn sweep(
+        &self,
+        store: &dyn Store,
+        now: Millis,
+    ) -> Result<(ReviewOutcome, Vec<leash_store::ChurnChain>), StoreError> {
+        let (findings, chains) = store.review_sweep(self.settings, now).await?;
+        let outcome = store
             .record_review(
                 ReviewBatch {
                     findings,
@@ -250,7 +263,8 @@ impl Review {
                 },
                 "leash",
             )
-            .await
+            .await?;
+        Ok((outcome, chains))
     }
 
     /// The canary withholding scopes from `run`, if any.
@@ -345,12 +359,13 @@ fn fold(
     t.count += 1;
     t.first_at = t.first_at.min(ev.at);
     t.last_at = t.last_at.max(ev.at);
-    if allowed {
-        // a Leash token's run is its own; others carry the logged run
-        let run = match info.run {
-            Some(r) => r.to_string(),
-            None => ev.run.clone().unwrap_or_default(),
-        };
+    // a Leash token's run is its own; others carry the logged run. Uses
+    // outside any run say nothing about what a workflow needs.
+    let run = match info.run {
+        Some(r) => Some(r.to_string()),
+        None => ev.run.clone(),
+    };
+    if allowed && let Some(run) = run {
         let step = ev
             .step
             .clone()

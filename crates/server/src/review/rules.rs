@@ -97,12 +97,18 @@ pub fn check(
         st.reported.insert((kind, value.to_owned()))
     };
     // workload
-    if let Some(w) = ev.workload.as_deref() {
-        let w = canonical_workload(s, w);
+    if let Some(observed) = ev.workload.as_deref() {
+        // most uses name the workload as it is registered: no allocation then
+        let known = st.workloads.contains(observed);
+        let w = if known {
+            observed.to_owned()
+        } else {
+            canonical_workload(s, observed)
+        };
         if !s.workloads.is_empty() && !s.workloads.contains(&w) && first(st, "workload", &w) {
             unexpected.push((item(ev, "workload", &w), Severity::High));
         }
-        let new_workload = st.workloads.insert(w.clone());
+        let new_workload = !known && st.workloads.insert(w.clone());
         if new_workload && st.workloads.len() >= 2 {
             let mut ws: Vec<&String> = st.workloads.iter().collect();
             ws.sort();
@@ -135,7 +141,7 @@ pub fn check(
         } else if learned && !st.tools.contains(t) && first(st, "tool", t) {
             unexpected.push((item(ev, "tool outside its usual set", t), Severity::Medium));
         }
-        if st.tools.len() < 256 {
+        if st.tools.len() < 256 && !st.tools.contains(t) {
             st.tools.insert(t.to_owned());
         }
     }
@@ -156,7 +162,7 @@ pub fn check(
                 Severity::Medium,
             ));
         }
-        if st.resources.len() < 256 {
+        if st.resources.len() < 256 && !st.resources.contains(r) {
             st.resources.insert(r.to_owned());
         }
     }

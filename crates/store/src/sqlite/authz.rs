@@ -60,8 +60,8 @@ impl Writer {
         for t in totals.iter().filter(|t| t.allowed) {
             sqlx::query(
                 "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) \
-                 SELECT ?1, COALESCE((SELECT CAST(run_id AS TEXT) FROM tokens WHERE id = ?1), ''), ?2, ?3, ?4, ?5, ?6, ?7 \
-                 WHERE true ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET \
+                 SELECT ?1, CAST(run_id AS TEXT), ?2, ?3, ?4, ?5, ?6, ?7 FROM tokens \
+                 WHERE id = ?1 AND run_id IS NOT NULL ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET \
                  count = count + excluded.count, first_at = MIN(first_at, excluded.first_at), \
                  last_at = MAX(last_at, excluded.last_at)",
             )
@@ -91,7 +91,27 @@ impl Writer {
         &mut self,
         totals: &[UsageTotal],
     ) -> Result<(), StoreError> {
-        for chunk in totals.chunks(INSERT_CHUNK / 2) {
+        // in key order: neighbouring rows share B-tree pages
+        let mut rows: Vec<&UsageTotal> = totals.iter().collect();
+        rows.sort_unstable_by(|a, b| {
+            (
+                &a.token_id,
+                &a.workload,
+                &a.action,
+                &a.resource,
+                &a.tool,
+                a.allowed,
+            )
+                .cmp(&(
+                    &b.token_id,
+                    &b.workload,
+                    &b.action,
+                    &b.resource,
+                    &b.tool,
+                    b.allowed,
+                ))
+        });
+        for chunk in rows.chunks(INSERT_CHUNK / 2) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO usage_totals (token_id, workload, action, resource, tool, allowed, count, first_at, last_at) ",
             );

@@ -13,7 +13,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::exposures::{find_open_finding, insert_finding};
-use super::{INSERT_CHUNK, Writer, scopes_from, token_from_row};
+use super::{INSERT_CHUNK, Writer, scopes_from};
 use crate::registry::SharedRegistry;
 use crate::{
     ChurnChain, ImportSummary, ImportedCredential, NewFinding, RemovalTest, ReportNumbers,
@@ -290,7 +290,17 @@ impl Writer {
         now: Millis,
     ) -> Result<ReviewOutcome, StoreError> {
         self.write_usage_totals(&batch.totals).await?;
-        for chunk in batch.runs.chunks(INSERT_CHUNK / 2) {
+        let mut runs: Vec<&UsageRunTotal> = batch.runs.iter().collect();
+        runs.sort_unstable_by(|a, b| {
+            (&a.token_id, &a.run, &a.step, &a.action, &a.resource).cmp(&(
+                &b.token_id,
+                &b.run,
+                &b.step,
+                &b.action,
+                &b.resource,
+            ))
+        });
+        for chunk in runs.chunks(INSERT_CHUNK / 2) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) ",
             );
@@ -523,32 +533,39 @@ fn rank(s: Severity) -> u8 {
 /// Rows per `IN (…)` lookup.
 const LOOKUP_CHUNK: usize = 400;
 
-fn subject_of_token(t: &leash_core::Token, registry: &SharedRegistry) -> UsageSubject {
+/// A Leash token's subject from the columns review needs (not the whole row).
+fn subject_of_token(
+    row: &SqliteRow,
+    registry: &SharedRegistry,
+) -> Result<UsageSubject, StoreError> {
+    let id: String = row.try_get("id")?;
+    let workload_id: i64 = row.try_get("workload_id")?;
+    let workflow_id: Option<i64> = row.try_get("workflow_id")?;
+    let scopes: String = row.try_get("scopes")?;
     let reg = registry.read();
     let mut workloads = Vec::new();
     let mut identities = Vec::new();
-    if let Some(w) = reg.workload(t.workload_id) {
+    if let Some(w) = reg.workload(workload_id) {
         workloads.push(w.name.clone());
         if let Some(i) = &w.identity {
             identities.push((i.clone(), w.name.clone()));
         }
     }
-    UsageSubject {
-        subject: t.id.clone(),
+    Ok(UsageSubject {
+        subject: id,
         external_id: None,
-        owner_id: Some(t.owner_id),
+        owner_id: Some(row.try_get("owner_id")?),
         workloads,
         identities,
-        tools: t
-            .workflow_id
+        tools: workflow_id
             .and_then(|id| reg.workflow(id))
             .map(|w| w.tools.clone())
             .unwrap_or_default(),
-        scopes: t.scopes.iter().map(ToString::to_string).collect(),
-        run: t.run_id,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        run: row.try_get("run_id")?,
         workload_token: true,
         ..Default::default()
-    }
+    })
 }
 
 fn subject_of_external(
@@ -628,18 +645,26 @@ pub(super) async fn usage_subjects(
     }
     let mut by_id: HashMap<String, UsageSubject> = HashMap::new();
     let mut by_hash: HashMap<Vec<u8>, String> = HashMap::new();
-    for row in rows_in(pool, concat!(
-        "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
-        "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act, cnf_jkt, break_glass, secret_hash FROM tokens WHERE id IN ("
-    ), &ids).await?.into_iter().chain(rows_in(pool, concat!(
-        "SELECT id, format, owner_id, workload_id, run_id, workflow_id, scopes, audience, issued_at, expires_at, ",
-        "parent_id, justification, revoked_at, revoked_trigger, revoked_reason, revoked_event, depth, act, may_act, cnf_jkt, break_glass, secret_hash FROM tokens WHERE secret_hash IN ("
-    ), &hashes).await?) {
-        let t = token_from_row(&row)?;
+    for row in rows_in(
+        pool,
+        "SELECT id, owner_id, workload_id, run_id, workflow_id, scopes, secret_hash FROM tokens WHERE id IN (",
+        &ids,
+    )
+    .await?
+    .into_iter()
+    .chain(
+        rows_in(
+            pool,
+            "SELECT id, owner_id, workload_id, run_id, workflow_id, scopes, secret_hash FROM tokens WHERE secret_hash IN (",
+            &hashes,
+        )
+        .await?,
+    ) {
+        let s = subject_of_token(&row, registry)?;
         if let Some(h) = row.try_get::<Option<Vec<u8>>, _>("secret_hash")? {
-            by_hash.insert(h, t.id.clone());
+            by_hash.insert(h, s.subject.clone());
         }
-        by_id.insert(t.id.clone(), subject_of_token(&t, registry));
+        by_id.insert(s.subject.clone(), s);
     }
     let mut by_name: HashMap<String, UsageSubject> = HashMap::new();
     let mut by_fp: HashMap<String, String> = HashMap::new();
@@ -755,52 +780,87 @@ pub(super) async fn churn_chains(
 ) -> Result<Vec<ChurnChain>, StoreError> {
     use futures_util::TryStreamExt;
     let threshold = settings.churn_threshold_ms;
+    // One sequential pass over the root tokens (in the table's own order),
+    // scope sets interned, then sorted here: cheaper than an SQL sort of
+    // every row by (workload, scopes, issued).
+    struct Root {
+        workload_id: i64,
+        scopes: u32,
+        issued: Millis,
+        ends: Millis,
+        owner_id: i64,
+        id: Box<str>,
+    }
+    let mut scope_sets: HashMap<String, u32> = HashMap::new();
+    let mut roots: Vec<Root> = Vec::new();
     let mut rows = sqlx::query(
         "SELECT id, owner_id, workload_id, scopes, issued_at, MIN(expires_at, COALESCE(revoked_at, expires_at)) AS ends \
-         FROM tokens WHERE parent_id IS NULL AND break_glass = 0 ORDER BY workload_id, scopes, issued_at",
+         FROM tokens WHERE parent_id IS NULL AND break_glass = 0",
     )
     .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        let scopes: &str = row.try_get("scopes")?;
+        let next = scope_sets.len() as u32;
+        let scopes = match scope_sets.get(scopes) {
+            Some(i) => *i,
+            None => {
+                scope_sets.insert(scopes.to_owned(), next);
+                next
+            }
+        };
+        roots.push(Root {
+            workload_id: row.try_get("workload_id")?,
+            scopes,
+            issued: row.try_get("issued_at")?,
+            ends: row.try_get("ends")?,
+            owner_id: row.try_get("owner_id")?,
+            id: row.try_get::<&str, _>("id")?.into(),
+        });
+    }
+    drop(rows);
+    roots.sort_unstable_by_key(|r| (r.workload_id, r.scopes, r.issued));
+    let names: HashMap<u32, &str> = scope_sets.iter().map(|(k, v)| (*v, k.as_str())).collect();
     let mut out = Vec::new();
-    let mut cur: Option<ChurnChain> = None;
-    let flush = |c: Option<ChurnChain>, out: &mut Vec<ChurnChain>| {
-        if let Some(c) = c
+    let flush = |c: Option<(ChurnChain, u32)>, out: &mut Vec<ChurnChain>| {
+        if let Some((c, _)) = c
             && c.tokens > 1
             && c.last_end.min(now.max(c.first_issued)) - c.first_issued > threshold
         {
             out.push(c);
         }
     };
-    while let Some(row) = rows.try_next().await? {
-        let id: String = row.try_get("id")?;
-        let owner_id: i64 = row.try_get("owner_id")?;
-        let workload_id: i64 = row.try_get("workload_id")?;
-        let scopes: String = row.try_get("scopes")?;
-        let issued: Millis = row.try_get("issued_at")?;
-        let ends: Millis = row.try_get("ends")?;
-        let continues = cur.as_ref().is_some_and(|c| {
-            c.workload_id == workload_id
-                && c.scopes.join(" ") == scopes
-                && issued <= c.last_end + settings.churn_gap_ms
+    let mut cur: Option<(ChurnChain, u32)> = None;
+    for r in &roots {
+        let continues = cur.as_ref().is_some_and(|(c, scopes)| {
+            c.workload_id == r.workload_id
+                && *scopes == r.scopes
+                && r.issued <= c.last_end + settings.churn_gap_ms
         });
         if continues {
-            if let Some(c) = cur.as_mut() {
+            if let Some((c, _)) = cur.as_mut() {
                 c.tokens += 1;
-                c.last_end = c.last_end.max(ends);
-                c.last_token = id;
+                c.last_end = c.last_end.max(r.ends);
+                c.last_token = r.id.to_string();
             }
         } else {
             flush(cur.take(), &mut out);
-            cur = Some(ChurnChain {
-                workload_id,
-                workload: String::new(),
-                owner_id,
-                scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-                tokens: 1,
-                first_issued: issued,
-                last_end: ends,
-                first_token: id.clone(),
-                last_token: id,
-            });
+            cur = Some((
+                ChurnChain {
+                    workload_id: r.workload_id,
+                    workload: String::new(),
+                    owner_id: r.owner_id,
+                    scopes: names
+                        .get(&r.scopes)
+                        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                    tokens: 1,
+                    first_issued: r.issued,
+                    last_end: r.ends,
+                    first_token: r.id.to_string(),
+                    last_token: r.id.to_string(),
+                },
+                r.scopes,
+            ));
         }
     }
     flush(cur.take(), &mut out);
@@ -820,7 +880,7 @@ pub(super) async fn review_sweep(
     registry: &SharedRegistry,
     settings: ReviewSettings,
     now: Millis,
-) -> Result<Vec<NewFinding>, StoreError> {
+) -> Result<(Vec<NewFinding>, Vec<ChurnChain>), StoreError> {
     let mut out = Vec::new();
     // stale external tokens
     let stale_before = now - Millis::from(settings.stale_days) * DAY_MS;
@@ -929,11 +989,8 @@ pub(super) async fn review_sweep(
     }
     // reissue churn
     let threshold_h = settings.churn_threshold_ms as f64 / 3_600_000.0;
-    for c in churn_chains(pool, registry, settings, now)
-        .await?
-        .into_iter()
-        .take(SWEEP_MAX)
-    {
+    let chains = churn_chains(pool, registry, settings, now).await?;
+    for c in chains.iter().take(SWEEP_MAX) {
         let hours = c.effective_hours();
         out.push(NewFinding {
             kind: "reissue_churn".into(),
@@ -1031,7 +1088,7 @@ pub(super) async fn review_sweep(
             }),
         });
     }
-    Ok(out)
+    Ok((out, chains))
 }
 
 /// Does `scope` allow `action` on a logged `TYPE:ID` (or `TYPE`) resource?
