@@ -534,6 +534,13 @@ async fn review_bench(api: &Api, b: ReviewBench, json_out: bool) -> Result<()> {
     let mut matched = 0u64;
     let mut opened = 0u64;
     let mut in_flight = std::collections::VecDeque::new();
+    let mut tally = |o: Value| {
+        matched += o["matched"].as_u64().unwrap_or_default();
+        opened += o["findings_opened"]
+            .as_array()
+            .map(|a| a.len() as u64)
+            .unwrap_or_default();
+    };
     while sent < b.events {
         let n = (b.events - sent).min(b.batch as u64);
         let mut body = String::with_capacity(n as usize * 200);
@@ -551,12 +558,7 @@ async fn review_bench(api: &Api, b: ReviewBench, json_out: bool) -> Result<()> {
         if in_flight.len() >= 2
             && let Some(task) = in_flight.pop_front()
         {
-            let o: Value = task.await??;
-            matched += o["matched"].as_u64().unwrap_or_default();
-            opened += o["findings_opened"]
-                .as_array()
-                .map(|a| a.len() as u64)
-                .unwrap_or_default();
+            tally(task.await??);
         }
         let (api, path) = (
             api.clone(),
@@ -569,12 +571,7 @@ async fn review_bench(api: &Api, b: ReviewBench, json_out: bool) -> Result<()> {
         sent += n;
     }
     while let Some(task) = in_flight.pop_front() {
-        let o: Value = task.await??;
-        matched += o["matched"].as_u64().unwrap_or_default();
-        opened += o["findings_opened"]
-            .as_array()
-            .map(|a| a.len() as u64)
-            .unwrap_or_default();
+        tally(task.await??);
     }
     let wall = start.elapsed().as_secs_f64();
     let mut report_secs = Vec::new();

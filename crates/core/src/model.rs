@@ -369,6 +369,18 @@ string_enum!(
     /// How urgent a finding is.
     Severity, "severity" { Low = "low", Medium = "medium", High = "high", Critical = "critical" }
 );
+impl Severity {
+    /// How urgent, as a number: the higher of two severities wins.
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Low => 0,
+            Severity::Medium => 1,
+            Severity::High => 2,
+            Severity::Critical => 3,
+        }
+    }
+}
+
 string_enum!(
     /// Where a finding is in review.
     FindingStatus, "finding status" { Open = "open", Acknowledged = "acknowledged", Resolved = "resolved" }

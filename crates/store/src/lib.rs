@@ -40,7 +40,8 @@ use serde::Serialize;
 pub use registry::{Registry, SharedRegistry};
 pub use revocations::{RevocationSet, RevokedEntry};
 pub use sqlite::{
-    SqliteStore, external_subject, scope_allows, validate_fingerprint, verify_audit_offline,
+    SqliteStore, external_subject, merge_evidence, scope_allows, validate_fingerprint,
+    verify_audit_offline,
 };
 
 /// Why a store operation failed.

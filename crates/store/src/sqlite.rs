@@ -2256,4 +2256,4 @@ mod authz;
 mod exposures;
 mod review;
 pub use exposures::validate_fingerprint;
-pub use review::{external_subject, scope_allows};
+pub use review::{external_subject, merge_evidence, scope_allows};

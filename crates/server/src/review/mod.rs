@@ -276,47 +276,27 @@ impl Review {
             .cloned()
     }
 
+    fn canaries_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<i64, Canary>> {
+        self.canaries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn set_canary(&self, run: i64, canary: Canary) {
-        self.canaries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(run, canary);
+        self.canaries_mut().insert(run, canary);
     }
 
     pub fn take_canary(&self, run: i64) -> Option<Canary> {
-        self.canaries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&run)
+        self.canaries_mut().remove(&run)
     }
 }
 
-/// Add `f`'s evidence items to `prev` (same kind and subject in one batch).
+/// Fold `f` into `prev` (same kind and subject in one batch) the way the
+/// store folds a refresh into an open finding.
 fn merge_items(prev: &mut NewFinding, f: NewFinding) {
-    let new_items = f.evidence.get("items").and_then(|v| v.as_array()).cloned();
-    let severity_up = rules::rank(f.severity) > rules::rank(prev.severity);
-    match (
-        prev.evidence
-            .get_mut("items")
-            .and_then(|v| v.as_array_mut()),
-        new_items,
-    ) {
-        (Some(items), Some(new)) => {
-            for i in new {
-                if items.len() < 50 && !items.contains(&i) {
-                    items.push(i);
-                }
-            }
-            prev.summary = f.summary;
-        }
-        _ => {
-            prev.summary = f.summary;
-            prev.evidence = f.evidence;
-        }
-    }
-    if severity_up {
+    if f.severity.rank() > prev.severity.rank() {
         prev.severity = f.severity;
     }
+    prev.summary = f.summary;
+    prev.evidence = leash_store::merge_evidence(&prev.evidence, f.evidence);
 }
 
 fn fold(

@@ -59,16 +59,6 @@ impl SeenState {
     }
 }
 
-/// How urgent, as a number (for "the higher of two").
-pub fn rank(s: Severity) -> u8 {
-    match s {
-        Severity::Low => 0,
-        Severity::Medium => 1,
-        Severity::High => 2,
-        Severity::Critical => 3,
-    }
-}
-
 /// A logged workload as the registry names it (an identity maps to its workload's name).
 pub fn canonical_workload(s: &UsageSubject, observed: &str) -> String {
     s.identities
@@ -180,7 +170,7 @@ pub fn check(
         let severity = unexpected
             .iter()
             .map(|(_, s)| *s)
-            .max_by_key(|s| rank(*s))
+            .max_by_key(|s| s.rank())
             .unwrap_or(Severity::Medium);
         let whats: Vec<String> = unexpected
             .iter()

@@ -240,7 +240,7 @@ impl Writer {
             validate_len("finding summary", &f.summary, 2_000)?;
             match find_open_finding(&mut self.conn, &f.kind, &f.subject).await? {
                 Some(open) => {
-                    let severity = if rank(f.severity) > rank(open.severity) {
+                    let severity = if f.severity.rank() > open.severity.rank() {
                         f.severity
                     } else {
                         open.severity
@@ -420,7 +420,7 @@ const EVIDENCE_ITEMS: usize = 50;
 
 /// New evidence replaces the old, except that `items` lists accumulate
 /// (oldest first, deduplicated, at most [`EVIDENCE_ITEMS`]).
-fn merge_evidence(old: &serde_json::Value, mut new: serde_json::Value) -> serde_json::Value {
+pub fn merge_evidence(old: &serde_json::Value, mut new: serde_json::Value) -> serde_json::Value {
     if let (Some(old_items), Some(new_items)) = (
         old.get("items").and_then(|v| v.as_array()),
         new.get("items").and_then(|v| v.as_array()),
@@ -519,15 +519,6 @@ pub(super) async fn list_removal_tests(
         }
     };
     rows.iter().map(removal_from_row).collect()
-}
-
-fn rank(s: Severity) -> u8 {
-    match s {
-        Severity::Low => 0,
-        Severity::Medium => 1,
-        Severity::High => 2,
-        Severity::Critical => 3,
-    }
 }
 
 /// Rows per `IN (…)` lookup.
