@@ -419,7 +419,7 @@ impl Writer {
 const EVIDENCE_ITEMS: usize = 50;
 
 /// New evidence replaces the old, except that `items` lists accumulate
-/// (oldest first, deduplicated, at most [`EVIDENCE_ITEMS`]).
+/// (oldest first, deduplicated, at most 50).
 pub fn merge_evidence(old: &serde_json::Value, mut new: serde_json::Value) -> serde_json::Value {
     if let (Some(old_items), Some(new_items)) = (
         old.get("items").and_then(|v| v.as_array()),
