@@ -65,6 +65,11 @@ pub struct ReviewBench {
     /// How many times to build the JSON report.
     #[arg(long, default_value_t = 3)]
     pub reports: u32,
+    /// Events per thousand that come from a workload the token is not bound
+    /// to, through a browser, so the per-use rules open and refresh findings
+    /// as they would on a real estate.
+    #[arg(long, default_value_t = 10)]
+    pub anomalous_per_mille: u64,
 }
 
 #[derive(Args)]
@@ -498,6 +503,9 @@ async fn review_bench(api: &Api, b: ReviewBench, json_out: bool) -> Result<()> {
     if b.batch == 0 || b.tokens == 0 {
         bail!("--batch and --tokens must be at least 1");
     }
+    if b.anomalous_per_mille > 1000 {
+        bail!("--anomalous-per-mille is a share of 1000 events (0-1000)");
+    }
     // the tokens, as the registry lists them
     let mut tokens: Vec<(String, String)> = Vec::new();
     let mut after: Option<String> = None;
@@ -546,9 +554,17 @@ async fn review_bench(api: &Api, b: ReviewBench, json_out: bool) -> Result<()> {
         let mut body = String::with_capacity(n as usize * 200);
         for i in sent..sent + n {
             let (id, workload) = &tokens[(i % tokens.len() as u64) as usize];
+            let (workload, agent) = if i % 1000 < b.anomalous_per_mille {
+                (
+                    "bench-intruder",
+                    "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+                )
+            } else {
+                (workload.as_str(), "python-httpx/0.27")
+            };
             let _ = writeln!(
                 body,
-                r#"{{"time":{},"token_id":"{id}","workload":"{workload}","tool":"jira","resource":"tickets:T-{}","action":"read","step":"triage","user_agent":"python-httpx/0.27"}}"#,
+                r#"{{"time":{},"token_id":"{id}","workload":"{workload}","tool":"jira","resource":"tickets:T-{}","action":"read","step":"triage","user_agent":"{agent}"}}"#,
                 now + i / 1000,
                 // each token works on a few tickets, as a task would
                 (i / tokens.len() as u64) % 3,

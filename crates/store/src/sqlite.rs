@@ -2131,6 +2131,9 @@ impl Store for SqliteStore {
             now,
         ))
     }
+    fn finding_counts(&self) -> StoreFuture<'_, Vec<(String, String, u64)>> {
+        Box::pin(review::finding_counts(&self.reads))
+    }
     fn report_numbers(
         &self,
         _settings: crate::ReviewSettings,

@@ -2,11 +2,14 @@
 //! for, findings raised as the usage arrives, removability tests with
 //! their canaries, and the numbers behind the report.
 //!
-//! Ingest is one task at a time (a mutex around the [`Engine`]): each batch
-//! resolves its token references (cached), runs the per-use rules against
-//! each token's declared and usual sets, folds the uses into aggregates and
-//! writes them with the findings in one store job, so findings are current
-//! when the ingest call answers.
+//! Ingest folds one batch at a time (a mutex around the [`Engine`]): each
+//! batch resolves its token references (cached), runs the per-use rules
+//! against each token's declared and usual sets and folds the uses into
+//! aggregates. It then takes its turn to write (a second mutex, taken
+//! before the engine is let go, so batches are written in the order they
+//! were folded) and writes the aggregates with the findings in one store
+//! job, so findings are current when the ingest call answers. The next
+//! batch folds while this one writes.
 
 pub mod removal;
 pub mod rules;
@@ -59,6 +62,8 @@ pub struct Review {
     pub settings: ReviewSettings,
     pub rules: RuleSettings,
     engine: Mutex<Engine>,
+    /// Held while a folded batch is written: batches are written in fold order.
+    write_turn: Mutex<()>,
     /// Canaries by run id.
     canaries: RwLock<HashMap<i64, Canary>>,
 }
@@ -105,6 +110,7 @@ impl Review {
             settings,
             rules,
             engine: Mutex::new(Engine::default()),
+            write_turn: Mutex::new(()),
             canaries: RwLock::new(HashMap::new()),
         }
     }
@@ -125,8 +131,8 @@ impl Review {
         parsed: leash_review::logs::Parsed,
         actor: &str,
     ) -> Result<IngestOutcome, StoreError> {
-        let started = std::time::Instant::now();
         let mut engine = self.engine.lock().await;
+        let started = std::time::Instant::now();
         if engine.cache.len() > CACHE_MAX {
             engine.cache.clear();
             engine.tracked.clear();
@@ -177,6 +183,7 @@ impl Review {
                 engine.cache.insert(r, idx);
             }
         }
+        let resolved = started.elapsed();
         for ev in parsed.events {
             let idx = engine.cache.get(&ev.token).copied().flatten();
             let Some(idx) = idx else {
@@ -223,6 +230,10 @@ impl Review {
             );
         }
         let folded = started.elapsed();
+        // take the turn to write before letting the next batch fold
+        let turn = self.write_turn.lock().await;
+        drop(engine);
+        let waited = started.elapsed();
         let batch = ReviewBatch {
             totals: totals.into_values().collect(),
             runs: runs.into_values().collect(),
@@ -236,10 +247,13 @@ impl Review {
             findings: findings.into_values().collect(),
         };
         let ReviewOutcome { opened, refreshed } = store.record_review(batch, actor).await?;
+        drop(turn);
         tracing::debug!(
             events = out.events,
-            fold_ms = folded.as_millis() as u64,
-            write_ms = (started.elapsed() - folded).as_millis() as u64,
+            resolve_ms = resolved.as_millis() as u64,
+            fold_ms = (folded - resolved).as_millis() as u64,
+            turn_wait_ms = (waited - folded).as_millis() as u64,
+            write_ms = (started.elapsed() - waited).as_millis() as u64,
             "usage batch recorded"
         );
         out.findings_opened = opened;

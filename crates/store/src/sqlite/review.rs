@@ -523,17 +523,23 @@ pub(super) async fn list_removal_tests(
 
 /// Rows per `IN (…)` lookup.
 const LOOKUP_CHUNK: usize = 400;
+/// Rows per page of a JSON-paged table scan.
+const SCAN_PAGE: i64 = 20_000;
 
 /// A Leash token's subject from the columns review needs (not the whole row).
-fn subject_of_token(
-    row: &SqliteRow,
-    registry: &SharedRegistry,
-) -> Result<UsageSubject, StoreError> {
-    let id: String = row.try_get("id")?;
-    let workload_id: i64 = row.try_get("workload_id")?;
-    let workflow_id: Option<i64> = row.try_get("workflow_id")?;
-    let scopes: String = row.try_get("scopes")?;
-    let reg = registry.read();
+/// `id, owner_id, workload_id, run_id, workflow_id, scopes, hex(secret_hash)` of a token.
+type TokenSubjectRow = (
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<String>,
+);
+
+fn subject_of_token(row: TokenSubjectRow, reg: &crate::registry::Registry) -> UsageSubject {
+    let (id, owner_id, workload_id, run, workflow_id, scopes, _) = row;
     let mut workloads = Vec::new();
     let mut identities = Vec::new();
     if let Some(w) = reg.workload(workload_id) {
@@ -542,10 +548,10 @@ fn subject_of_token(
             identities.push((i.clone(), w.name.clone()));
         }
     }
-    Ok(UsageSubject {
+    UsageSubject {
         subject: id,
         external_id: None,
-        owner_id: Some(row.try_get("owner_id")?),
+        owner_id: Some(owner_id),
         workloads,
         identities,
         tools: workflow_id
@@ -553,10 +559,10 @@ fn subject_of_token(
             .map(|w| w.tools.clone())
             .unwrap_or_default(),
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        run: row.try_get("run_id")?,
+        run,
         workload_token: true,
         ..Default::default()
-    })
+    }
 }
 
 fn subject_of_external(
@@ -607,6 +613,36 @@ async fn rows_in<T: Clone + Send + Sync + for<'q> sqlx::Encode<'q, Sqlite> + sql
     Ok(out)
 }
 
+/// Keys per statement of [`json_rows_in`].
+const JSON_LOOKUP_CHUNK: usize = 10_000;
+
+/// The rows `select` (a `json_group_array` of `json_array`s) finds for
+/// `keys`, matched by `key_in` (`COLUMN IN`) against the keys passed in as
+/// one JSON array (each through `decode`, e.g. `unhex`, when not empty).
+/// One statement and one result per 10,000 keys, instead of a row copied
+/// column by column across the connection's thread for every match: large
+/// lookups cost a fraction of what [`rows_in`] does.
+async fn json_rows_in<R: serde::de::DeserializeOwned>(
+    pool: &SqlitePool,
+    select: &str,
+    key_in: &str,
+    decode: &str,
+    keys: &[String],
+) -> Result<Vec<R>, StoreError> {
+    let sql = format!("{select}{key_in} (SELECT {decode}(value) FROM json_each(?))");
+    let mut out = Vec::new();
+    for chunk in keys.chunks(JSON_LOOKUP_CHUNK) {
+        let found: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            .fetch_one(pool)
+            .await?;
+        let rows: Vec<R> =
+            serde_json::from_str(&found).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// Resolve many token references at once (a handful of indexed lookups per
 /// 400 references), with what earlier usage showed for each.
 pub(super) async fn usage_subjects(
@@ -636,26 +672,23 @@ pub(super) async fn usage_subjects(
     }
     let mut by_id: HashMap<String, UsageSubject> = HashMap::new();
     let mut by_hash: HashMap<Vec<u8>, String> = HashMap::new();
-    for row in rows_in(
-        pool,
-        "SELECT id, owner_id, workload_id, run_id, workflow_id, scopes, secret_hash FROM tokens WHERE id IN (",
-        &ids,
-    )
-    .await?
-    .into_iter()
-    .chain(
-        rows_in(
-            pool,
-            "SELECT id, owner_id, workload_id, run_id, workflow_id, scopes, secret_hash FROM tokens WHERE secret_hash IN (",
-            &hashes,
-        )
-        .await?,
-    ) {
-        let s = subject_of_token(&row, registry)?;
-        if let Some(h) = row.try_get::<Option<Vec<u8>>, _>("secret_hash")? {
-            by_hash.insert(h, s.subject.clone());
+    const TOKEN_COLS: &str = "SELECT json_group_array(json_array(id, owner_id, workload_id, run_id, workflow_id, scopes, hex(secret_hash))) FROM tokens WHERE ";
+    let hex_hashes: Vec<String> = hashes.iter().map(hex::encode).collect();
+    let mut rows: Vec<TokenSubjectRow> = json_rows_in(pool, TOKEN_COLS, "id IN", "", &ids).await?;
+    rows.extend(
+        json_rows_in::<TokenSubjectRow>(pool, TOKEN_COLS, "secret_hash IN", "unhex", &hex_hashes)
+            .await?,
+    );
+    {
+        let reg = registry.read();
+        for row in rows {
+            let hash = row.6.as_deref().and_then(|h| hex::decode(h).ok());
+            let s = subject_of_token(row, &reg);
+            if let Some(h) = hash {
+                by_hash.insert(h, s.subject.clone());
+            }
+            by_id.insert(s.subject.clone(), s);
         }
-        by_id.insert(s.subject.clone(), s);
     }
     let mut by_name: HashMap<String, UsageSubject> = HashMap::new();
     let mut by_fp: HashMap<String, String> = HashMap::new();
@@ -701,22 +734,22 @@ pub(super) async fn usage_subjects(
         .map(|s| s.subject.clone())
         .collect();
     let mut seen: HashMap<String, UsageSubject> = HashMap::new();
-    for row in rows_in(
+    let used: Vec<(String, String, String, String, i64)> = json_rows_in(
         pool,
-        "SELECT token_id, workload, tool, resource, count FROM usage_totals WHERE token_id IN (",
+        "SELECT json_group_array(json_array(token_id, workload, tool, resource, count)) FROM usage_totals WHERE ",
+        "token_id IN",
+        "",
         &subjects,
     )
-    .await?
-    {
-        let e = seen.entry(row.try_get("token_id")?).or_default();
-        let count: i64 = row.try_get("count")?;
+    .await?;
+    for (token_id, workload, tool, resource, count) in used {
+        let e = seen.entry(token_id).or_default();
         e.seen_events += u64::try_from(count).unwrap_or(0);
-        for (list, col) in [
-            (&mut e.seen_workloads, "workload"),
-            (&mut e.seen_tools, "tool"),
-            (&mut e.seen_resources, "resource"),
+        for (list, v) in [
+            (&mut e.seen_workloads, workload),
+            (&mut e.seen_tools, tool),
+            (&mut e.seen_resources, resource),
         ] {
-            let v: String = row.try_get(col)?;
             if !v.is_empty() && list.len() < SEEN_MAX as usize && !list.contains(&v) {
                 list.push(v);
             }
@@ -769,7 +802,16 @@ pub(super) async fn churn_chains(
     settings: ReviewSettings,
     now: Millis,
 ) -> Result<Vec<ChurnChain>, StoreError> {
-    use futures_util::TryStreamExt;
+    churn_chains_paged(pool, registry, settings, now, SCAN_PAGE).await
+}
+
+async fn churn_chains_paged(
+    pool: &SqlitePool,
+    registry: &SharedRegistry,
+    settings: ReviewSettings,
+    now: Millis,
+    page_rows: i64,
+) -> Result<Vec<ChurnChain>, StoreError> {
     let threshold = settings.churn_threshold_ms;
     // One sequential pass over the root tokens (in the table's own order),
     // scope sets interned, then sorted here: cheaper than an SQL sort of
@@ -782,33 +824,53 @@ pub(super) async fn churn_chains(
         owner_id: i64,
         id: Box<str>,
     }
+    /// `id, owner_id, workload_id, scopes, issued_at, ends` of a root token.
+    #[derive(serde::Deserialize)]
+    struct RootRow<'a>(
+        #[serde(borrow)] std::borrow::Cow<'a, str>,
+        i64,
+        i64,
+        #[serde(borrow)] std::borrow::Cow<'a, str>,
+        Millis,
+        Millis,
+    );
     let mut scope_sets: HashMap<String, u32> = HashMap::new();
     let mut roots: Vec<Root> = Vec::new();
-    let mut rows = sqlx::query(
-        "SELECT id, owner_id, workload_id, scopes, issued_at, MIN(expires_at, COALESCE(revoked_at, expires_at)) AS ends \
-         FROM tokens WHERE parent_id IS NULL AND break_glass = 0",
-    )
-    .fetch(pool);
-    while let Some(row) = rows.try_next().await? {
-        let scopes: &str = row.try_get("scopes")?;
-        let next = scope_sets.len() as u32;
-        let scopes = match scope_sets.get(scopes) {
-            Some(i) => *i,
-            None => {
-                scope_sets.insert(scopes.to_owned(), next);
-                next
-            }
-        };
-        roots.push(Root {
-            workload_id: row.try_get("workload_id")?,
-            scopes,
-            issued: row.try_get("issued_at")?,
-            ends: row.try_get("ends")?,
-            owner_id: row.try_get("owner_id")?,
-            id: row.try_get::<&str, _>("id")?.into(),
-        });
+    // pages in key order, each one JSON document built by SQLite
+    let mut after = String::new();
+    loop {
+        let page: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(id, owner_id, workload_id, scopes, issued_at, ends)) FROM \
+             (SELECT id, owner_id, workload_id, scopes, issued_at, MIN(expires_at, COALESCE(revoked_at, expires_at)) AS ends \
+              FROM tokens WHERE id > ? AND parent_id IS NULL AND break_glass = 0 ORDER BY id LIMIT ?)",
+        )
+        .bind(&after)
+        .bind(page_rows)
+        .fetch_one(pool)
+        .await?;
+        let rows: Vec<RootRow<'_>> =
+            serde_json::from_str(&page).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let Some(last) = rows.last() else { break };
+        after = last.0.to_string();
+        for RootRow(id, owner_id, workload_id, scopes, issued, ends) in rows {
+            let next = scope_sets.len() as u32;
+            let scopes = match scope_sets.get(scopes.as_ref()) {
+                Some(i) => *i,
+                None => {
+                    scope_sets.insert(scopes.into_owned(), next);
+                    next
+                }
+            };
+            roots.push(Root {
+                workload_id,
+                scopes,
+                issued,
+                ends,
+                owner_id,
+                id: id.into(),
+            });
+        }
     }
-    drop(rows);
     roots.sort_unstable_by_key(|r| (r.workload_id, r.scopes, r.issued));
     let names: HashMap<u32, &str> = scope_sets.iter().map(|(k, v)| (*v, k.as_str())).collect();
     let mut out = Vec::new();
@@ -873,6 +935,7 @@ pub(super) async fn review_sweep(
     now: Millis,
 ) -> Result<(Vec<NewFinding>, Vec<ChurnChain>), StoreError> {
     let mut out = Vec::new();
+    let t = std::time::Instant::now();
     // stale external tokens
     let stale_before = now - Millis::from(settings.stale_days) * DAY_MS;
     let rows = sqlx::query(
@@ -950,6 +1013,10 @@ pub(super) async fn review_sweep(
             evidence: json!({"reason": reason, "scopes": scopes.split_whitespace().collect::<Vec<_>>()}),
         });
     }
+    tracing::debug!(
+        externals_ms = t.elapsed().as_millis() as u64,
+        "externals swept"
+    );
     for (id, name) in teams {
         let live: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM tokens WHERE owner_id = ? AND revoked_at IS NULL AND expires_at > ?",
@@ -980,7 +1047,12 @@ pub(super) async fn review_sweep(
     }
     // reissue churn
     let threshold_h = settings.churn_threshold_ms as f64 / 3_600_000.0;
+    let t = std::time::Instant::now();
     let chains = churn_chains(pool, registry, settings, now).await?;
+    tracing::debug!(
+        churn_ms = t.elapsed().as_millis() as u64,
+        "churn chains read"
+    );
     for c in chains.iter().take(SWEEP_MAX) {
         let hours = c.effective_hours();
         out.push(NewFinding {
@@ -1162,6 +1234,23 @@ pub(super) async fn runs_usage(
     Ok(out)
 }
 
+pub(super) async fn finding_counts(
+    pool: &SqlitePool,
+) -> Result<Vec<(String, String, u64)>, StoreError> {
+    let mut out = Vec::new();
+    for row in sqlx::query("SELECT kind, status, COUNT(*) AS n FROM findings GROUP BY kind, status")
+        .fetch_all(pool)
+        .await?
+    {
+        out.push((
+            row.try_get("kind")?,
+            row.try_get("status")?,
+            u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+        ));
+    }
+    Ok(out)
+}
+
 pub(super) async fn report_numbers(
     pool: &SqlitePool,
     registry: &SharedRegistry,
@@ -1304,16 +1393,6 @@ pub(super) async fn report_numbers(
     .fetch_one(pool)
     .await?
     .unwrap_or(0));
-    for row in sqlx::query("SELECT kind, status, COUNT(*) AS n FROM findings GROUP BY kind, status")
-        .fetch_all(pool)
-        .await?
-    {
-        n.findings.push((
-            row.try_get("kind")?,
-            row.try_get("status")?,
-            u(row.try_get("n")?),
-        ));
-    }
     let bg = sqlx::query(
         "SELECT COUNT(*) AS total, \
          SUM(revoked_at IS NULL AND expires_at > ?) AS live, \
@@ -1327,4 +1406,209 @@ pub(super) async fn report_numbers(
     n.break_glass_live = u(bg.try_get::<Option<i64>, _>("live")?.unwrap_or(0));
     n.break_glass_overdue = u(bg.try_get::<Option<i64>, _>("overdue")?.unwrap_or(0));
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: an unexpected error should fail the test loudly.
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use crate::{SqliteStore, StoreConfig};
+
+    /// A store, and a connection that writes rows straight into its tables.
+    async fn store() -> (tempfile::TempDir, SqliteStore, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), StoreConfig::default())
+            .await
+            .unwrap();
+        let raw =
+            SqlitePool::connect_with(super::super::connect_options(&dir.path().join("leash.db")))
+                .await
+                .unwrap();
+        (dir, store, raw)
+    }
+
+    /// A root token row written straight into the table.
+    async fn token(
+        pool: &SqlitePool,
+        id: &str,
+        workload: i64,
+        scopes: &str,
+        issued: i64,
+        hash: Option<[u8; 32]>,
+    ) {
+        sqlx::query(
+            "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, scopes, audience, issued_at, expires_at, has_write) \
+             VALUES (?, 'opaque', ?, 7, ?, ?, 'api', ?, ?, 0)",
+        )
+        .bind(id)
+        .bind(hash.map(|h| h.to_vec()))
+        .bind(workload)
+        .bind(scopes)
+        .bind(issued)
+        .bind(issued + 600_000)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    async fn plan(pool: &SqlitePool, sql: &str) -> String {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .bind("x")
+            .bind("y")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[tokio::test]
+    async fn chains_are_the_same_whatever_the_page_size() {
+        let (_dir, store, raw) = store().await;
+        let (pool, raw) = (&store.reads, &raw);
+        let hour = 3_600_000;
+        // workload 1: six back-to-back 10-minute tokens (a 1 h chain), then a
+        // gap, then two more; workload 2: one token; scopes with a quote and
+        // a backslash come back exactly (JSON escapes)
+        for i in 0..6 {
+            token(
+                raw,
+                &format!("tok_a{i}"),
+                1,
+                "tickets:read",
+                i * 600_000,
+                None,
+            )
+            .await;
+        }
+        token(raw, "tok_b0", 1, "tickets:read", 10 * hour, None).await;
+        token(raw, "tok_b1", 1, "tickets:read", 10 * hour + 600_000, None).await;
+        token(raw, "tok_c0", 2, r#"odd:"x\y":read"#, 0, None).await;
+        token(raw, "tok_c1", 2, r#"odd:"x\y":read"#, 600_000, None).await;
+        let settings = ReviewSettings {
+            churn_gap_ms: 60_000,
+            churn_threshold_ms: 15 * 60_000,
+            ..Default::default()
+        };
+        let now = 100 * hour;
+        let whole = churn_chains_paged(pool, &store.registry, settings, now, 10_000)
+            .await
+            .unwrap();
+        for page in [1, 2, 3, 7] {
+            let paged = churn_chains_paged(pool, &store.registry, settings, now, page)
+                .await
+                .unwrap();
+            assert_eq!(
+                format!("{paged:?}"),
+                format!("{whole:?}"),
+                "page size {page}"
+            );
+        }
+        // the 1 h chain first, then the two 20-minute ones; nothing else
+        let got: Vec<_> = whole
+            .iter()
+            .map(|c| {
+                (
+                    c.workload_id,
+                    c.tokens,
+                    c.last_end - c.first_issued,
+                    c.first_token.as_str(),
+                    c.last_token.as_str(),
+                    c.scopes.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    1,
+                    6,
+                    hour,
+                    "tok_a0",
+                    "tok_a5",
+                    vec!["tickets:read".to_owned()]
+                ),
+                (
+                    1,
+                    2,
+                    20 * 60_000,
+                    "tok_b0",
+                    "tok_b1",
+                    vec!["tickets:read".to_owned()]
+                ),
+                (
+                    2,
+                    2,
+                    20 * 60_000,
+                    "tok_c0",
+                    "tok_c1",
+                    vec![r#"odd:"x\y":read"#.to_owned()]
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn many_references_resolve_in_chunks_by_id_and_fingerprint() {
+        let (_dir, store, raw) = store().await;
+        let pool = &store.reads;
+        token(
+            &raw,
+            "tok_known",
+            1,
+            "tickets:read repo:acme/api:write",
+            5,
+            Some([7; 32]),
+        )
+        .await;
+        // more unknown references than one statement takes, the known ones last
+        let mut refs: Vec<UsageRef> = (0..JSON_LOOKUP_CHUNK + 5)
+            .map(|i| UsageRef::Id(format!("tok_unknown{i}")))
+            .collect();
+        refs.push(UsageRef::Id("tok_known".into()));
+        refs.push(UsageRef::Fingerprint(hex::encode([7u8; 32])));
+        refs.push(UsageRef::Fingerprint(hex::encode([8u8; 32])));
+        refs.push(UsageRef::Fingerprint("not hex".into()));
+        let found = usage_subjects(pool, &store.registry, refs.clone())
+            .await
+            .unwrap();
+        assert_eq!(found.len(), refs.len());
+        let n = JSON_LOOKUP_CHUNK + 5;
+        assert!(found[..n].iter().all(Option::is_none));
+        for s in [&found[n], &found[n + 1]] {
+            let s = s.as_ref().unwrap();
+            assert_eq!(s.subject, "tok_known");
+            assert_eq!(s.owner_id, Some(7));
+            assert_eq!(s.scopes, ["tickets:read", "repo:acme/api:write"]);
+        }
+        assert!(found[n + 2].is_none() && found[n + 3].is_none());
+    }
+
+    #[tokio::test]
+    async fn lookups_use_their_indexes() {
+        let (_dir, store, _raw) = store().await;
+        let pool = &store.reads;
+        let open = plan(
+            pool,
+            "SELECT * FROM findings WHERE kind = ? AND subject = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+        )
+        .await;
+        assert!(open.contains("USING INDEX findings_open"), "{open}");
+        let denied = plan(
+            pool,
+            "SELECT SUM(count) FROM usage_totals WHERE allowed = 0 AND ? <> ?",
+        )
+        .await;
+        assert!(denied.contains("usage_totals_denied"), "{denied}");
+        let by_id = plan(
+            pool,
+            "SELECT id FROM tokens WHERE id IN (SELECT (value) FROM json_each(?)) AND ? <> ''",
+        )
+        .await;
+        assert!(by_id.contains("SEARCH tokens USING PRIMARY KEY"), "{by_id}");
+    }
 }
