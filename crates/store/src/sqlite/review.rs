@@ -651,7 +651,8 @@ pub(super) async fn usage_subjects(
     refs: Vec<UsageRef>,
 ) -> Result<Vec<Option<UsageSubject>>, StoreError> {
     let mut ids: Vec<String> = Vec::new();
-    let mut hashes: Vec<Vec<u8>> = Vec::new();
+    // secret hashes as lowercase hex (SHA-256: 64 digits)
+    let mut hashes: Vec<String> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let mut fps: Vec<String> = Vec::new();
     for r in &refs {
@@ -661,28 +662,25 @@ pub(super) async fn usage_subjects(
                 names.push(name.strip_prefix("external:").unwrap_or(name).to_owned())
             }
             UsageRef::Fingerprint(fp) => {
-                if let Ok(b) = hex::decode(fp)
-                    && b.len() == 32
-                {
-                    hashes.push(b);
+                if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    hashes.push(fp.to_ascii_lowercase());
                 }
                 fps.push(fp.clone());
             }
         }
     }
     let mut by_id: HashMap<String, UsageSubject> = HashMap::new();
-    let mut by_hash: HashMap<Vec<u8>, String> = HashMap::new();
+    let mut by_hash: HashMap<String, String> = HashMap::new();
     const TOKEN_COLS: &str = "SELECT json_group_array(json_array(id, owner_id, workload_id, run_id, workflow_id, scopes, hex(secret_hash))) FROM tokens WHERE ";
-    let hex_hashes: Vec<String> = hashes.iter().map(hex::encode).collect();
     let mut rows: Vec<TokenSubjectRow> = json_rows_in(pool, TOKEN_COLS, "id IN", "", &ids).await?;
     rows.extend(
-        json_rows_in::<TokenSubjectRow>(pool, TOKEN_COLS, "secret_hash IN", "unhex", &hex_hashes)
+        json_rows_in::<TokenSubjectRow>(pool, TOKEN_COLS, "secret_hash IN", "unhex", &hashes)
             .await?,
     );
     {
         let reg = registry.read();
         for row in rows {
-            let hash = row.6.as_deref().and_then(|h| hex::decode(h).ok());
+            let hash = row.6.as_deref().map(str::to_ascii_lowercase);
             let s = subject_of_token(row, &reg);
             if let Some(h) = hash {
                 by_hash.insert(h, s.subject.clone());
@@ -770,9 +768,8 @@ pub(super) async fn usage_subjects(
             let found = match r {
                 UsageRef::Id(id) if id.starts_with("tok_") => by_id.get(id),
                 UsageRef::Id(name) => by_name.get(name.strip_prefix("external:").unwrap_or(name)),
-                UsageRef::Fingerprint(fp) => hex::decode(fp)
-                    .ok()
-                    .and_then(|h| by_hash.get(&h))
+                UsageRef::Fingerprint(fp) => by_hash
+                    .get(&fp.to_ascii_lowercase())
                     .and_then(|id| by_id.get(id))
                     .or_else(|| by_fp.get(fp).and_then(|n| by_name.get(n))),
             };
@@ -935,7 +932,6 @@ pub(super) async fn review_sweep(
     now: Millis,
 ) -> Result<(Vec<NewFinding>, Vec<ChurnChain>), StoreError> {
     let mut out = Vec::new();
-    let t = std::time::Instant::now();
     // stale external tokens
     let stale_before = now - Millis::from(settings.stale_days) * DAY_MS;
     let rows = sqlx::query(
@@ -1013,10 +1009,6 @@ pub(super) async fn review_sweep(
             evidence: json!({"reason": reason, "scopes": scopes.split_whitespace().collect::<Vec<_>>()}),
         });
     }
-    tracing::debug!(
-        externals_ms = t.elapsed().as_millis() as u64,
-        "externals swept"
-    );
     for (id, name) in teams {
         let live: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM tokens WHERE owner_id = ? AND revoked_at IS NULL AND expires_at > ?",
@@ -1573,6 +1565,7 @@ mod tests {
         refs.push(UsageRef::Fingerprint(hex::encode([7u8; 32])));
         refs.push(UsageRef::Fingerprint(hex::encode([8u8; 32])));
         refs.push(UsageRef::Fingerprint("not hex".into()));
+        refs.push(UsageRef::Fingerprint(hex::encode([7u8; 32]).to_uppercase()));
         let found = usage_subjects(pool, &store.registry, refs.clone())
             .await
             .unwrap();
@@ -1586,6 +1579,7 @@ mod tests {
             assert_eq!(s.scopes, ["tickets:read", "repo:acme/api:write"]);
         }
         assert!(found[n + 2].is_none() && found[n + 3].is_none());
+        assert_eq!(found[n + 4].as_ref().unwrap().subject, "tok_known");
     }
 
     #[tokio::test]
