@@ -84,6 +84,15 @@ pub struct AuthzBench {
     /// Send batches of N evaluations to /access/v1/evaluations instead.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Offer this many requests per second on a fixed schedule (open loop;
+    /// latency counts from each request's scheduled time) instead of
+    /// sending back to back.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Name a resource no earlier request named in every single
+    /// evaluation, so no decision can be answered from memory.
+    #[arg(long)]
+    pub distinct_resources: bool,
 }
 
 #[derive(Args)]
@@ -458,6 +467,16 @@ async fn federated_exchange_body(api: &Api, workload: &str) -> Result<Bytes> {
 }
 
 /// Create a fresh owner, workload and (optionally) workflow + run to mint into.
+/// One AuthZEN evaluation: `subject` reads ticket `resource` with tool `git`.
+fn authz_body(subject: &str, token: &str, resource: &str) -> Value {
+    json!({
+        "subject": {"type": "workload", "id": subject, "properties": {"token": token}},
+        "action": {"name": "read"},
+        "resource": {"type": "tickets", "id": resource},
+        "context": {"tool": "git"},
+    })
+}
+
 async fn setup(api: &Api, with_run: bool) -> Result<(String, Option<i64>)> {
     let tag = format!(
         "{:x}",
@@ -819,6 +838,12 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
             print_report(&r, json_out)?;
         }
         BenchCmd::Authz(b) => {
+            if b.distinct_resources && b.batch.is_some() {
+                bail!("--distinct-resources applies to single evaluations; drop --batch or it");
+            }
+            if b.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                bail!("--rate must be a positive number of requests per second");
+            }
             let (workload, run) = setup(&api, true).await?;
             let w: Value = api
                 .get(&format!("/v1/workloads/{}", crate::client::enc(&workload)))
@@ -834,14 +859,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                     .await?;
                 tokens.push(m["token"].as_str().unwrap_or_default().to_owned());
             }
-            let one = |token: &str, i: u64| {
-                json!({
-                    "subject": {"type": "workload", "id": subject, "properties": {"token": token}},
-                    "action": {"name": "read"},
-                    "resource": {"type": "tickets", "id": format!("T-{}", i % 997)},
-                    "context": {"tool": "git"},
-                })
-            };
+            let one = |token: &str, i: u64| authz_body(&subject, token, &format!("T-{}", i % 997));
             let (path, bodies): (&str, Vec<Bytes>) = match b.batch {
                 None => (
                     "/access/v1/evaluation",
@@ -867,24 +885,42 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 ),
             };
             let bodies = Arc::new(bodies);
-            let make: MakeRequest = Arc::new(move |i| {
-                let body = bodies[(i % bodies.len() as u64) as usize].clone();
-                (hyper::Method::POST, path.to_owned(), Some(body))
-            });
+            let make: MakeRequest = if b.distinct_resources && b.batch.is_none() {
+                let (tokens, subject) = (Arc::new(tokens.clone()), subject.clone());
+                Arc::new(move |i| {
+                    let t = &tokens[(i % tokens.len() as u64) as usize];
+                    let body = serde_json::to_vec(&authz_body(&subject, t, &format!("D-{i}")))
+                        .map(Bytes::from)
+                        .unwrap_or_default();
+                    (hyper::Method::POST, path.to_owned(), Some(body))
+                })
+            } else {
+                Arc::new(move |i| {
+                    let body = bodies[(i % bodies.len() as u64) as usize].clone();
+                    (hyper::Method::POST, path.to_owned(), Some(body))
+                })
+            };
             let d = leash_core::duration::parse_duration(&b.duration)?;
-            let what = match b.batch {
+            let mut what = match b.batch {
+                None if b.distinct_resources => format!(
+                    "AuthZEN evaluation ({} tokens, every resource new)",
+                    tokens.len()
+                ),
                 None => format!("AuthZEN evaluation ({} tokens)", tokens.len()),
                 Some(n) => format!(
                     "AuthZEN evaluations, batches of {n} ({} tokens)",
                     tokens.len()
                 ),
             };
+            if let Some(r) = b.rate {
+                what.push_str(&format!(" offered at {r}/s"));
+            }
             let r = drive(
                 &api,
                 &what,
                 Load {
                     clients: b.clients,
-                    rate: None,
+                    rate: b.rate,
                     stop: Stop::After(Duration::from_secs(d)),
                     oauth: None,
                 },

@@ -33,6 +33,33 @@ impl PolicySet {
         })
     }
 
+    /// [`PolicySet::decide`], remembering the answer: `epoch` stands for
+    /// the owner, workload, workflow and run records in `input` and must
+    /// change whenever any of them can have changed (the registry's
+    /// generation). The same token, action, resource and tool in the same
+    /// epoch then get the remembered decision without evaluating again.
+    /// The token's revocation is not part of a decision and must be
+    /// checked before. Sets whose policies read `context.now` evaluate
+    /// every time.
+    pub fn decide_in_epoch(&self, input: &DecisionInput<'_>, epoch: u64) -> Decision {
+        if self.requests.needs.has(Attr::Now) {
+            return self.decide(input);
+        }
+        let key = crate::memo::key(epoch, input);
+        if let Some(d) = self.memo.get(&key) {
+            return d;
+        }
+        let d = self.decide(input);
+        self.memo.put(key, &d);
+        d
+    }
+
+    /// How many decisions [`PolicySet::decide_in_epoch`] answered from
+    /// memory, and how many it evaluated.
+    pub fn memo_stats(&self) -> (u64, u64) {
+        self.memo.stats()
+    }
+
     /// Decide whether a token may be issued (`Leash::Action::"issue"`),
     /// after Leash's built-in issuance rules have passed.
     ///
@@ -458,6 +485,13 @@ impl PolicyEngine {
         self.active.load().decide(input)
     }
 
+    /// Decide one request with the active policies, remembering the answer
+    /// for the same request in the same `epoch`
+    /// ([`PolicySet::decide_in_epoch`]).
+    pub fn decide_in_epoch(&self, input: &DecisionInput<'_>, epoch: u64) -> Decision {
+        self.active.load().decide_in_epoch(input, epoch)
+    }
+
     /// Decide whether a token may be issued, with the active policies
     /// ([`PolicySet::decide_issuance`]).
     pub fn decide_issuance(&self, input: &IssuanceInput<'_>) -> Decision {
@@ -511,6 +545,7 @@ mod tests {
     };
 
     use crate::input::ResourceRef;
+    use crate::policies::PolicySource;
 
     fn records() -> (Owner, Workload, Workflow, Run, Token) {
         let owner = Owner {
@@ -643,6 +678,109 @@ mod tests {
             Some(c.schema()),
         )
         .unwrap_or_else(|e| panic!("request ({case}): {e}"));
+    }
+
+    fn input<'a>(
+        (owner, workload, workflow, run, token): &'a (Owner, Workload, Workflow, Run, Token),
+        running: bool,
+        action: &'a str,
+        tool: Option<&'a str>,
+    ) -> DecisionInput<'a> {
+        DecisionInput {
+            owner,
+            workload,
+            workflow: Some(workflow),
+            run: running.then_some(run),
+            token,
+            break_glass: false,
+            action,
+            resource: ResourceRef::new("repo", "acme/api"),
+            tool,
+            now: 5,
+        }
+    }
+
+    /// A remembered decision is the decision: the same request in the same
+    /// epoch is answered from memory, a new epoch (the run ended) or
+    /// another request field is evaluated afresh, and each answer equals a
+    /// plain evaluation.
+    #[test]
+    fn remembered_decisions_follow_the_epoch_and_every_request_field() {
+        let set = PolicySet::defaults().unwrap();
+        let recs = records();
+        let running = input(&recs, true, "push", Some("git-push"));
+        let allowed = set.decide_in_epoch(&running, 1);
+        assert!(allowed.allow, "{allowed:?}");
+        assert_eq!(set.memo_stats(), (0, 1));
+        assert_eq!(set.decide_in_epoch(&running, 1), allowed);
+        assert_eq!(set.memo_stats(), (1, 1));
+
+        // the run ended: the registry moved to a new epoch
+        let ended = input(&recs, false, "push", Some("git-push"));
+        let denied = set.decide_in_epoch(&ended, 2);
+        assert!(!denied.allow);
+        assert_eq!(denied, set.decide(&ended));
+        assert_eq!(set.memo_stats(), (1, 2));
+
+        // another tool, action or resource is another request
+        let undeclared = input(&recs, true, "push", Some("curl"));
+        assert!(!set.decide_in_epoch(&undeclared, 1).allow);
+        let no_tool = input(&recs, true, "push", None);
+        assert!(set.decide_in_epoch(&no_tool, 1).allow);
+        let mut prod = input(&recs, true, "push", Some("git-push"));
+        prod.resource.environment = Some("prod");
+        assert!(!set.decide_in_epoch(&prod, 1).allow);
+        assert_eq!(set.memo_stats(), (1, 5));
+    }
+
+    /// Keys are length-prefixed: moving bytes from one field into the next
+    /// never yields the key of another request.
+    #[test]
+    fn memo_keys_do_not_run_fields_together() {
+        let recs = records();
+        let a = input(&recs, true, "ab", Some("c"));
+        let b = input(&recs, true, "a", Some("bc"));
+        let mut c = input(&recs, true, "ab", Some("c"));
+        c.resource = ResourceRef::new("repoab", "");
+        let mut d = input(&recs, true, "ab", Some("c"));
+        d.resource = ResourceRef::new("repo", "abacme/api");
+        let keys = [&a, &b, &c, &d].map(|i| crate::memo::key(1, i));
+        for (i, x) in keys.iter().enumerate() {
+            for y in &keys[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert_ne!(crate::memo::key(1, &a), crate::memo::key(2, &a));
+        let mut glass = a;
+        glass.break_glass = true;
+        assert_ne!(crate::memo::key(1, &a), crate::memo::key(1, &glass));
+    }
+
+    /// A set whose policies read the clock evaluates every time; a reload
+    /// (a new set) and a copy start with nothing remembered.
+    #[test]
+    fn clock_reading_sets_are_never_remembered_and_new_sets_start_empty() {
+        let clocked = PolicySet::defaults()
+            .unwrap()
+            .with_source(PolicySource::new(
+                "night.cedar",
+                "@id(\"no-night-writes\")\nforbid (principal, action == Leash::Action::\"write\", resource) when { context.now < 0 };",
+            ))
+            .unwrap();
+        let recs = records();
+        let req = input(&recs, true, "push", Some("git-push"));
+        clocked.decide_in_epoch(&req, 1);
+        clocked.decide_in_epoch(&req, 1);
+        assert_eq!(clocked.memo_stats(), (0, 0));
+
+        let engine = PolicyEngine::with_defaults().unwrap();
+        engine.decide_in_epoch(&req, 1);
+        engine.decide_in_epoch(&req, 1);
+        assert_eq!(engine.active().memo_stats(), (1, 1));
+        assert_eq!(engine.active().as_ref().clone().memo_stats(), (0, 0));
+        engine.replace(PolicySet::defaults().unwrap());
+        engine.decide_in_epoch(&req, 1);
+        assert_eq!(engine.active().memo_stats(), (0, 1));
     }
 
     #[test]

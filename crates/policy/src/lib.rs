@@ -156,6 +156,7 @@ mod decision;
 mod engine;
 mod error;
 mod input;
+mod memo;
 mod policies;
 mod reason;
 pub mod samples;

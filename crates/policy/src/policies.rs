@@ -110,6 +110,8 @@ pub struct PolicySet {
     pub(crate) authorizer: std::sync::Arc<Authorizer>,
     sources: Vec<PolicySource>,
     warnings: Vec<Diagnostic>,
+    /// Decisions already made with this set ([`PolicySet::decide_in_epoch`]).
+    pub(crate) memo: crate::memo::DecisionMemo,
 }
 
 /// The policies whose action scope can match one kind of decision, and
@@ -336,6 +338,7 @@ impl PolicySet {
             authorizer: std::sync::Arc::new(Authorizer::new()),
             sources,
             warnings,
+            memo: crate::memo::DecisionMemo::default(),
         })
     }
 

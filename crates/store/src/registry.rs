@@ -24,9 +24,17 @@ pub struct Registry {
     clients: HashMap<String, Client>,
     issuers: HashMap<i64, Issuer>,
     rules: Vec<IdentityRule>,
+    /// Changes whenever the writer takes the registry to change it.
+    generation: u64,
 }
 
 impl Registry {
+    /// A number that is different after every change to the registry (and
+    /// the same while nothing changes): a decision made from these records
+    /// can be reused while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
     pub fn owner(&self, id: i64) -> Option<&Owner> {
         self.owners.get(&id)
     }
@@ -149,10 +157,42 @@ impl SharedRegistry {
     pub fn read(&self) -> RwLockReadGuard<'_, Registry> {
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
+    /// Write access; the generation moves on before anyone can read the
+    /// change.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Registry> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
+        g.generation = g.generation.wrapping_add(1);
+        g
     }
+    /// Replace the whole registry; the generation keeps counting up (a
+    /// fresh registry never reuses a number readers may have seen).
     pub(crate) fn replace(&self, r: Registry) {
-        *self.write() = r;
+        let mut g = self.write();
+        let generation = g.generation;
+        *g = r;
+        g.generation = generation;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decisions are remembered per generation, so every change moves it
+    /// on and a replacement never moves it back to a number already seen.
+    #[test]
+    fn every_change_moves_the_generation_on_and_never_back() {
+        let shared = SharedRegistry::new(Registry::default());
+        let g0 = shared.read().generation();
+        assert_eq!(shared.read().generation(), g0, "reading changes nothing");
+        drop(shared.write());
+        let g1 = shared.read().generation();
+        assert!(g1 > g0);
+        shared.replace(Registry::default());
+        let g2 = shared.read().generation();
+        assert!(
+            g2 > g1,
+            "a fresh registry keeps counting up: {g2} after {g1}"
+        );
     }
 }

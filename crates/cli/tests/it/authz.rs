@@ -226,6 +226,38 @@ async fn each_decision_path_allows_or_denies_with_a_reason_a_person_can_act_on()
     );
 }
 
+/// Decisions are remembered per registry generation: a change that
+/// revokes nothing (the workflow's declared tools, same definition) still
+/// changes the very next answer to the same request.
+#[tokio::test]
+async fn a_remembered_decision_never_outlives_a_registry_change() {
+    let l = Leash::start().await;
+    let run = l.fixture().await;
+    let t = write_token(&l, run).await;
+    let tok = t["token"].as_str().unwrap();
+    for _ in 0..3 {
+        let (allow, why) = decide(&l, tok, "read", "tickets", "T-1", Some("jira")).await;
+        assert!(allow, "{why}");
+    }
+    let set_tools = |tools: Value| {
+        l.req(
+            reqwest::Method::PUT,
+            "/v1/workflows/triage",
+            Some(json!({"definition": "steps: [read, comment]", "tools": tools})),
+        )
+    };
+    let (s, v) = set_tools(json!(["git"])).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["revoked"]["count"], 0, "{v}");
+    let (allow, why) = decide(&l, tok, "read", "tickets", "T-1", Some("jira")).await;
+    assert!(!allow);
+    assert!(why.contains("does not declare tool `jira`"), "{why}");
+    let (s, _) = set_tools(json!(["git", "jira"])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (allow, why) = decide(&l, tok, "read", "tickets", "T-1", Some("jira")).await;
+    assert!(allow, "{why}");
+}
+
 #[tokio::test]
 async fn a_token_shown_by_another_workload_or_writing_outside_its_scope_is_revoked_with_its_descendants()
  {

@@ -452,18 +452,23 @@ pub async fn judge(
     // 5. policy
     let run = token.run_id.and_then(|id| reg.running_run(id));
     let workflow = token.workflow_id.and_then(|id| reg.workflow(id));
-    let decision = app.authz.engine.decide(&DecisionInput {
-        owner,
-        workload,
-        workflow,
-        run,
-        token: &token,
-        break_glass: token.break_glass,
-        action: e.action,
-        resource: e.resource,
-        tool: e.tool,
-        now,
-    });
+    // the registry's generation stands for the records read above, and the
+    // revocation was checked: the same request may reuse a decision
+    let decision = app.authz.engine.decide_in_epoch(
+        &DecisionInput {
+            owner,
+            workload,
+            workflow,
+            run,
+            token: &token,
+            break_glass: token.break_glass,
+            action: e.action,
+            resource: e.resource,
+            tool: e.tool,
+            now,
+        },
+        reg.generation(),
+    );
     drop(reg);
     let violation = if decision.allow {
         None
