@@ -1,5 +1,7 @@
-//! Store behaviour that needs concurrency to show: group commit never lets
-//! a token outlive the run it was minted for.
+//! Store behaviour, on every backend: each test runs once on SQLite and once
+//! on PostgreSQL (a fresh database per test: see `support/pg.rs`). Group
+//! commit never lets a token outlive the run it was minted for; exposures,
+//! violations and revocations do what they say and survive a reopen.
 
 // Test code: an unexpected error should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -12,9 +14,62 @@ use leash_core::{
     TokenFormat, TokenStatus, Workflow, Workload,
 };
 use leash_store::{
-    MintPlan, NewExposure, NewExternalToken, NewOwner, NewWorkflow, NewWorkload, SqliteStore,
-    Store, StoreConfig, StoreError, TokenFilter, now_ms,
+    MintPlan, NewExposure, NewExternalToken, NewOwner, NewWorkflow, NewWorkload, Store,
+    StoreConfig, StoreError, TokenFilter, now_ms, open_store,
 };
+
+#[path = "support/pg.rs"]
+mod pg;
+
+/// Where one test's store lives.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(pg::PgDatabase),
+}
+
+impl Place {
+    fn location(&self) -> String {
+        match self {
+            Place::Sqlite(dir) => dir.path().display().to_string(),
+            Place::Postgres(db) => db.url.clone(),
+        }
+    }
+    /// Open (or reopen) the store, choosing the backend by location.
+    async fn open(&self) -> Arc<dyn Store> {
+        open_store(&self.location(), StoreConfig::default())
+            .await
+            .unwrap()
+    }
+}
+
+/// Run each named `async fn(Place)` once per backend, as `NAME::sqlite` and
+/// `NAME::postgres`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Place::Sqlite(tempfile::tempdir().unwrap())).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::pg::PgDatabase::create().await {
+                    super::$name(super::Place::Postgres(db)).await
+                }
+            }
+        }
+    )*};
+}
+
+on_every_backend!(
+    no_token_outlives_its_run_under_concurrent_mints,
+    a_reopened_store_has_the_same_registry_and_chain,
+    an_exposed_token_is_revoked_with_its_descendants_once,
+    a_third_party_secret_matches_its_tracked_owner_and_users,
+    a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reopen,
+    a_violation_opens_one_finding_and_revokes_when_asked,
+    tokens_page_in_byte_order_of_their_ids,
+);
 
 fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) -> MintPlan {
     let now = now_ms();
@@ -95,14 +150,8 @@ async fn registry(store: &dyn Store) -> (Owner, Workload, Workflow, Run) {
     (owner, wl, wf, run)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_token_outlives_its_run_under_concurrent_mints() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(dir.path(), StoreConfig::default())
-            .await
-            .unwrap(),
-    );
+async fn no_token_outlives_its_run_under_concurrent_mints(place: Place) {
+    let store = place.open().await;
     let (owner, wl, wf, run) = registry(&*store).await;
 
     let mut minters = Vec::new();
@@ -160,13 +209,9 @@ async fn no_token_outlives_its_run_under_concurrent_mints() {
     assert!(store.verify_audit().await.unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn a_reopened_store_has_the_same_registry_and_chain() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_reopened_store_has_the_same_registry_and_chain(place: Place) {
     {
-        let store = SqliteStore::open(dir.path(), StoreConfig::default())
-            .await
-            .unwrap();
+        let store = place.open().await;
         store
             .create_owner(
                 NewOwner {
@@ -184,9 +229,7 @@ async fn a_reopened_store_has_the_same_registry_and_chain() {
             .await
             .unwrap();
     }
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
+    let store = place.open().await;
     let owner = store
         .registry()
         .read()
@@ -225,13 +268,9 @@ fn exposure(fingerprint: &str, location: &str, token: Option<&str>) -> NewExposu
     }
 }
 
-#[tokio::test]
-async fn an_exposed_token_is_revoked_with_its_descendants_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
-    let (owner, wl, wf, run) = registry(&store).await;
+async fn an_exposed_token_is_revoked_with_its_descendants_once(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, run) = registry(&*store).await;
     store
         .record_mint(plan("tok_a".into(), owner.id, wl.id, run.id, wf.id), "t")
         .await
@@ -287,13 +326,9 @@ async fn an_exposed_token_is_revoked_with_its_descendants_once() {
     assert_eq!(store.list_exposures(None, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn a_third_party_secret_matches_its_tracked_owner_and_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
-    let (owner, wl, wf, _) = registry(&store).await;
+async fn a_third_party_secret_matches_its_tracked_owner_and_users(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, _) = registry(&*store).await;
     let fp = "cd".repeat(32);
     let ext = store
         .create_external_token(
@@ -371,14 +406,10 @@ async fn a_third_party_secret_matches_its_tracked_owner_and_users() {
     assert!(store.verify_audit().await.unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reopen(place: Place) {
     {
-        let store = SqliteStore::open(dir.path(), StoreConfig::default())
-            .await
-            .unwrap();
-        let (owner, wl, wf, run) = registry(&store).await;
+        let store = place.open().await;
+        let (owner, wl, wf, run) = registry(&*store).await;
         store
             .record_mint(plan("tok_a".into(), owner.id, wl.id, run.id, wf.id), "t")
             .await
@@ -401,22 +432,16 @@ async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reo
         let b = store.revocations().get("tok_b").unwrap();
         assert_eq!(b.trigger, RevocationTrigger::ParentRevoked);
     }
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
+    let store = place.open().await;
     assert_eq!(store.revocations().len(), 2);
     assert!(store.revocations().contains("tok_b"));
     // pruned once the tokens would have expired anyway
     assert_eq!(store.revocations().prune(now_ms() + 3_600_000), 2);
 }
 
-#[tokio::test]
-async fn a_violation_opens_one_finding_and_revokes_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
-    let (owner, wl, wf, run) = registry(&store).await;
+async fn a_violation_opens_one_finding_and_revokes_when_asked(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, run) = registry(&*store).await;
     store
         .record_mint(plan("tok_v".into(), owner.id, wl.id, run.id, wf.id), "t")
         .await
@@ -446,4 +471,75 @@ async fn a_violation_opens_one_finding_and_revokes_when_asked() {
         store.revocations().get("tok_v").unwrap().trigger,
         RevocationTrigger::PolicyViolation
     );
+}
+
+async fn tokens_page_in_byte_order_of_their_ids(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, run) = registry(&*store).await;
+    // byte order: `B` (0x42) < `_` (0x5f) < `a` (0x61); a locale's order differs
+    for id in ["tok_a", "tok_B", "tok__", "tok_aa"] {
+        store
+            .record_mint(plan(id.into(), owner.id, wl.id, run.id, wf.id), "t")
+            .await
+            .unwrap();
+    }
+    let page = |after: Option<&str>| TokenFilter {
+        after: after.map(str::to_owned),
+        limit: 2,
+        ..TokenFilter::default()
+    };
+    let ids = |v: Vec<Token>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let first = ids(store.list_tokens(page(None), now_ms()).await.unwrap());
+    assert_eq!(first, ["tok_B", "tok__"]);
+    let second = ids(store
+        .list_tokens(page(Some("tok__")), now_ms())
+        .await
+        .unwrap());
+    assert_eq!(second, ["tok_a", "tok_aa"]);
+    assert!(
+        store
+            .list_tokens(page(Some("tok_aa")), now_ms())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Two processes sharing one PostgreSQL database (two stores here): their
+/// writes serialize on the writer lock and extend one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_sharing_a_postgres_database_extend_one_chain() {
+    let Some(db) = pg::PgDatabase::create().await else {
+        return;
+    };
+    let place = Place::Postgres(db);
+    let (a, b) = (place.open().await, place.open().await);
+    let mut writers = Vec::new();
+    for (n, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                store
+                    .record_event(
+                        "test.ping",
+                        &format!("p{n}-{i}"),
+                        serde_json::json!({}),
+                        "t",
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for store in [&a, &b] {
+        assert_eq!(store.verify_audit().await.unwrap().unwrap().events, 50);
+    }
+    // each store's own view of the head moved with the other's writes
+    let seq = b
+        .record_event("test.ping", "last", serde_json::json!({}), "t")
+        .await
+        .unwrap();
+    assert_eq!(seq, 51);
 }
