@@ -5,6 +5,7 @@
 //! boolean literals, JSON aggregation) the statement asks [`Dialect`].
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::future::Future;
 
 use sqlx::{Postgres, Sqlite};
@@ -152,7 +153,8 @@ impl<'a> Sql<'a> {
     pub fn push_bind(&mut self, v: impl Into<Arg<'a>>) -> &mut Self {
         self.args.push(v.into());
         let n = self.args.len();
-        self.text.to_mut().push_str(&format!("${n}"));
+        // writing to a String cannot fail
+        let _ = write!(self.text.to_mut(), "${n}");
         self
     }
     /// Append `VALUES (…), (…)`: `row` binds one item's parameters.
@@ -286,15 +288,20 @@ where
     DB: sqlx::Database,
     for<'e> Option<i64>: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
     for<'e> Option<&'e str>: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+    for<'e> String: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
     for<'e> Option<&'e [u8]>: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+    for<'e> Vec<u8>: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
     for<'e> bool: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
 {
     let mut query = sqlx::query(sqlx::AssertSqlSafe(q.text));
-    for a in &q.args {
+    for a in q.args {
+        // owned values move into the arguments; borrowed ones are copied
         query = match a {
-            Arg::Int(v) => query.bind(*v),
+            Arg::Int(v) => query.bind(v),
+            Arg::Text(Some(Cow::Owned(v))) => query.bind(v),
             Arg::Text(v) => query.bind(v.as_deref()),
-            Arg::Bool(v) => query.bind(*v),
+            Arg::Bool(v) => query.bind(v),
+            Arg::Bytes(Some(Cow::Owned(v))) => query.bind(v),
             Arg::Bytes(v) => query.bind(v.as_deref()),
         };
     }
