@@ -164,7 +164,7 @@ fn settle<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> 
 /// A Leash store on a SQL backend: see [`crate::SqliteStore`] and
 /// [`crate::PgStore`].
 pub struct SqlStore<B: Backend> {
-    reads: Pool<B>,
+    pub(crate) reads: Pool<B>,
     jobs: mpsc::Sender<Job>,
     registry: SharedRegistry,
     revocations: RevocationSet,

@@ -34,3 +34,68 @@ impl PgStore {
         Self::start(Conn(conn), Pool(readers.connect_with(opts).await?), cfg).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // Test code: an unexpected error should fail the test loudly.
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use std::collections::BTreeSet;
+
+    use crate::sql::{Pool, RowRead, Sql};
+    use crate::test_pg::PgDatabase;
+    use crate::{PgStore, SqliteStore, StoreConfig};
+
+    async fn names<B: crate::sql::Backend>(pool: &Pool<B>, sql: &'static str) -> BTreeSet<String> {
+        Sql::new(sql)
+            .all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.text("name").unwrap())
+            .collect()
+    }
+
+    /// The PostgreSQL schema is the SQLite one after all its migrations: the
+    /// same tables, columns and named indexes (a new SQLite migration fails
+    /// this until `migrations-pg` follows it).
+    #[tokio::test]
+    async fn the_postgres_schema_matches_the_sqlite_one() {
+        let Some(db) = PgDatabase::create().await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let lite = SqliteStore::open(dir.path(), StoreConfig::default())
+            .await
+            .unwrap();
+        let pg = PgStore::open(&db.url, StoreConfig::default())
+            .await
+            .unwrap();
+        let lite_columns = names(
+            &lite.reads,
+            "SELECT t.name || '.' || c.name AS name FROM sqlite_master t, pragma_table_info(t.name) c \
+             WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite_%' AND t.name NOT LIKE '_sqlx%'",
+        )
+        .await;
+        let pg_columns = names(
+            &pg.reads,
+            "SELECT table_name || '.' || column_name AS name FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+        )
+        .await;
+        assert_eq!(lite_columns, pg_columns);
+        assert!(lite_columns.contains("tokens.break_glass"));
+        let lite_indexes = names(
+            &lite.reads,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+        )
+        .await;
+        let pg_indexes = names(
+            &pg.reads,
+            "SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' \
+             AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key' AND indexname NOT LIKE '\\_sqlx%'",
+        )
+        .await;
+        assert_eq!(lite_indexes, pg_indexes);
+        assert!(lite_indexes.contains("usage_totals_denied"));
+    }
+}
