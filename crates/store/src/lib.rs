@@ -5,6 +5,11 @@
 //! returns. [`SqliteStore`] is the embedded default: SQLite in WAL mode with
 //! `synchronous=FULL`, one writer task that *group-commits* whatever work has
 //! queued while the previous commit was syncing, and a pool of readers.
+//! [`PgStore`] is the same store on PostgreSQL, for several processes
+//! sharing one database; [`open_store`] picks one from a location (a data
+//! directory or a `postgres://` URL). Both run one implementation of the
+//! store's logic; only the connection and a few dialect differences are
+//! per backend.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), leash_store::StoreError> {
@@ -20,9 +25,16 @@
 //! # Ok(()) }
 //! ```
 
+mod engine;
+mod postgres;
 mod registry;
 mod revocations;
+mod rows;
+mod sql;
 mod sqlite;
+#[cfg(test)]
+#[path = "../tests/support/pg.rs"]
+mod test_pg;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,12 +49,35 @@ use leash_core::{
 };
 use serde::Serialize;
 
+pub use engine::{
+    WRITER_LOCK, external_subject, merge_evidence, scope_allows, validate_fingerprint,
+};
 pub use registry::{Registry, SharedRegistry};
 pub use revocations::{RevocationSet, RevokedEntry};
-pub use sqlite::{
-    SqliteStore, external_subject, merge_evidence, scope_allows, validate_fingerprint,
-    verify_audit_offline,
-};
+pub use sqlite::verify_audit_offline;
+
+/// The embedded store: SQLite (WAL, synchronous=FULL) in a data directory.
+/// Open it with `SqliteStore::open(dir, cfg)`.
+pub type SqliteStore = engine::SqlStore<sqlx::Sqlite>;
+
+/// The shared store: PostgreSQL at a `postgres://` URL, with the same
+/// behaviour as [`SqliteStore`]. Open it with `PgStore::open(url, cfg)`.
+pub type PgStore = engine::SqlStore<sqlx::Postgres>;
+
+/// Open the store at `location`: PostgreSQL for a `postgres://` or
+/// `postgresql://` URL, otherwise SQLite in that data directory.
+pub async fn open_store(
+    location: &str,
+    cfg: StoreConfig,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if postgres::is_url(location) {
+        Ok(std::sync::Arc::new(PgStore::open(location, cfg).await?))
+    } else {
+        Ok(std::sync::Arc::new(
+            SqliteStore::open(std::path::Path::new(location), cfg).await?,
+        ))
+    }
+}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +103,12 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Storage(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Storage(format!("migration failed: {e}"))
     }
 }
 

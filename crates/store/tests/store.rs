@@ -1,5 +1,7 @@
-//! Store behaviour that needs concurrency to show: group commit never lets
-//! a token outlive the run it was minted for.
+//! Store behaviour, on every backend: each test runs once on SQLite and once
+//! on PostgreSQL (a fresh database per test: see `support/pg.rs`). Group
+//! commit never lets a token outlive the run it was minted for; exposures,
+//! violations and revocations do what they say and survive a reopen.
 
 // Test code: an unexpected error should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -11,10 +13,69 @@ use leash_core::{
     Environment, ExposureAction, ExposureSource, Owner, OwnerKind, Run, RunState, Token,
     TokenFormat, TokenStatus, Workflow, Workload,
 };
+use std::collections::BTreeMap;
+
+use leash_core::{ApprovalKind, ApprovalStatus, ExternalStatus, Severity};
 use leash_store::{
-    MintPlan, NewExposure, NewExternalToken, NewOwner, NewWorkflow, NewWorkload, SqliteStore,
-    Store, StoreConfig, StoreError, TokenFilter, now_ms,
+    ImportedCredential, MintPlan, NewApproval, NewClient, NewExposure, NewExternalToken,
+    NewFinding, NewIssuer, NewOwner, NewWorkflow, NewWorkload, RemovalTest, ReviewBatch,
+    ReviewSettings, SourceCounts, Store, StoreConfig, StoreError, TokenFilter, UsageRecord,
+    UsageRunTotal, UsageTotal, now_ms, open_store,
 };
+
+#[path = "support/pg.rs"]
+mod pg;
+
+/// Where one test's store lives.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(pg::PgDatabase),
+}
+
+impl Place {
+    fn location(&self) -> String {
+        match self {
+            Place::Sqlite(dir) => dir.path().display().to_string(),
+            Place::Postgres(db) => db.url.clone(),
+        }
+    }
+    /// Open (or reopen) the store, choosing the backend by location.
+    async fn open(&self) -> Arc<dyn Store> {
+        open_store(&self.location(), StoreConfig::default())
+            .await
+            .unwrap()
+    }
+}
+
+/// Run each named `async fn(Place)` once per backend, as `NAME::sqlite` and
+/// `NAME::postgres`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Place::Sqlite(tempfile::tempdir().unwrap())).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::pg::PgDatabase::create().await {
+                    super::$name(super::Place::Postgres(db)).await
+                }
+            }
+        }
+    )*};
+}
+
+on_every_backend!(
+    no_token_outlives_its_run_under_concurrent_mints,
+    a_reopened_store_has_the_same_registry_and_chain,
+    an_exposed_token_is_revoked_with_its_descendants_once,
+    a_third_party_secret_matches_its_tracked_owner_and_users,
+    a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reopen,
+    a_violation_opens_one_finding_and_revokes_when_asked,
+    tokens_page_in_byte_order_of_their_ids,
+    every_operation_reads_back_what_it_wrote,
+);
 
 fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) -> MintPlan {
     let now = now_ms();
@@ -95,14 +156,8 @@ async fn registry(store: &dyn Store) -> (Owner, Workload, Workflow, Run) {
     (owner, wl, wf, run)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_token_outlives_its_run_under_concurrent_mints() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(dir.path(), StoreConfig::default())
-            .await
-            .unwrap(),
-    );
+async fn no_token_outlives_its_run_under_concurrent_mints(place: Place) {
+    let store = place.open().await;
     let (owner, wl, wf, run) = registry(&*store).await;
 
     let mut minters = Vec::new();
@@ -160,13 +215,9 @@ async fn no_token_outlives_its_run_under_concurrent_mints() {
     assert!(store.verify_audit().await.unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn a_reopened_store_has_the_same_registry_and_chain() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_reopened_store_has_the_same_registry_and_chain(place: Place) {
     {
-        let store = SqliteStore::open(dir.path(), StoreConfig::default())
-            .await
-            .unwrap();
+        let store = place.open().await;
         store
             .create_owner(
                 NewOwner {
@@ -184,9 +235,7 @@ async fn a_reopened_store_has_the_same_registry_and_chain() {
             .await
             .unwrap();
     }
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
+    let store = place.open().await;
     let owner = store
         .registry()
         .read()
@@ -225,13 +274,9 @@ fn exposure(fingerprint: &str, location: &str, token: Option<&str>) -> NewExposu
     }
 }
 
-#[tokio::test]
-async fn an_exposed_token_is_revoked_with_its_descendants_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
-    let (owner, wl, wf, run) = registry(&store).await;
+async fn an_exposed_token_is_revoked_with_its_descendants_once(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, run) = registry(&*store).await;
     store
         .record_mint(plan("tok_a".into(), owner.id, wl.id, run.id, wf.id), "t")
         .await
@@ -287,13 +332,9 @@ async fn an_exposed_token_is_revoked_with_its_descendants_once() {
     assert_eq!(store.list_exposures(None, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn a_third_party_secret_matches_its_tracked_owner_and_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
-    let (owner, wl, wf, _) = registry(&store).await;
+async fn a_third_party_secret_matches_its_tracked_owner_and_users(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, _) = registry(&*store).await;
     let fp = "cd".repeat(32);
     let ext = store
         .create_external_token(
@@ -371,14 +412,10 @@ async fn a_third_party_secret_matches_its_tracked_owner_and_users() {
     assert!(store.verify_audit().await.unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reopen(place: Place) {
     {
-        let store = SqliteStore::open(dir.path(), StoreConfig::default())
-            .await
-            .unwrap();
-        let (owner, wl, wf, run) = registry(&store).await;
+        let store = place.open().await;
+        let (owner, wl, wf, run) = registry(&*store).await;
         store
             .record_mint(plan("tok_a".into(), owner.id, wl.id, run.id, wf.id), "t")
             .await
@@ -401,22 +438,16 @@ async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reo
         let b = store.revocations().get("tok_b").unwrap();
         assert_eq!(b.trigger, RevocationTrigger::ParentRevoked);
     }
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
+    let store = place.open().await;
     assert_eq!(store.revocations().len(), 2);
     assert!(store.revocations().contains("tok_b"));
     // pruned once the tokens would have expired anyway
     assert_eq!(store.revocations().prune(now_ms() + 3_600_000), 2);
 }
 
-#[tokio::test]
-async fn a_violation_opens_one_finding_and_revokes_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), StoreConfig::default())
-        .await
-        .unwrap();
-    let (owner, wl, wf, run) = registry(&store).await;
+async fn a_violation_opens_one_finding_and_revokes_when_asked(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, run) = registry(&*store).await;
     store
         .record_mint(plan("tok_v".into(), owner.id, wl.id, run.id, wf.id), "t")
         .await
@@ -446,4 +477,460 @@ async fn a_violation_opens_one_finding_and_revokes_when_asked() {
         store.revocations().get("tok_v").unwrap().trigger,
         RevocationTrigger::PolicyViolation
     );
+}
+
+async fn tokens_page_in_byte_order_of_their_ids(place: Place) {
+    let store = place.open().await;
+    let (owner, wl, wf, run) = registry(&*store).await;
+    // byte order: `B` (0x42) < `_` (0x5f) < `a` (0x61); a locale's order differs
+    for id in ["tok_a", "tok_B", "tok__", "tok_aa"] {
+        store
+            .record_mint(plan(id.into(), owner.id, wl.id, run.id, wf.id), "t")
+            .await
+            .unwrap();
+    }
+    let page = |after: Option<&str>| TokenFilter {
+        after: after.map(str::to_owned),
+        limit: 2,
+        ..TokenFilter::default()
+    };
+    let ids = |v: Vec<Token>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let first = ids(store.list_tokens(page(None), now_ms()).await.unwrap());
+    assert_eq!(first, ["tok_B", "tok__"]);
+    let second = ids(store
+        .list_tokens(page(Some("tok__")), now_ms())
+        .await
+        .unwrap());
+    assert_eq!(second, ["tok_a", "tok_aa"]);
+    assert!(
+        store
+            .list_tokens(page(Some("tok_aa")), now_ms())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Two processes sharing one PostgreSQL database (two stores here): their
+/// writes serialize on the writer lock and extend one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_sharing_a_postgres_database_extend_one_chain() {
+    let Some(db) = pg::PgDatabase::create().await else {
+        return;
+    };
+    let place = Place::Postgres(db);
+    let (a, b) = (place.open().await, place.open().await);
+    let mut writers = Vec::new();
+    for (n, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                store
+                    .record_event(
+                        "test.ping",
+                        &format!("p{n}-{i}"),
+                        serde_json::json!({}),
+                        "t",
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for store in [&a, &b] {
+        assert_eq!(store.verify_audit().await.unwrap().unwrap().events, 50);
+    }
+    // each store's own view of the head moved with the other's writes
+    let seq = b
+        .record_event("test.ping", "last", serde_json::json!({}), "t")
+        .await
+        .unwrap();
+    assert_eq!(seq, 51);
+}
+
+/// One decision as the raw log keeps it, and as an aggregate of two.
+fn usage(token: &str, action: &str, allowed: bool, at: i64) -> (UsageTotal, UsageRecord) {
+    let r = UsageRecord {
+        at,
+        token_id: token.into(),
+        workload: "bot".into(),
+        action: action.into(),
+        resource: "tickets:T-1".into(),
+        tool: "jira".into(),
+        allowed,
+        reason: if allowed { "permit:scope" } else { "forbid:x" }.into(),
+    };
+    let total = UsageTotal {
+        token_id: r.token_id.clone(),
+        workload: r.workload.clone(),
+        action: r.action.clone(),
+        resource: r.resource.clone(),
+        tool: r.tool.clone(),
+        allowed,
+        count: 2,
+        first_at: at,
+        last_at: at + 10,
+    };
+    (total, r)
+}
+
+fn imported(line: usize, name: &str, owner: Option<&str>, fp: &str) -> ImportedCredential {
+    ImportedCredential {
+        line,
+        name: name.into(),
+        credential_kind: "api_key".into(),
+        provider: "github".into(),
+        owner: owner.map(str::to_owned),
+        scopes: vec!["repo".into()],
+        issued_at: Some(1_000),
+        last_used_at: None,
+        expires_at: None,
+        stored_in: Some("vault:ci".into()),
+        fingerprint: fp.into(),
+        key_id: None,
+        workloads: vec!["bot".into()],
+    }
+}
+
+/// Every operation once, each read back: the statements of both dialects
+/// run and return the same values.
+async fn every_operation_reads_back_what_it_wrote(place: Place) {
+    let store = place.open().await;
+    let (alice, wl, wf, run) = registry(&*store).await;
+    let now = now_ms();
+
+    // federation and clients (kept in the registry across a reopen)
+    store
+        .create_issuer(
+            NewIssuer {
+                name: "gha".into(),
+                issuer: "https://token.actions.githubusercontent.com".into(),
+                jwks_url: Some(
+                    "https://token.actions.githubusercontent.com/.well-known/jwks".into(),
+                ),
+                jwks: None,
+                audience: "leash".into(),
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    let claims = BTreeMap::from([("sub".to_owned(), "repo:acme/*".to_owned())]);
+    store
+        .add_identity_rule("bot", "gha", claims.clone(), "t")
+        .await
+        .unwrap();
+    store
+        .create_client(
+            NewClient {
+                id: "bot-client".into(),
+                workload: "bot".into(),
+                secret_hash: Some([3; 32]),
+                jwks: None,
+                can_introspect: true,
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+
+    // a token with a secret, found by its hash
+    let mut p = plan("tok_1".into(), alice.id, wl.id, run.id, wf.id);
+    p.secret_hash = Some([1; 32]);
+    store.record_mint(p, "t").await.unwrap();
+    assert_eq!(
+        store.find_token_by_secret_hash([1; 32]).await.unwrap().id,
+        "tok_1"
+    );
+    assert!(matches!(
+        store.find_token_by_secret_hash([2; 32]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // usage: aggregates add up, the raw log keeps its newest rows
+    let (t1, l1) = usage("tok_1", "read", true, now);
+    let (t2, l2) = usage("tok_1", "write", false, now + 5);
+    store
+        .record_usage(vec![t1.clone(), t2], vec![l1.clone(), l2], 10)
+        .await
+        .unwrap();
+    let (mut t3, l3) = usage("tok_1", "read", true, now - 100);
+    t3.last_at = now + 50;
+    store.record_usage(vec![t3], vec![l3], 2).await.unwrap();
+    let used = store.token_usage("tok_1", 10).await.unwrap();
+    let read = used.totals.iter().find(|t| t.action == "read").unwrap();
+    assert_eq!(
+        (read.count, read.first_at, read.last_at),
+        (4, now - 100, now + 50)
+    );
+    assert_eq!(used.totals.len(), 2);
+    assert_eq!(used.recent.len(), 2, "pruned to the newest two");
+    assert_eq!(used.recent[0].at, now - 100, "newest first");
+    let counts = store.token_counts(now_ms()).await.unwrap();
+    assert_eq!((counts.active, counts.revoked, counts.expired), (1, 0, 0));
+
+    // delegates, owner credentials, approvals claimed by a mint once
+    store
+        .create_owner(
+            NewOwner {
+                name: "bob".into(),
+                email: "b@acme.io".into(),
+                kind: OwnerKind::Person,
+                business_owner: false,
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    store.add_delegate("alice", "bob", "t").await.unwrap();
+    store.add_delegate("alice", "bob", "t").await.unwrap();
+    assert_eq!(store.delegates_of(alice.id).await.unwrap(), ["bob"]);
+    store
+        .create_owner_credential("bob", [9; 32], "t")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.owner_by_credential([9; 32]).await.unwrap().name,
+        "bob"
+    );
+    let asked = store
+        .create_approval(
+            NewApproval {
+                kind: ApprovalKind::Mint,
+                workload: "bot".into(),
+                request: serde_json::json!({"scopes": ["tickets:read"]}),
+                justification: "triage".into(),
+            },
+            "bot",
+        )
+        .await
+        .unwrap();
+    let decided = store
+        .decide_approval(asked.id, true, "bob", "ok".into(), "bob")
+        .await
+        .unwrap();
+    assert_eq!(decided.status, ApprovalStatus::Approved);
+    let listed = store
+        .list_approvals(Some(ApprovalStatus::Approved), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let mut p = plan("tok_2".into(), alice.id, wl.id, run.id, wf.id);
+    p.approval = Some(asked.id);
+    store.record_mint(p.clone(), "t").await.unwrap();
+    let issued = store.get_approval(asked.id).await.unwrap();
+    assert_eq!(
+        (issued.status, issued.token_id.as_deref()),
+        (ApprovalStatus::Issued, Some("tok_2"))
+    );
+    p.token.id = "tok_3".into();
+    assert!(matches!(
+        store.record_mint(p, "t").await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // a break-glass grant ends revoked at its TTL
+    let mut bg = plan("tok_bg".into(), alice.id, wl.id, run.id, wf.id);
+    bg.token.run_id = None;
+    bg.token.workflow_id = None;
+    bg.token.break_glass = true;
+    bg.token.justification = Some("incident 7".into());
+    bg.request.justification = Some("incident 7".into());
+    store.record_mint(bg, "t").await.unwrap();
+    let due = store
+        .revoke_due_break_glass(now_ms() + 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (due.count, due.tokens.clone()),
+        (1, vec!["tok_bg".to_owned()])
+    );
+    assert_eq!(
+        store.revocations().get("tok_bg").unwrap().trigger,
+        RevocationTrigger::Expiry
+    );
+
+    // an inventory import, then the same again with newer facts
+    let records = vec![
+        imported(1, "gh-ci", Some("alice"), &"aa".repeat(32)),
+        imported(2, "gh-orphan", None, &"bb".repeat(32)),
+    ];
+    let first = store
+        .import_external(records.clone(), "github.json".into(), "t")
+        .await
+        .unwrap();
+    assert_eq!((first.created, first.updated, first.unowned), (2, 0, 1));
+    assert_eq!(first.findings.len(), 1);
+    let mut again = records;
+    again[0].last_used_at = Some(5_000);
+    let second = store
+        .import_external(again, "github.json".into(), "t")
+        .await
+        .unwrap();
+    assert_eq!((second.created, second.updated), (0, 2));
+    assert!(second.findings.is_empty(), "the open finding stands");
+    let ci = store.external_token_by_name("gh-ci").await.unwrap();
+    assert_eq!(ci.last_used_at, Some(5_000));
+    assert_eq!(ci.workloads, [wl.id]);
+    assert_eq!(store.list_external_tokens(0, 10).await.unwrap().len(), 2);
+    let revoked = store
+        .set_external_status(ci.id, ExternalStatus::Revoked, "rotated".into(), "t")
+        .await
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+
+    // usage from logs, with findings opened then refreshed
+    let finding = |n: u32| NewFinding {
+        kind: "unexpected_path".into(),
+        severity: Severity::Medium,
+        subject: "tok_1".into(),
+        owner_id: Some(alice.id),
+        summary: format!("seen {n}"),
+        evidence: serde_json::json!({"items": [n]}),
+    };
+    let batch = |n: u32| ReviewBatch {
+        totals: vec![usage("tok_1", "read", true, now).0],
+        runs: vec![UsageRunTotal {
+            token_id: "tok_1".into(),
+            run: run.id.to_string(),
+            step: "fetch".into(),
+            action: "read".into(),
+            resource: "tickets:T-1".into(),
+            count: 1,
+            first_at: now,
+            last_at: now,
+        }],
+        last_used: vec![(ci.id, 9_000)],
+        source: Some(SourceCounts {
+            source: "log".into(),
+            events: 3,
+            unknown_refs: 1,
+            skipped: 0,
+        }),
+        findings: vec![finding(n)],
+    };
+    let opened = store.record_review(batch(1), "t").await.unwrap();
+    assert_eq!((opened.opened.len(), opened.refreshed.len()), (1, 0));
+    let refreshed = store.record_review(batch(2), "t").await.unwrap();
+    assert_eq!(refreshed.refreshed, opened.opened);
+    let f = store.get_finding(opened.opened[0]).await.unwrap();
+    assert_eq!(f.evidence["items"], serde_json::json!([1, 2]));
+    assert_eq!(
+        store
+            .external_token_by_name("gh-ci")
+            .await
+            .unwrap()
+            .last_used_at,
+        Some(9_000)
+    );
+    let by_kind = store.finding_counts().await.unwrap();
+    assert!(by_kind.contains(&("unexpected_path".into(), "open".into(), 1)));
+    assert!(by_kind.contains(&("shadow_ownership".into(), "open".into(), 1)));
+
+    // removal tests
+    let mut rt = RemovalTest {
+        id: 0,
+        target_kind: "scope".into(),
+        target: "tickets:read".into(),
+        workflow_id: Some(wf.id),
+        workload_id: Some(wl.id),
+        scopes: vec!["tickets:read".into()],
+        verdict: "unknown".into(),
+        evidence: serde_json::json!({}),
+        canary: "none".into(),
+        canary_run: None,
+        canary_denied: 0,
+        digest: Some(wf.digest.clone()),
+        created_at: 0,
+        updated_at: 0,
+    };
+    rt = store.save_removal_test(rt, "t").await.unwrap();
+    rt.verdict = "needed".into();
+    rt.canary_denied = 2;
+    let saved = store.save_removal_test(rt.clone(), "t").await.unwrap();
+    assert_eq!((saved.id, saved.canary_denied), (rt.id, 2));
+    assert_eq!(
+        store.get_removal_test(rt.id).await.unwrap().verdict,
+        "needed"
+    );
+    assert_eq!(
+        store.list_removal_tests(Some(wf.id)).await.unwrap().len(),
+        1
+    );
+
+    // a new definition revokes the run's tokens; the ended run shows its uses
+    let (_, stale) = store
+        .update_workflow_and_revoke("wf", "cd".repeat(32), None, "t")
+        .await
+        .unwrap();
+    assert_eq!(stale.count, 2, "tok_1 and tok_2");
+    assert_eq!(stale.trigger, Some(RevocationTrigger::WorkflowChanged));
+    store
+        .end_run_and_revoke(run.id, RunState::Succeeded, "t")
+        .await
+        .unwrap();
+    let runs = store.runs_usage(wf.id, None, 5).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].tokens.len(), 2);
+    assert!(runs[0].uses.iter().any(|u| u.step == "fetch"));
+    assert_eq!(store.list_runs(Some(wf.id), 10).await.unwrap().len(), 1);
+
+    // the report's counts and the sweep over the registry
+    let settings = ReviewSettings::default();
+    let n = store.report_numbers(settings, now_ms()).await.unwrap();
+    assert_eq!((n.leash_total, n.leash_live), (3, 0));
+    assert_eq!((n.external_total, n.external_active), (2, 1));
+    assert_eq!(
+        (n.decisions, n.denied, n.log_events, n.unknown_refs),
+        (6, 2, 6, 2)
+    );
+    assert_eq!(
+        (
+            n.break_glass_total,
+            n.break_glass_live,
+            n.break_glass_overdue
+        ),
+        (1, 0, 0)
+    );
+    let (found, chains) = store.review_sweep(settings, now_ms()).await.unwrap();
+    assert!(chains.is_empty());
+    assert!(
+        found
+            .iter()
+            .any(|f| f.kind == "shadow_ownership" && f.subject == "external:gh-orphan"),
+        "{found:?}"
+    );
+
+    // the audit log reads the same every way
+    let all = store.events_after(0, 10_000).await.unwrap();
+    let summary = store.verify_audit().await.unwrap().unwrap();
+    assert_eq!(all.len() as u64, summary.events);
+    let latest = store.latest_events(2).await.unwrap();
+    assert_eq!(latest.last().unwrap().seq, summary.head_seq);
+    assert_eq!(store.get_event(1).await.unwrap().kind, "owner.created");
+
+    // offboarding revokes what is left; a reopen sees all of it
+    let (_, gone) = store.offboard_owner_and_revoke("alice", "t").await.unwrap();
+    assert_eq!(gone.count, 0, "nothing live was left");
+    drop(store);
+    let store = place.open().await;
+    {
+        let reg = store.registry().read();
+        let issuer = reg.issuer_by_name("gha").unwrap();
+        assert_eq!(reg.rules_of(issuer.id).next().unwrap().claims, claims);
+        let client = reg.client("bot-client").unwrap();
+        assert_eq!(
+            (client.secret_hash, client.can_introspect),
+            (Some([3; 32]), true)
+        );
+        assert_eq!(
+            reg.owner_by_name("alice").unwrap().status,
+            leash_core::OwnerStatus::Offboarded
+        );
+        assert!(reg.running_run(run.id).is_none());
+    }
+    assert!(store.revocations().contains("tok_1"));
+    assert!(store.verify_audit().await.unwrap().is_ok());
 }

@@ -6,11 +6,11 @@ use leash_core::{
     ViolationClass, validate_len,
 };
 use serde_json::json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::exposures::{find_open_finding, insert_finding};
-use super::{INSERT_CHUNK, Root, Writer, owner_from_row, parse, token_from_row};
+use super::{INSERT_CHUNK, Root, Writer};
+use crate::rows::{self, stored_count};
+use crate::sql::{Backend, Dialect, Pool, RowRead, Sql};
 use crate::{
     NewApproval, NewViolation, Revoked, StoreError, TokenUsage, UsageRecord, UsageTotal,
     ViolationRecord,
@@ -19,24 +19,15 @@ use crate::{
 /// Longest approval request document kept.
 const MAX_REQUEST_JSON: usize = 16 * 1024;
 
-fn approval_from_row(row: &SqliteRow) -> Result<Approval, StoreError> {
-    let request: String = row.try_get("request")?;
-    Ok(Approval {
-        id: row.try_get("id")?,
-        kind: parse("approval kind", row.try_get("kind")?)?,
-        workload_id: row.try_get("workload_id")?,
-        owner_id: row.try_get("owner_id")?,
-        request: serde_json::from_str(&request)
-            .map_err(|_| StoreError::Corrupt("an approval's request is not JSON".into()))?,
-        justification: row.try_get("justification")?,
-        requested_by: row.try_get("requested_by")?,
-        requested_at: row.try_get("requested_at")?,
-        status: parse("approval status", row.try_get("status")?)?,
-        decided_by: row.try_get("decided_by")?,
-        decided_at: row.try_get("decided_at")?,
-        decision_note: row.try_get("decision_note")?,
-        token_id: row.try_get("token_id")?,
-    })
+/// The `SET` of an upsert into `table` that adds the new `count` and widens
+/// `first_at` and `last_at` to cover both rows.
+pub(super) fn add_counts(d: Dialect, table: &str) -> String {
+    format!(
+        "count = {table}.count + excluded.count, first_at = {least}({table}.first_at, excluded.first_at), \
+         last_at = {greatest}({table}.last_at, excluded.last_at)",
+        least = d.least(),
+        greatest = d.greatest(),
+    )
 }
 
 fn class_severity(class: ViolationClass) -> Severity {
@@ -46,7 +37,7 @@ fn class_severity(class: ViolationClass) -> Severity {
     }
 }
 
-impl Writer {
+impl<B: Backend> Writer<B> {
     pub(super) async fn record_usage(
         &mut self,
         totals: Vec<UsageTotal>,
@@ -58,21 +49,20 @@ impl Writer {
         // what a removability test reads: allowed uses per run (the
         // token's run; a decision names no step, its tool stands in)
         for t in totals.iter().filter(|t| t.allowed) {
-            sqlx::query(
+            Sql::built(format!(
                 "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) \
-                 SELECT ?1, CAST(run_id AS TEXT), ?2, ?3, ?4, ?5, ?6, ?7 FROM tokens \
-                 WHERE id = ?1 AND run_id IS NOT NULL ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET \
-                 count = count + excluded.count, first_at = MIN(first_at, excluded.first_at), \
-                 last_at = MAX(last_at, excluded.last_at)",
-            )
+                 SELECT $1, CAST(run_id AS TEXT), $2, $3, $4, $5, $6, $7 FROM tokens \
+                 WHERE id = $1 AND run_id IS NOT NULL ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET {}",
+                add_counts(B::DIALECT, "usage_runs")
+            ))
             .bind(&t.token_id)
             .bind(&t.tool)
             .bind(&t.action)
             .bind(&t.resource)
-            .bind(i64::try_from(t.count).unwrap_or(i64::MAX))
+            .bind(stored_count(t.count))
             .bind(t.first_at)
             .bind(t.last_at)
-            .execute(&mut self.conn)
+            .run(&mut self.conn)
             .await?;
         }
         if events > 0 {
@@ -112,7 +102,7 @@ impl Writer {
                 ))
         });
         for chunk in rows.chunks(INSERT_CHUNK / 2) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut q = Sql::new(
                 "INSERT INTO usage_totals (token_id, workload, action, resource, tool, allowed, count, first_at, last_at) ",
             );
             q.push_values(chunk, |mut b, t| {
@@ -122,16 +112,15 @@ impl Writer {
                     .push_bind(&t.resource)
                     .push_bind(&t.tool)
                     .push_bind(t.allowed)
-                    .push_bind(i64::try_from(t.count).unwrap_or(i64::MAX))
+                    .push_bind(stored_count(t.count))
                     .push_bind(t.first_at)
                     .push_bind(t.last_at);
             });
             q.push(
-                " ON CONFLICT (token_id, workload, action, resource, tool, allowed) DO UPDATE SET \
-                 count = count + excluded.count, first_at = MIN(first_at, excluded.first_at), \
-                 last_at = MAX(last_at, excluded.last_at)",
-            );
-            q.build().execute(&mut self.conn).await?;
+                " ON CONFLICT (token_id, workload, action, resource, tool, allowed) DO UPDATE SET ",
+            )
+            .push(&add_counts(B::DIALECT, "usage_totals"));
+            q.run(&mut self.conn).await?;
         }
         Ok(())
     }
@@ -142,7 +131,7 @@ impl Writer {
         keep_log: u64,
     ) -> Result<(), StoreError> {
         for chunk in log.chunks(INSERT_CHUNK / 2) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut q = Sql::new(
                 "INSERT INTO usage_log (at, token_id, workload, action, resource, tool, allowed, reason) ",
             );
             q.push_values(chunk, |mut b, r| {
@@ -155,12 +144,12 @@ impl Writer {
                     .push_bind(r.allowed)
                     .push_bind(&r.reason);
             });
-            q.build().execute(&mut self.conn).await?;
+            q.run(&mut self.conn).await?;
         }
         if !log.is_empty() {
-            sqlx::query("DELETE FROM usage_log WHERE id <= (SELECT MAX(id) FROM usage_log) - ?")
-                .bind(i64::try_from(keep_log).unwrap_or(i64::MAX))
-                .execute(&mut self.conn)
+            Sql::new("DELETE FROM usage_log WHERE id <= (SELECT MAX(id) FROM usage_log) - $1")
+                .bind(stored_count(keep_log))
+                .run(&mut self.conn)
                 .await?;
         }
         Ok(())
@@ -173,11 +162,11 @@ impl Writer {
         now: Millis,
     ) -> Result<ViolationRecord, StoreError> {
         self.flush_tokens().await?;
-        let token = sqlx::query(select_tokens!("WHERE id = ?"))
+        let token = Sql::new(select_tokens!("WHERE id = $1"))
             .bind(&v.token_id)
-            .fetch_optional(&mut self.conn)
+            .optional(&mut self.conn)
             .await?
-            .map(|r| token_from_row(&r))
+            .map(|r| rows::token(&r))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound {
                 what: "token",
@@ -274,9 +263,9 @@ impl Writer {
                 })?;
             (w.id, w.owner_id)
         };
-        let row = sqlx::query(
+        let row = Sql::new(
             "INSERT INTO approvals (kind, workload_id, owner_id, request, justification, requested_by, requested_at, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING *",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') RETURNING *",
         )
         .bind(new.kind.as_str())
         .bind(workload_id)
@@ -285,9 +274,9 @@ impl Writer {
         .bind(&new.justification)
         .bind(actor)
         .bind(now)
-        .fetch_one(&mut self.conn)
+        .one(&mut self.conn)
         .await?;
-        let a = approval_from_row(&row)?;
+        let a = rows::approval(&row)?;
         self.append(
             now,
             "approval.requested",
@@ -308,11 +297,11 @@ impl Writer {
         now: Millis,
     ) -> Result<Approval, StoreError> {
         validate_len("note", &note, 1000)?;
-        let current = sqlx::query("SELECT * FROM approvals WHERE id = ?")
+        let current = Sql::new("SELECT * FROM approvals WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut self.conn)
+            .optional(&mut self.conn)
             .await?
-            .map(|r| approval_from_row(&r))
+            .map(|r| rows::approval(&r))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound {
                 what: "approval",
@@ -339,10 +328,10 @@ impl Writer {
             (a.id, o)
         };
         let allowed = approver_id == current.owner_id
-            || sqlx::query("SELECT 1 FROM owner_delegates WHERE owner_id = ? AND delegate_id = ?")
+            || Sql::new("SELECT 1 FROM owner_delegates WHERE owner_id = $1 AND delegate_id = $2")
                 .bind(current.owner_id)
                 .bind(approver_id)
-                .fetch_optional(&mut self.conn)
+                .optional(&mut self.conn)
                 .await?
                 .is_some();
         if !allowed {
@@ -355,15 +344,15 @@ impl Writer {
         } else {
             ApprovalStatus::Denied
         };
-        let row = sqlx::query(
-            "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, decision_note = ? WHERE id = ? RETURNING *",
+        let row = Sql::new(
+            "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, decision_note = $4 WHERE id = $5 RETURNING *",
         )
         .bind(status.as_str())
         .bind(approver)
         .bind(now)
         .bind(&note)
         .bind(id)
-        .fetch_one(&mut self.conn)
+        .one(&mut self.conn)
         .await?;
         self.append(
             now,
@@ -376,7 +365,7 @@ impl Writer {
             format!("approval:{id}"),
             json!({"approver": approver, "note": note}),
         );
-        approval_from_row(&row)
+        rows::approval(&row)
     }
 
     /// Mark an approved request issued with `token_id` (inside a mint).
@@ -386,22 +375,23 @@ impl Writer {
         workload_id: i64,
         token_id: &str,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE approvals SET status = 'issued', token_id = ? WHERE id = ? AND status = 'approved' AND workload_id = ?",
+        let done = Sql::new(
+            "UPDATE approvals SET status = 'issued', token_id = $1 WHERE id = $2 AND status = 'approved' AND workload_id = $3",
         )
         .bind(token_id)
         .bind(id)
         .bind(workload_id)
-        .execute(&mut self.conn)
+        .run(&mut self.conn)
         .await?;
-        if done.rows_affected() == 1 {
+        if done == 1 {
             return Ok(());
         }
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM approvals WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut self.conn)
-                .await?;
+        let status = Sql::new("SELECT status FROM approvals WHERE id = $1")
+            .bind(id)
+            .optional(&mut self.conn)
+            .await?
+            .map(|r| r.text("status"))
+            .transpose()?;
         Err(match status {
             None => StoreError::NotFound {
                 what: "approval",
@@ -423,14 +413,16 @@ impl Writer {
         now: Millis,
     ) -> Result<u64, StoreError> {
         self.flush_tokens().await?;
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM tokens WHERE workload_id = ? AND has_write = 1 AND revoked_at IS NULL AND expires_at > ?",
-        )
+        let n = Sql::built(format!(
+            "SELECT COUNT(*) AS n FROM tokens WHERE workload_id = $1 AND has_write = {} AND revoked_at IS NULL AND expires_at > $2",
+            B::DIALECT.boolean(true)
+        ))
         .bind(workload_id)
         .bind(now)
-        .fetch_one(&mut self.conn)
-        .await?;
-        Ok(u64::try_from(n).unwrap_or_default())
+        .one(&mut self.conn)
+        .await?
+        .int("n")?;
+        Ok(rows::count(n))
     }
 
     pub(super) async fn create_owner_credential(
@@ -441,13 +433,13 @@ impl Writer {
         now: Millis,
     ) -> Result<Owner, StoreError> {
         let o = self.active_owner_for("credential", owner)?;
-        sqlx::query(
-            "INSERT INTO owner_credentials (owner_id, secret_hash, created_at) VALUES (?, ?, ?)",
+        Sql::new(
+            "INSERT INTO owner_credentials (owner_id, secret_hash, created_at) VALUES ($1, $2, $3)",
         )
         .bind(o.id)
         .bind(hash.to_vec())
         .bind(now)
-        .execute(&mut self.conn)
+        .run(&mut self.conn)
         .await?;
         self.append(
             now,
@@ -473,13 +465,13 @@ impl Writer {
                 "an owner already approves for themselves; name someone else".into(),
             ));
         }
-        sqlx::query(
-            "INSERT OR IGNORE INTO owner_delegates (owner_id, delegate_id, created_at) VALUES (?, ?, ?)",
+        Sql::new(
+            "INSERT INTO owner_delegates (owner_id, delegate_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(o.id)
         .bind(d.id)
         .bind(now)
-        .execute(&mut self.conn)
+        .run(&mut self.conn)
         .await?;
         self.append(
             now,
@@ -498,13 +490,17 @@ impl Writer {
         now: Millis,
     ) -> Result<Revoked, StoreError> {
         self.flush_tokens().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM tokens WHERE break_glass = 1 AND revoked_at IS NULL AND expires_at > ? AND expires_at <= ?",
-        )
+        let ids = Sql::built(format!(
+            "SELECT id FROM tokens WHERE break_glass = {} AND revoked_at IS NULL AND expires_at > $1 AND expires_at <= $2 ORDER BY id",
+            B::DIALECT.boolean(true)
+        ))
         .bind(now)
         .bind(due)
-        .fetch_all(&mut self.conn)
-        .await?;
+        .all(&mut self.conn)
+        .await?
+        .iter()
+        .map(|r| r.text("id"))
+        .collect::<Result<Vec<_>, _>>()?;
         if ids.is_empty() {
             return Ok(Revoked::default());
         }
@@ -528,60 +524,39 @@ impl Writer {
     }
 }
 
-pub(super) async fn token_usage(
-    pool: &SqlitePool,
+pub(super) async fn token_usage<B: Backend>(
+    pool: &Pool<B>,
     token_id: &str,
     recent: u32,
 ) -> Result<TokenUsage, StoreError> {
-    let totals = sqlx::query(
-        "SELECT * FROM usage_totals WHERE token_id = ? ORDER BY last_at DESC LIMIT 1000",
-    )
-    .bind(token_id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(UsageTotal {
-            token_id: r.try_get("token_id")?,
-            workload: r.try_get("workload")?,
-            action: r.try_get("action")?,
-            resource: r.try_get("resource")?,
-            tool: r.try_get("tool")?,
-            allowed: r.try_get("allowed")?,
-            count: u64::try_from(r.try_get::<i64, _>("count")?).unwrap_or_default(),
-            first_at: r.try_get("first_at")?,
-            last_at: r.try_get("last_at")?,
-        })
-    })
-    .collect::<Result<Vec<_>, StoreError>>()?;
-    let recent = sqlx::query("SELECT * FROM usage_log WHERE token_id = ? ORDER BY id DESC LIMIT ?")
+    let totals =
+        Sql::new("SELECT * FROM usage_totals WHERE token_id = $1 ORDER BY last_at DESC LIMIT 1000")
+            .bind(token_id)
+            .all(pool)
+            .await?
+            .iter()
+            .map(rows::usage_total)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+    let recent = Sql::new("SELECT * FROM usage_log WHERE token_id = $1 ORDER BY id DESC LIMIT $2")
         .bind(token_id)
-        .bind(i64::from(recent))
-        .fetch_all(pool)
+        .bind(recent)
+        .all(pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(UsageRecord {
-                at: r.try_get("at")?,
-                token_id: r.try_get("token_id")?,
-                workload: r.try_get("workload")?,
-                action: r.try_get("action")?,
-                resource: r.try_get("resource")?,
-                tool: r.try_get("tool")?,
-                allowed: r.try_get("allowed")?,
-                reason: r.try_get("reason")?,
-            })
-        })
+        .map(rows::usage_record)
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(TokenUsage { totals, recent })
 }
 
-pub(super) async fn get_approval(pool: &SqlitePool, id: i64) -> Result<Approval, StoreError> {
-    sqlx::query("SELECT * FROM approvals WHERE id = ?")
+pub(super) async fn get_approval<B: Backend>(
+    pool: &Pool<B>,
+    id: i64,
+) -> Result<Approval, StoreError> {
+    Sql::new("SELECT * FROM approvals WHERE id = $1")
         .bind(id)
-        .fetch_optional(pool)
+        .optional(pool)
         .await?
-        .map(|r| approval_from_row(&r))
+        .map(|r| rows::approval(&r))
         .transpose()?
         .ok_or_else(|| StoreError::NotFound {
             what: "approval",
@@ -589,13 +564,13 @@ pub(super) async fn get_approval(pool: &SqlitePool, id: i64) -> Result<Approval,
         })
 }
 
-pub(super) async fn list_approvals(
-    pool: &SqlitePool,
+pub(super) async fn list_approvals<B: Backend>(
+    pool: &Pool<B>,
     status: Option<ApprovalStatus>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<Approval>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM approvals WHERE 1 = 1");
+    let mut q = Sql::new("SELECT * FROM approvals WHERE 1 = 1");
     if let Some(s) = status {
         q.push(" AND status = ").push_bind(s.as_str());
     }
@@ -604,25 +579,20 @@ pub(super) async fn list_approvals(
     }
     q.push(" ORDER BY id DESC LIMIT ")
         .push_bind(i64::from(limit));
-    q.build()
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(approval_from_row)
-        .collect()
+    q.all(pool).await?.iter().map(rows::approval).collect()
 }
 
-pub(super) async fn owner_by_credential(
-    pool: &SqlitePool,
+pub(super) async fn owner_by_credential<B: Backend>(
+    pool: &Pool<B>,
     hash: [u8; 32],
 ) -> Result<Owner, StoreError> {
-    sqlx::query(
-        "SELECT o.* FROM owners o JOIN owner_credentials c ON c.owner_id = o.id WHERE c.secret_hash = ?",
+    Sql::new(
+        "SELECT o.* FROM owners o JOIN owner_credentials c ON c.owner_id = o.id WHERE c.secret_hash = $1",
     )
     .bind(hash.to_vec())
-    .fetch_optional(pool)
+    .optional(pool)
     .await?
-    .map(|r| owner_from_row(&r))
+    .map(|r| rows::owner(&r))
     .transpose()?
     .ok_or_else(|| StoreError::NotFound {
         what: "owner credential",
@@ -630,14 +600,17 @@ pub(super) async fn owner_by_credential(
     })
 }
 
-pub(super) async fn delegates_of(
-    pool: &SqlitePool,
+pub(super) async fn delegates_of<B: Backend>(
+    pool: &Pool<B>,
     owner_id: i64,
 ) -> Result<Vec<String>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT o.name FROM owner_delegates d JOIN owners o ON o.id = d.delegate_id WHERE d.owner_id = ? ORDER BY o.name",
+    Sql::new(
+        "SELECT o.name FROM owner_delegates d JOIN owners o ON o.id = d.delegate_id WHERE d.owner_id = $1 ORDER BY o.name",
     )
     .bind(owner_id)
-    .fetch_all(pool)
-    .await?)
+    .all(pool)
+    .await?
+    .iter()
+    .map(|r| r.text("name"))
+    .collect()
 }

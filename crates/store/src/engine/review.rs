@@ -9,12 +9,13 @@ use leash_core::{
     validate_name,
 };
 use serde_json::json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use super::authz::add_counts;
 use super::exposures::{find_open_finding, insert_finding};
-use super::{INSERT_CHUNK, Writer, scopes_from};
+use super::{INSERT_CHUNK, Writer};
 use crate::registry::SharedRegistry;
+use crate::rows::{self, scopes_from, stored_count, words};
+use crate::sql::{Arg, Backend, Pool, RowRead, Sql};
 use crate::{
     ChurnChain, ImportSummary, ImportedCredential, NewFinding, RemovalTest, ReportNumbers,
     ReviewBatch, ReviewOutcome, ReviewSettings, RunUsage, StoreError, UsageRef, UsageRunTotal,
@@ -38,7 +39,7 @@ pub fn external_subject(name: &str) -> String {
     format!("external:{name}")
 }
 
-impl Writer {
+impl<B: Backend> Writer<B> {
     pub(super) async fn import_external(
         &mut self,
         records: Vec<ImportedCredential>,
@@ -117,18 +118,18 @@ impl Writer {
         }
         let mut summary = ImportSummary::default();
         for (r, c) in records.iter().zip(&checked) {
-            let existing = sqlx::query(
-                "SELECT id, name, fingerprint FROM external_tokens WHERE fingerprint = ? OR name = ?",
+            let existing = Sql::new(
+                "SELECT id, name, fingerprint FROM external_tokens WHERE fingerprint = $1 OR name = $2",
             )
             .bind(&r.fingerprint)
             .bind(&r.name)
-            .fetch_all(&mut self.conn)
+            .all(&mut self.conn)
             .await?;
             let mut same: Option<i64> = None;
             for row in &existing {
-                let id: i64 = row.try_get("id")?;
-                let name: String = row.try_get("name")?;
-                let fp: String = row.try_get("fingerprint")?;
+                let id = row.int("id")?;
+                let name = row.text("name")?;
+                let fp = row.text("fingerprint")?;
                 if fp == r.fingerprint && name == r.name {
                     same = Some(id);
                 } else if fp == r.fingerprint {
@@ -155,11 +156,12 @@ impl Writer {
             let scopes = r.scopes.join(" ");
             match same {
                 Some(id) => {
-                    sqlx::query(
-                        "UPDATE external_tokens SET kind = ?, owner_id = ?, workloads = ?, scopes = ?, stored_in = ?, \
-                         provider = ?, credential_kind = ?, key_id = ?, issued_at = ?, expires_at = ?, \
-                         last_used_at = MAX(COALESCE(last_used_at, 0), COALESCE(?, 0)), imported_from = ? WHERE id = ?",
-                    )
+                    Sql::built(format!(
+                        "UPDATE external_tokens SET kind = $1, owner_id = $2, workloads = $3, scopes = $4, stored_in = $5, \
+                         provider = $6, credential_kind = $7, key_id = $8, issued_at = $9, expires_at = $10, \
+                         last_used_at = {}(COALESCE(last_used_at, 0), COALESCE($11, 0)), imported_from = $12 WHERE id = $13",
+                        B::DIALECT.greatest()
+                    ))
                     .bind(&kind)
                     .bind(c.owner_id)
                     .bind(&workloads)
@@ -173,16 +175,16 @@ impl Writer {
                     .bind(r.last_used_at)
                     .bind(&source)
                     .bind(id)
-                    .execute(&mut self.conn)
+                    .run(&mut self.conn)
                     .await?;
                     summary.updated += 1;
                 }
                 None => {
-                    sqlx::query(
+                    Sql::new(
                         "INSERT INTO external_tokens (name, kind, owner_id, fingerprint, workloads, workflows, scopes, \
                          stored_in, connector, status, created_at, provider, credential_kind, key_id, issued_at, \
                          expires_at, last_used_at, imported_from) \
-                         VALUES (?, ?, ?, ?, ?, '', ?, ?, NULL, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
+                         VALUES ($1, $2, $3, $4, $5, '', $6, $7, NULL, 'active', $8, $9, $10, $11, $12, $13, $14, $15)",
                     )
                     .bind(&r.name)
                     .bind(&kind)
@@ -199,7 +201,7 @@ impl Writer {
                     .bind(r.expires_at)
                     .bind(r.last_used_at)
                     .bind(&source)
-                    .execute(&mut self.conn)
+                    .run(&mut self.conn)
                     .await?;
                     summary.created += 1;
                 }
@@ -245,15 +247,15 @@ impl Writer {
                     } else {
                         open.severity
                     };
-                    sqlx::query(
-                        "UPDATE findings SET severity = ?, summary = ?, evidence = ?, owner_id = COALESCE(?, owner_id) WHERE id = ?",
+                    Sql::new(
+                        "UPDATE findings SET severity = $1, summary = $2, evidence = $3, owner_id = COALESCE($4, owner_id) WHERE id = $5",
                     )
                     .bind(severity.as_str())
                     .bind(&f.summary)
                     .bind(merge_evidence(&open.evidence, f.evidence).to_string())
                     .bind(f.owner_id)
                     .bind(open.id)
-                    .execute(&mut self.conn)
+                    .run(&mut self.conn)
                     .await?;
                     out.refreshed.push(open.id);
                 }
@@ -301,7 +303,7 @@ impl Writer {
             ))
         });
         for chunk in runs.chunks(INSERT_CHUNK / 2) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut q = Sql::new(
                 "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) ",
             );
             q.push_values(chunk, |mut b, t| {
@@ -310,24 +312,22 @@ impl Writer {
                     .push_bind(&t.step)
                     .push_bind(&t.action)
                     .push_bind(&t.resource)
-                    .push_bind(i64::try_from(t.count).unwrap_or(i64::MAX))
+                    .push_bind(stored_count(t.count))
                     .push_bind(t.first_at)
                     .push_bind(t.last_at);
             });
-            q.push(
-                " ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET \
-                 count = count + excluded.count, first_at = MIN(first_at, excluded.first_at), \
-                 last_at = MAX(last_at, excluded.last_at)",
-            );
-            q.build().execute(&mut self.conn).await?;
+            q.push(" ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET ")
+                .push(&add_counts(B::DIALECT, "usage_runs"));
+            q.run(&mut self.conn).await?;
         }
         for (id, at) in &batch.last_used {
-            sqlx::query(
-                "UPDATE external_tokens SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut self.conn)
+            Sql::built(format!(
+                "UPDATE external_tokens SET last_used_at = {}(COALESCE(last_used_at, 0), $1) WHERE id = $2",
+                B::DIALECT.greatest()
+            ))
+            .bind(*at)
+            .bind(*id)
+            .run(&mut self.conn)
             .await?;
         }
         if let Some(s) = &batch.source {
@@ -337,17 +337,18 @@ impl Writer {
     }
 
     pub(super) async fn count_source(&mut self, s: &crate::SourceCounts) -> Result<(), StoreError> {
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO usage_sources (source, events, unknown_refs, skipped) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (source) DO UPDATE SET events = events + excluded.events, \
-             unknown_refs = unknown_refs + excluded.unknown_refs, skipped = skipped + excluded.skipped",
+        let n = stored_count;
+        Sql::new(
+            "INSERT INTO usage_sources (source, events, unknown_refs, skipped) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (source) DO UPDATE SET events = usage_sources.events + excluded.events, \
+             unknown_refs = usage_sources.unknown_refs + excluded.unknown_refs, \
+             skipped = usage_sources.skipped + excluded.skipped",
         )
         .bind(&s.source)
         .bind(n(s.events))
         .bind(n(s.unknown_refs))
         .bind(n(s.skipped))
-        .execute(&mut self.conn)
+        .run(&mut self.conn)
         .await?;
         Ok(())
     }
@@ -363,10 +364,10 @@ impl Writer {
         let evidence = t.evidence.to_string();
         let denied = i64::try_from(t.canary_denied).unwrap_or(i64::MAX);
         let row = if t.id == 0 {
-            sqlx::query(
+            Sql::new(
                 "INSERT INTO removal_tests (target_kind, target, workflow_id, workload_id, scopes, verdict, evidence, \
                  canary, canary_run, canary_denied, digest, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
             )
             .bind(&t.target_kind)
             .bind(&t.target)
@@ -381,12 +382,12 @@ impl Writer {
             .bind(&t.digest)
             .bind(now)
             .bind(now)
-            .fetch_one(&mut self.conn)
+            .one(&mut self.conn)
             .await?
         } else {
-            sqlx::query(
-                "UPDATE removal_tests SET verdict = ?, evidence = ?, canary = ?, canary_run = ?, canary_denied = ?, \
-                 digest = ?, updated_at = ? WHERE id = ? RETURNING *",
+            Sql::new(
+                "UPDATE removal_tests SET verdict = $1, evidence = $2, canary = $3, canary_run = $4, canary_denied = $5, \
+                 digest = $6, updated_at = $7 WHERE id = $8 RETURNING *",
             )
             .bind(&t.verdict)
             .bind(&evidence)
@@ -396,14 +397,14 @@ impl Writer {
             .bind(&t.digest)
             .bind(now)
             .bind(t.id)
-            .fetch_optional(&mut self.conn)
+            .optional(&mut self.conn)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: "removal test",
                 key: t.id.to_string(),
             })?
         };
-        let saved = removal_from_row(&row)?;
+        let saved = rows::removal_test(&row)?;
         self.append(
             now,
             "removal_test.verdict",
@@ -460,38 +461,15 @@ fn unowned_finding(
     }
 }
 
-fn removal_from_row(row: &SqliteRow) -> Result<RemovalTest, StoreError> {
-    let scopes: String = row.try_get("scopes")?;
-    let evidence: String = row.try_get("evidence")?;
-    let denied: i64 = row.try_get("canary_denied")?;
-    Ok(RemovalTest {
-        id: row.try_get("id")?,
-        target_kind: row.try_get("target_kind")?,
-        target: row.try_get("target")?,
-        workflow_id: row.try_get("workflow_id")?,
-        workload_id: row.try_get("workload_id")?,
-        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        verdict: row.try_get("verdict")?,
-        evidence: serde_json::from_str(&evidence)
-            .map_err(|_| StoreError::Corrupt("a removal test's evidence is not JSON".into()))?,
-        canary: row.try_get("canary")?,
-        canary_run: row.try_get("canary_run")?,
-        canary_denied: u64::try_from(denied).unwrap_or(0),
-        digest: row.try_get("digest")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-pub(super) async fn get_removal_test(
-    pool: &SqlitePool,
+pub(super) async fn get_removal_test<B: Backend>(
+    pool: &Pool<B>,
     id: i64,
 ) -> Result<RemovalTest, StoreError> {
-    sqlx::query("SELECT * FROM removal_tests WHERE id = ?")
+    Sql::new("SELECT * FROM removal_tests WHERE id = $1")
         .bind(id)
-        .fetch_optional(pool)
+        .optional(pool)
         .await?
-        .map(|r| removal_from_row(&r))
+        .map(|r| rows::removal_test(&r))
         .transpose()?
         .ok_or_else(|| StoreError::NotFound {
             what: "removal test",
@@ -499,26 +477,25 @@ pub(super) async fn get_removal_test(
         })
 }
 
-pub(super) async fn list_removal_tests(
-    pool: &SqlitePool,
+pub(super) async fn list_removal_tests<B: Backend>(
+    pool: &Pool<B>,
     workflow_id: Option<i64>,
 ) -> Result<Vec<RemovalTest>, StoreError> {
-    let rows = match workflow_id {
-        Some(w) => {
-            sqlx::query(
-                "SELECT * FROM removal_tests WHERE workflow_id = ? ORDER BY id DESC LIMIT 1000",
+    let rows =
+        match workflow_id {
+            Some(w) => Sql::new(
+                "SELECT * FROM removal_tests WHERE workflow_id = $1 ORDER BY id DESC LIMIT 1000",
             )
             .bind(w)
-            .fetch_all(pool)
-            .await?
-        }
-        None => {
-            sqlx::query("SELECT * FROM removal_tests ORDER BY id DESC LIMIT 1000")
-                .fetch_all(pool)
-                .await?
-        }
-    };
-    rows.iter().map(removal_from_row).collect()
+            .all(pool)
+            .await?,
+            None => {
+                Sql::new("SELECT * FROM removal_tests ORDER BY id DESC LIMIT 1000")
+                    .all(pool)
+                    .await?
+            }
+        };
+    rows.iter().map(rows::removal_test).collect()
 }
 
 /// Rows per `IN (…)` lookup.
@@ -566,13 +543,13 @@ fn subject_of_token(row: TokenSubjectRow, reg: &crate::registry::Registry) -> Us
 }
 
 fn subject_of_external(
-    row: &SqliteRow,
+    row: &impl RowRead,
     registry: &SharedRegistry,
 ) -> Result<UsageSubject, StoreError> {
-    let name: String = row.try_get("name")?;
-    let ids: String = row.try_get("workloads")?;
-    let scopes: String = row.try_get("scopes")?;
-    let kind: Option<String> = row.try_get("credential_kind")?;
+    let name = row.text("name")?;
+    let ids = row.text("workloads")?;
+    let scopes = row.text("scopes")?;
+    let kind = row.opt_text("credential_kind")?;
     let reg = registry.read();
     let declared: Vec<_> = ids
         .split_whitespace()
@@ -581,34 +558,33 @@ fn subject_of_external(
         .collect();
     Ok(UsageSubject {
         subject: external_subject(&name),
-        external_id: Some(row.try_get("id")?),
-        owner_id: row.try_get("owner_id")?,
+        external_id: Some(row.int("id")?),
+        owner_id: row.opt_int("owner_id")?,
         workload_token: !declared.is_empty() || kind.as_deref() == Some("service_account_key"),
         workloads: declared.iter().map(|w| w.name.clone()).collect(),
         identities: declared
             .iter()
             .filter_map(|w| w.identity.clone().map(|i| (i, w.name.clone())))
             .collect(),
-        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        scopes: words(&scopes),
         ..Default::default()
     })
 }
 
-/// Rows of `sql` (ending in `IN (`) for `keys`, looked up in chunks.
-async fn rows_in<T: Clone + Send + Sync + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>>(
-    pool: &SqlitePool,
+/// Rows of `sql` (ending in `IN `) for `keys`, looked up in chunks.
+async fn rows_in<'k, B: Backend, T>(
+    pool: &Pool<B>,
     sql: &'static str,
-    keys: &[T],
-) -> Result<Vec<SqliteRow>, StoreError> {
+    keys: &'k [T],
+) -> Result<Vec<B::Row>, StoreError>
+where
+    &'k T: Into<Arg<'k>>,
+{
     let mut out = Vec::new();
     for chunk in keys.chunks(LOOKUP_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(sql);
-        let mut sep = q.separated(", ");
-        for k in chunk {
-            sep.push_bind(k.clone());
-        }
-        q.push(")");
-        out.extend(q.build().fetch_all(pool).await?);
+        let mut q = Sql::new(sql);
+        q.push_list(chunk);
+        out.extend(q.all(pool).await?);
     }
     Ok(out)
 }
@@ -616,26 +592,34 @@ async fn rows_in<T: Clone + Send + Sync + for<'q> sqlx::Encode<'q, Sqlite> + sql
 /// Keys per statement of [`json_rows_in`].
 const JSON_LOOKUP_CHUNK: usize = 10_000;
 
-/// The rows `select` (a `json_group_array` of `json_array`s) finds for
-/// `keys`, matched by `key_in` (`COLUMN IN`) against the keys passed in as
-/// one JSON array (each through `decode`, e.g. `unhex`, when not empty).
-/// One statement and one result per 10,000 keys, instead of a row copied
-/// column by column across the connection's thread for every match: large
-/// lookups cost a fraction of what [`rows_in`] does.
-async fn json_rows_in<R: serde::de::DeserializeOwned>(
-    pool: &SqlitePool,
-    select: &str,
-    key_in: &str,
-    decode: &str,
+/// The rows of `table` whose `key` is one of `keys`, as one JSON array of
+/// arrays of `cols` per 10,000 keys (hex keys decoded to bytes first when
+/// `hex_keys`; in `order` where the dialect needs to be told). The keys go in as one JSON array too: one statement and
+/// one result per 10,000 keys, instead of a row copied column by column
+/// across the connection's thread for every match, so large lookups cost a
+/// fraction of what [`rows_in`] does.
+async fn json_rows_in<B: Backend, R: serde::de::DeserializeOwned>(
+    pool: &Pool<B>,
+    cols: &str,
+    table: &str,
+    key: &str,
+    hex_keys: bool,
+    order: Option<&str>,
     keys: &[String],
 ) -> Result<Vec<R>, StoreError> {
-    let sql = format!("{select}{key_in} (SELECT {decode}(value) FROM json_each(?))");
+    let d = B::DIALECT;
+    let sql = format!(
+        "SELECT {} AS found FROM {table} WHERE {key} IN ({})",
+        d.json_rows(cols, order),
+        d.json_array_values(1, hex_keys)
+    );
     let mut out = Vec::new();
     for chunk in keys.chunks(JSON_LOOKUP_CHUNK) {
-        let found: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+        let found = Sql::built(sql.clone())
             .bind(serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-            .fetch_one(pool)
-            .await?;
+            .one(pool)
+            .await?
+            .text("found")?;
         let rows: Vec<R> =
             serde_json::from_str(&found).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         out.extend(rows);
@@ -645,8 +629,8 @@ async fn json_rows_in<R: serde::de::DeserializeOwned>(
 
 /// Resolve many token references at once (a handful of indexed lookups per
 /// 400 references), with what earlier usage showed for each.
-pub(super) async fn usage_subjects(
-    pool: &SqlitePool,
+pub(super) async fn usage_subjects<B: Backend>(
+    pool: &Pool<B>,
     registry: &SharedRegistry,
     refs: Vec<UsageRef>,
 ) -> Result<Vec<Option<UsageSubject>>, StoreError> {
@@ -671,11 +655,23 @@ pub(super) async fn usage_subjects(
     }
     let mut by_id: HashMap<String, UsageSubject> = HashMap::new();
     let mut by_hash: HashMap<String, String> = HashMap::new();
-    const TOKEN_COLS: &str = "SELECT json_group_array(json_array(id, owner_id, workload_id, run_id, workflow_id, scopes, hex(secret_hash))) FROM tokens WHERE ";
-    let mut rows: Vec<TokenSubjectRow> = json_rows_in(pool, TOKEN_COLS, "id IN", "", &ids).await?;
+    let token_cols = format!(
+        "id, owner_id, workload_id, run_id, workflow_id, scopes, {}",
+        B::DIALECT.hex("secret_hash")
+    );
+    let mut rows: Vec<TokenSubjectRow> =
+        json_rows_in(pool, &token_cols, "tokens", "id", false, None, &ids).await?;
     rows.extend(
-        json_rows_in::<TokenSubjectRow>(pool, TOKEN_COLS, "secret_hash IN", "unhex", &hashes)
-            .await?,
+        json_rows_in::<B, TokenSubjectRow>(
+            pool,
+            &token_cols,
+            "tokens",
+            "secret_hash",
+            true,
+            None,
+            &hashes,
+        )
+        .await?,
     );
     {
         let reg = registry.read();
@@ -690,24 +686,21 @@ pub(super) async fn usage_subjects(
     }
     let mut by_name: HashMap<String, UsageSubject> = HashMap::new();
     let mut by_fp: HashMap<String, String> = HashMap::new();
-    for row in rows_in(
-        pool,
-        "SELECT * FROM external_tokens WHERE name IN (",
-        &names,
-    )
-    .await?
-    .into_iter()
-    .chain(
-        rows_in(
-            pool,
-            "SELECT * FROM external_tokens WHERE fingerprint IN (",
-            &fps,
+    for row in rows_in(pool, "SELECT * FROM external_tokens WHERE name IN ", &names)
+        .await?
+        .into_iter()
+        .chain(
+            rows_in(
+                pool,
+                "SELECT * FROM external_tokens WHERE fingerprint IN ",
+                &fps,
+            )
+            .await?,
         )
-        .await?,
-    ) {
+    {
         let s = subject_of_external(&row, registry)?;
-        let name: String = row.try_get("name")?;
-        by_fp.insert(row.try_get("fingerprint")?, name.clone());
+        let name = row.text("name")?;
+        by_fp.insert(row.text("fingerprint")?, name.clone());
         by_name.insert(name, s);
     }
     // runs that ended
@@ -715,12 +708,12 @@ pub(super) async fn usage_subjects(
     let mut ended: HashMap<i64, Millis> = HashMap::new();
     for row in rows_in(
         pool,
-        "SELECT id, ended_at FROM runs WHERE ended_at IS NOT NULL AND id IN (",
+        "SELECT id, ended_at FROM runs WHERE ended_at IS NOT NULL AND id IN ",
         &runs,
     )
     .await?
     {
-        ended.insert(row.try_get("id")?, row.try_get("ended_at")?);
+        ended.insert(row.int("id")?, row.int("ended_at")?);
     }
     for s in by_id.values_mut() {
         s.run_ended_at = s.run.and_then(|r| ended.get(&r).copied());
@@ -732,11 +725,14 @@ pub(super) async fn usage_subjects(
         .map(|s| s.subject.clone())
         .collect();
     let mut seen: HashMap<String, UsageSubject> = HashMap::new();
+    // in key order (SQLite reads them so through the primary key)
     let used: Vec<(String, String, String, String, i64)> = json_rows_in(
         pool,
-        "SELECT json_group_array(json_array(token_id, workload, tool, resource, count)) FROM usage_totals WHERE ",
-        "token_id IN",
-        "",
+        "token_id, workload, tool, resource, count",
+        "usage_totals",
+        "token_id",
+        false,
+        Some("token_id, workload, action, resource, tool, allowed"),
         &subjects,
     )
     .await?;
@@ -778,8 +774,8 @@ pub(super) async fn usage_subjects(
         .collect())
 }
 
-pub(super) async fn usage_subject(
-    pool: &SqlitePool,
+pub(super) async fn usage_subject<B: Backend>(
+    pool: &Pool<B>,
     registry: &SharedRegistry,
     r: UsageRef,
 ) -> Result<Option<UsageSubject>, StoreError> {
@@ -793,8 +789,8 @@ pub(super) async fn usage_subject(
 /// Back-to-back reissues of one workload and scope set whose effective
 /// access spans longer than the threshold. Root tokens only (delegated ones
 /// live inside their parent's span).
-pub(super) async fn churn_chains(
-    pool: &SqlitePool,
+pub(super) async fn churn_chains<B: Backend>(
+    pool: &Pool<B>,
     registry: &SharedRegistry,
     settings: ReviewSettings,
     now: Millis,
@@ -802,8 +798,8 @@ pub(super) async fn churn_chains(
     churn_chains_paged(pool, registry, settings, now, SCAN_PAGE).await
 }
 
-async fn churn_chains_paged(
-    pool: &SqlitePool,
+async fn churn_chains_paged<B: Backend>(
+    pool: &Pool<B>,
     registry: &SharedRegistry,
     settings: ReviewSettings,
     now: Millis,
@@ -833,18 +829,27 @@ async fn churn_chains_paged(
     );
     let mut scope_sets: HashMap<String, u32> = HashMap::new();
     let mut roots: Vec<Root> = Vec::new();
-    // pages in key order, each one JSON document built by SQLite
+    // pages in key order, each one JSON document built by the database
+    let d = B::DIALECT;
+    let sql = format!(
+        "SELECT {} AS page FROM \
+         (SELECT id, owner_id, workload_id, scopes, issued_at, {}(expires_at, COALESCE(revoked_at, expires_at)) AS ends \
+          FROM tokens WHERE id > $1 AND parent_id IS NULL AND break_glass = {} ORDER BY id LIMIT $2) AS roots",
+        d.json_rows(
+            "id, owner_id, workload_id, scopes, issued_at, ends",
+            Some("id")
+        ),
+        d.least(),
+        d.boolean(false),
+    );
     let mut after = String::new();
     loop {
-        let page: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, owner_id, workload_id, scopes, issued_at, ends)) FROM \
-             (SELECT id, owner_id, workload_id, scopes, issued_at, MIN(expires_at, COALESCE(revoked_at, expires_at)) AS ends \
-              FROM tokens WHERE id > ? AND parent_id IS NULL AND break_glass = 0 ORDER BY id LIMIT ?)",
-        )
-        .bind(&after)
-        .bind(page_rows)
-        .fetch_one(pool)
-        .await?;
+        let page = Sql::built(sql.clone())
+            .bind(after.as_str())
+            .bind(page_rows)
+            .one(pool)
+            .await?
+            .text("page")?;
         let rows: Vec<RootRow<'_>> =
             serde_json::from_str(&page).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let Some(last) = rows.last() else { break };
@@ -925,8 +930,8 @@ async fn churn_chains_paged(
     Ok(out)
 }
 
-pub(super) async fn review_sweep(
-    pool: &SqlitePool,
+pub(super) async fn review_sweep<B: Backend>(
+    pool: &Pool<B>,
     registry: &SharedRegistry,
     settings: ReviewSettings,
     now: Millis,
@@ -934,24 +939,24 @@ pub(super) async fn review_sweep(
     let mut out = Vec::new();
     // stale external tokens
     let stale_before = now - Millis::from(settings.stale_days) * DAY_MS;
-    let rows = sqlx::query(
+    let rows = Sql::new(
         "SELECT id, name, owner_id, provider, credential_kind, last_used_at, COALESCE(issued_at, created_at) AS since \
-         FROM external_tokens WHERE status = 'active' AND COALESCE(last_used_at, issued_at, created_at) < ? LIMIT ?",
+         FROM external_tokens WHERE status = 'active' AND COALESCE(last_used_at, issued_at, created_at) < $1 ORDER BY id LIMIT $2",
     )
     .bind(stale_before)
     .bind(SWEEP_MAX as i64)
-    .fetch_all(pool)
+    .all(pool)
     .await?;
     for row in rows {
-        let name: String = row.try_get("name")?;
-        let last: Option<Millis> = row.try_get("last_used_at")?;
-        let since: Millis = row.try_get("since")?;
+        let name = row.text("name")?;
+        let last = row.opt_int("last_used_at")?;
+        let since = row.int("since")?;
         let idle_days = (now - last.unwrap_or(since)) / DAY_MS;
         out.push(NewFinding {
             kind: "stale_external".into(),
             severity: Severity::Medium,
             subject: external_subject(&name),
-            owner_id: row.try_get("owner_id")?,
+            owner_id: row.opt_int("owner_id")?,
             summary: format!(
                 "External token `{name}` has not been used for {idle_days} days (threshold {} days); revoke it or say why it stays.",
                 settings.stale_days
@@ -981,16 +986,16 @@ pub(super) async fn review_sweep(
                 .collect(),
         )
     };
-    let rows = sqlx::query(
-        "SELECT name, owner_id, scopes FROM external_tokens WHERE status = 'active' LIMIT ?",
+    let rows = Sql::new(
+        "SELECT name, owner_id, scopes FROM external_tokens WHERE status = 'active' ORDER BY id LIMIT $1",
     )
     .bind(SWEEP_MAX as i64 * 10)
-    .fetch_all(pool)
+    .all(pool)
     .await?;
     for row in rows {
-        let owner: Option<i64> = row.try_get("owner_id")?;
-        let name: String = row.try_get("name")?;
-        let scopes: String = row.try_get("scopes")?;
+        let owner = row.opt_int("owner_id")?;
+        let name = row.text("name")?;
+        let scopes = row.text("scopes")?;
         let reason = match owner {
             None => "no_owner",
             Some(id) if offboarded.contains(&id) => "owner_offboarded",
@@ -1010,19 +1015,21 @@ pub(super) async fn review_sweep(
         });
     }
     for (id, name) in teams {
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM tokens WHERE owner_id = ? AND revoked_at IS NULL AND expires_at > ?",
+        let live = Sql::new(
+            "SELECT COUNT(*) AS n FROM tokens WHERE owner_id = $1 AND revoked_at IS NULL AND expires_at > $2",
         )
         .bind(id)
         .bind(now)
-        .fetch_one(pool)
-        .await?;
-        let ext: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM external_tokens WHERE owner_id = ? AND status = 'active'",
+        .one(pool)
+        .await?
+        .int("n")?;
+        let ext = Sql::new(
+            "SELECT COUNT(*) AS n FROM external_tokens WHERE owner_id = $1 AND status = 'active'",
         )
         .bind(id)
-        .fetch_one(pool)
-        .await?;
+        .one(pool)
+        .await?
+        .int("n")?;
         if live + ext == 0 {
             continue;
         }
@@ -1073,12 +1080,12 @@ pub(super) async fn review_sweep(
     }
     // unused privilege over the last N ended runs of each workflow and workload
     let pairs =
-        sqlx::query("SELECT DISTINCT workflow_id, workload_id FROM runs WHERE state <> 'running'")
-            .fetch_all(pool)
+        Sql::new("SELECT DISTINCT workflow_id, workload_id FROM runs WHERE state <> 'running' ORDER BY workflow_id, workload_id")
+            .all(pool)
             .await?;
     for row in pairs {
-        let workflow_id: i64 = row.try_get("workflow_id")?;
-        let workload_id: i64 = row.try_get("workload_id")?;
+        let workflow_id = row.int("workflow_id")?;
+        let workload_id = row.int("workload_id")?;
         let runs = runs_usage(pool, workflow_id, Some(workload_id), settings.unused_runs).await?;
         if runs.len() < settings.unused_runs as usize {
             continue;
@@ -1155,62 +1162,51 @@ pub fn scope_allows(scope: &Scope, resource: &str, action: &str) -> bool {
     scope.allows(ty, id, action)
 }
 
-pub(super) async fn runs_usage(
-    pool: &SqlitePool,
+pub(super) async fn runs_usage<B: Backend>(
+    pool: &Pool<B>,
     workflow_id: i64,
     workload_id: Option<i64>,
     last: u32,
 ) -> Result<Vec<RunUsage>, StoreError> {
-    let runs = sqlx::query(
-        "SELECT * FROM runs WHERE workflow_id = ? AND (? IS NULL OR workload_id = ?) AND state <> 'running' \
-         ORDER BY id DESC LIMIT ?",
+    let runs = Sql::new(
+        "SELECT * FROM runs WHERE workflow_id = $1 AND ($2 IS NULL OR workload_id = $2) AND state <> 'running' \
+         ORDER BY id DESC LIMIT $3",
     )
     .bind(workflow_id)
     .bind(workload_id)
-    .bind(workload_id)
-    .bind(i64::from(last))
-    .fetch_all(pool)
+    .bind(last)
+    .all(pool)
     .await?;
     let mut out = Vec::with_capacity(runs.len());
     for row in runs {
-        let run = super::run_from_row(&row)?;
-        let tokens = sqlx::query("SELECT id, scopes FROM tokens WHERE run_id = ? LIMIT 1000")
-            .bind(run.id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                let scopes: String = r.try_get("scopes")?;
-                Ok((
-                    id,
-                    scopes_from(&scopes)?
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                ))
-            })
-            .collect::<Result<Vec<(String, Vec<String>)>, StoreError>>()?;
+        let run = rows::run(&row)?;
+        let tokens =
+            Sql::new("SELECT id, scopes FROM tokens WHERE run_id = $1 ORDER BY id LIMIT 1000")
+                .bind(run.id)
+                .all(pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.text("id")?,
+                        scopes_from(&r.text("scopes")?)?
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect(),
+                    ))
+                })
+                .collect::<Result<Vec<(String, Vec<String>)>, StoreError>>()?;
         let mut uses = Vec::new();
         for (id, _) in &tokens {
-            let rows = sqlx::query(
-                "SELECT * FROM usage_runs WHERE token_id = ? ORDER BY first_at LIMIT 1000",
+            let found = Sql::new(
+                "SELECT * FROM usage_runs WHERE token_id = $1 \
+                 ORDER BY first_at, run, step, action, resource LIMIT 1000",
             )
             .bind(id)
-            .fetch_all(pool)
+            .all(pool)
             .await?;
-            for r in rows {
-                let count: i64 = r.try_get("count")?;
-                uses.push(UsageRunTotal {
-                    token_id: r.try_get("token_id")?,
-                    run: r.try_get("run")?,
-                    step: r.try_get("step")?,
-                    action: r.try_get("action")?,
-                    resource: r.try_get("resource")?,
-                    count: u64::try_from(count).unwrap_or(0),
-                    first_at: r.try_get("first_at")?,
-                    last_at: r.try_get("last_at")?,
-                });
+            for r in &found {
+                uses.push(rows::usage_run_total(r)?);
             }
         }
         out.push(RunUsage {
@@ -1226,25 +1222,23 @@ pub(super) async fn runs_usage(
     Ok(out)
 }
 
-pub(super) async fn finding_counts(
-    pool: &SqlitePool,
+pub(super) async fn finding_counts<B: Backend>(
+    pool: &Pool<B>,
 ) -> Result<Vec<(String, String, u64)>, StoreError> {
     let mut out = Vec::new();
-    for row in sqlx::query("SELECT kind, status, COUNT(*) AS n FROM findings GROUP BY kind, status")
-        .fetch_all(pool)
-        .await?
+    for row in Sql::new(
+        "SELECT kind, status, COUNT(*) AS n FROM findings GROUP BY kind, status ORDER BY kind, status",
+    )
+    .all(pool)
+    .await?
     {
-        out.push((
-            row.try_get("kind")?,
-            row.try_get("status")?,
-            u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
-        ));
+        out.push((row.text("kind")?, row.text("status")?, rows::count(row.int("n")?)));
     }
     Ok(out)
 }
 
-pub(super) async fn report_numbers(
-    pool: &SqlitePool,
+pub(super) async fn report_numbers<B: Backend>(
+    pool: &Pool<B>,
     registry: &SharedRegistry,
     caps: leash_core::issuance::TtlCaps,
     now: Millis,
@@ -1265,32 +1259,33 @@ pub(super) async fn report_numbers(
                 .collect(),
         )
     };
-    n.leash_total = u(sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
-        .fetch_one(pool)
-        .await?);
+    n.leash_total = u(Sql::new("SELECT COUNT(*) AS n FROM tokens")
+        .one(pool)
+        .await?
+        .int("n")?);
     // live tokens grouped by what the report asks of them
-    let rows = sqlx::query(
+    let rows = Sql::new(
         "SELECT owner_id, workload_id, run_id IS NOT NULL AS bound, has_write, justification IS NOT NULL AS justified, \
          parent_id IS NOT NULL AS delegated, break_glass, \
          id IN (SELECT token_id FROM approvals WHERE token_id IS NOT NULL) AS approved, \
          (expires_at - issued_at) / 1000 AS ttl, COUNT(*) AS n \
-         FROM tokens WHERE revoked_at IS NULL AND expires_at > ? \
+         FROM tokens WHERE revoked_at IS NULL AND expires_at > $1 \
          GROUP BY owner_id, workload_id, bound, has_write, justified, delegated, break_glass, approved, ttl",
     )
     .bind(now)
-    .fetch_all(pool)
+    .all(pool)
     .await?;
     for row in rows {
-        let count = u(row.try_get("n")?);
-        let owner: i64 = row.try_get("owner_id")?;
-        let workload: i64 = row.try_get("workload_id")?;
-        let bound: bool = row.try_get("bound")?;
-        let write: bool = row.try_get("has_write")?;
-        let justified: bool = row.try_get("justified")?;
-        let delegated: bool = row.try_get("delegated")?;
-        let break_glass: bool = row.try_get("break_glass")?;
-        let approved: bool = row.try_get("approved")?;
-        let ttl: i64 = row.try_get("ttl")?;
+        let count = u(row.int("n")?);
+        let owner = row.int("owner_id")?;
+        let workload = row.int("workload_id")?;
+        let bound = row.flag("bound")?;
+        let write = row.flag("has_write")?;
+        let justified = row.flag("justified")?;
+        let delegated = row.flag("delegated")?;
+        let break_glass = row.flag("break_glass")?;
+        let approved = row.flag("approved")?;
+        let ttl = row.int("ttl")?;
         n.leash_live += count;
         if active_owners.contains(&owner) {
             n.live_owned += count;
@@ -1316,45 +1311,45 @@ pub(super) async fn report_numbers(
             }
         }
     }
-    let rows = sqlx::query(
+    let rows = Sql::new(
         "SELECT status, owner_id IS NOT NULL AND owner_id IN (SELECT id FROM owners WHERE status = 'active') AS owned, \
          workloads <> '' AS has_workloads, scopes <> '' AS has_scopes, \
          connector IS NOT NULL OR expires_at IS NOT NULL AS has_trigger, COUNT(*) AS n FROM external_tokens \
          GROUP BY status, owned, has_workloads, has_scopes, has_trigger",
     )
-    .fetch_all(pool)
+    .all(pool)
     .await?;
     for row in rows {
-        let count = u(row.try_get("n")?);
-        let status: String = row.try_get("status")?;
+        let count = u(row.int("n")?);
+        let status = row.text("status")?;
         n.external_total += count;
         if status != "active" {
             continue;
         }
         n.external_active += count;
-        if row.try_get::<bool, _>("owned")? {
+        if row.flag("owned")? {
             n.external_owned += count;
         }
-        if row.try_get::<bool, _>("has_workloads")? {
+        if row.flag("has_workloads")? {
             n.external_with_workloads += count;
         }
-        if row.try_get::<bool, _>("has_scopes")? {
+        if row.flag("has_scopes")? {
             n.external_with_scopes += count;
         }
-        if row.try_get::<bool, _>("has_trigger")? {
+        if row.flag("has_trigger")? {
             n.external_with_trigger += count;
         }
     }
     // exposures Leash could revoke: its own live tokens, or tracked ones with a connector
-    let rows = sqlx::query(
-        "SELECT action, revoked_at, detected_at FROM exposures WHERE action IN ('revoked', 'matched_external')",
+    let rows = Sql::new(
+        "SELECT action, revoked_at, detected_at FROM exposures WHERE action IN ('revoked', 'matched_external') ORDER BY id",
     )
-    .fetch_all(pool)
+    .all(pool)
     .await?;
     for row in rows {
-        let action: String = row.try_get("action")?;
-        let revoked_at: Option<Millis> = row.try_get("revoked_at")?;
-        let detected: Millis = row.try_get("detected_at")?;
+        let action = row.text("action")?;
+        let revoked_at = row.opt_int("revoked_at")?;
+        let detected = row.int("detected_at")?;
         if action == "matched_external" && revoked_at.is_none() {
             // a third-party secret with no connector: the owner was told
             continue;
@@ -1366,37 +1361,41 @@ pub(super) async fn report_numbers(
         }
     }
     n.revocation_latencies_ms.sort_unstable();
-    for row in sqlx::query("SELECT source, events, unknown_refs FROM usage_sources")
-        .fetch_all(pool)
+    for row in Sql::new("SELECT source, events, unknown_refs FROM usage_sources")
+        .all(pool)
         .await?
     {
-        let source: String = row.try_get("source")?;
-        let events = u(row.try_get("events")?);
+        let source = row.text("source")?;
+        let events = u(row.int("events")?);
         if source == "decision" {
             n.decisions += events;
         } else {
             n.log_events += events;
-            n.unknown_refs += u(row.try_get("unknown_refs")?);
+            n.unknown_refs += u(row.int("unknown_refs")?);
         }
     }
-    n.denied = u(sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT SUM(count) FROM usage_totals WHERE allowed = 0",
-    )
-    .fetch_one(pool)
+    let d = B::DIALECT;
+    n.denied = u(Sql::built(format!(
+        "SELECT CAST(SUM(count) AS BIGINT) AS n FROM usage_totals WHERE allowed = {}",
+        d.boolean(false)
+    ))
+    .one(pool)
     .await?
+    .opt_int("n")?
     .unwrap_or(0));
-    let bg = sqlx::query(
+    let bg = Sql::built(format!(
         "SELECT COUNT(*) AS total, \
-         SUM(revoked_at IS NULL AND expires_at > ?) AS live, \
-         SUM(revoked_at IS NULL AND expires_at <= ?) AS overdue FROM tokens WHERE break_glass = 1",
-    )
+         SUM(CASE WHEN revoked_at IS NULL AND expires_at > $1 THEN 1 ELSE 0 END) AS live, \
+         SUM(CASE WHEN revoked_at IS NULL AND expires_at <= $1 THEN 1 ELSE 0 END) AS overdue \
+         FROM tokens WHERE break_glass = {}",
+        d.boolean(true)
+    ))
     .bind(now)
-    .bind(now)
-    .fetch_one(pool)
+    .one(pool)
     .await?;
-    n.break_glass_total = u(bg.try_get("total")?);
-    n.break_glass_live = u(bg.try_get::<Option<i64>, _>("live")?.unwrap_or(0));
-    n.break_glass_overdue = u(bg.try_get::<Option<i64>, _>("overdue")?.unwrap_or(0));
+    n.break_glass_total = u(bg.int("total")?);
+    n.break_glass_live = u(bg.opt_int("live")?.unwrap_or(0));
+    n.break_glass_overdue = u(bg.opt_int("overdue")?.unwrap_or(0));
     Ok(n)
 }
 
@@ -1405,33 +1404,69 @@ mod tests {
     // Test code: an unexpected error should fail the test loudly.
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use crate::{SqliteStore, StoreConfig};
+    use crate::engine::SqlStore;
+    use crate::test_pg::PgDatabase;
+    use crate::{PgStore, SqliteStore, StoreConfig};
 
-    /// A store, and a connection that writes rows straight into its tables.
-    async fn store() -> (tempfile::TempDir, SqliteStore, SqlitePool) {
+    /// A SQLite store, and a pool that writes rows straight into its tables.
+    async fn sqlite() -> (tempfile::TempDir, SqliteStore, Pool<sqlx::Sqlite>) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), StoreConfig::default())
             .await
             .unwrap();
-        let raw =
-            SqlitePool::connect_with(super::super::connect_options(&dir.path().join("leash.db")))
-                .await
-                .unwrap();
-        (dir, store, raw)
+        let path = dir.path().join("leash.db");
+        let raw = sqlx::SqlitePool::connect_with(crate::sqlite::connect_options(&path))
+            .await
+            .unwrap();
+        (dir, store, Pool(raw))
     }
 
+    /// The same on a fresh PostgreSQL database (None when skipped).
+    async fn postgres() -> Option<(PgDatabase, PgStore, Pool<sqlx::Postgres>)> {
+        let db = PgDatabase::create().await?;
+        let store = PgStore::open(&db.url, StoreConfig::default())
+            .await
+            .unwrap();
+        let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+        Some((db, store, Pool(raw)))
+    }
+
+    /// Each named `async fn(&SqlStore<B>, &Pool<B>)` once per backend.
+    macro_rules! on_every_backend {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    let (_dir, store, raw) = super::sqlite().await;
+                    super::$name(&store, &raw).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some((_db, store, raw)) = super::postgres().await {
+                        super::$name(&store, &raw).await
+                    }
+                }
+            }
+        )*};
+    }
+
+    on_every_backend!(
+        chains_are_the_same_whatever_the_page_size,
+        many_references_resolve_in_chunks_by_id_and_fingerprint,
+    );
+
     /// A root token row written straight into the table.
-    async fn token(
-        pool: &SqlitePool,
+    async fn token<B: Backend>(
+        pool: &Pool<B>,
         id: &str,
         workload: i64,
         scopes: &str,
         issued: i64,
         hash: Option<[u8; 32]>,
     ) {
-        sqlx::query(
+        Sql::new(
             "INSERT INTO tokens (id, format, secret_hash, owner_id, workload_id, scopes, audience, issued_at, expires_at, has_write) \
-             VALUES (?, 'opaque', ?, 7, ?, ?, 'api', ?, ?, 0)",
+             VALUES ($1, 'opaque', $2, 7, $3, $4, 'api', $5, $6, $7)",
         )
         .bind(id)
         .bind(hash.map(|h| h.to_vec()))
@@ -1439,28 +1474,30 @@ mod tests {
         .bind(scopes)
         .bind(issued)
         .bind(issued + 600_000)
-        .execute(pool)
+        .bind(false)
+        .run(pool)
         .await
         .unwrap();
     }
 
-    async fn plan(pool: &SqlitePool, sql: &str) -> String {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+    async fn plan(pool: &Pool<sqlx::Sqlite>, sql: &str) -> String {
+        let rows = Sql::built(format!("EXPLAIN QUERY PLAN {sql}"))
             .bind("x")
             .bind("y")
-            .fetch_all(pool)
+            .all(pool)
             .await
             .unwrap();
         rows.iter()
-            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .map(|r| r.text("detail").unwrap())
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    #[tokio::test]
-    async fn chains_are_the_same_whatever_the_page_size() {
-        let (_dir, store, raw) = store().await;
-        let (pool, raw) = (&store.reads, &raw);
+    async fn chains_are_the_same_whatever_the_page_size<B: Backend>(
+        store: &SqlStore<B>,
+        raw: &Pool<B>,
+    ) {
+        let pool = &store.reads;
         let hour = 3_600_000;
         // workload 1: six back-to-back 10-minute tokens (a 1 h chain), then a
         // gap, then two more; workload 2: one token; scopes with a quote and
@@ -1544,12 +1581,13 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn many_references_resolve_in_chunks_by_id_and_fingerprint() {
-        let (_dir, store, raw) = store().await;
+    async fn many_references_resolve_in_chunks_by_id_and_fingerprint<B: Backend>(
+        store: &SqlStore<B>,
+        raw: &Pool<B>,
+    ) {
         let pool = &store.reads;
         token(
-            &raw,
+            raw,
             "tok_known",
             1,
             "tickets:read repo:acme/api:write",
@@ -1582,25 +1620,26 @@ mod tests {
         assert_eq!(found[n + 4].as_ref().unwrap().subject, "tok_known");
     }
 
+    /// SQLite's query plans (PostgreSQL's planner chooses by statistics).
     #[tokio::test]
     async fn lookups_use_their_indexes() {
-        let (_dir, store, _raw) = store().await;
+        let (_dir, store, _raw) = sqlite().await;
         let pool = &store.reads;
         let open = plan(
             pool,
-            "SELECT * FROM findings WHERE kind = ? AND subject = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM findings WHERE kind = $1 AND subject = $2 AND status = 'open' ORDER BY id DESC LIMIT 1",
         )
         .await;
         assert!(open.contains("USING INDEX findings_open"), "{open}");
         let denied = plan(
             pool,
-            "SELECT SUM(count) FROM usage_totals WHERE allowed = 0 AND ? <> ?",
+            "SELECT SUM(count) FROM usage_totals WHERE allowed = 0 AND $1 <> $2",
         )
         .await;
         assert!(denied.contains("usage_totals_denied"), "{denied}");
         let by_id = plan(
             pool,
-            "SELECT id FROM tokens WHERE id IN (SELECT (value) FROM json_each(?)) AND ? <> ''",
+            "SELECT id FROM tokens WHERE id IN (SELECT (value) FROM json_each($1)) AND $2 <> ''",
         )
         .await;
         assert!(by_id.contains("SEARCH tokens USING PRIMARY KEY"), "{by_id}");

@@ -5,10 +5,10 @@ use leash_core::{
     Millis, RevocationTrigger, Severity, TokenStatus, validate_len, validate_name,
 };
 use serde_json::json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
 
-use super::{Root, Writer, parse, token_from_row};
+use super::{Root, Writer};
+use crate::rows::{self, join_ids};
+use crate::sql::{Backend, Conn, Pool, RowRead, Sql};
 use crate::{ExposureRecord, NewExposure, NewExternalToken, Revoked, StoreError};
 
 /// Most workloads, workflows or scopes listed on one external token.
@@ -31,16 +31,6 @@ fn ids_of(
         .collect()
 }
 
-fn ids(text: &str) -> Vec<i64> {
-    text.split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect()
-}
-
-fn join_ids(ids: &[i64]) -> String {
-    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
-}
-
 /// A fingerprint is the lowercase hex SHA-256 of the secret.
 pub fn validate_fingerprint(fp: &str) -> Result<(), StoreError> {
     if fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -52,52 +42,16 @@ pub fn validate_fingerprint(fp: &str) -> Result<(), StoreError> {
     }
 }
 
-fn external_from_row(row: &SqliteRow) -> Result<ExternalToken, StoreError> {
-    Ok(ExternalToken {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        kind: row.try_get("kind")?,
-        owner_id: row.try_get("owner_id")?,
-        fingerprint: row.try_get("fingerprint")?,
-        workloads: ids(row.try_get("workloads")?),
-        workflows: ids(row.try_get("workflows")?),
-        scopes: row
-            .try_get::<&str, _>("scopes")?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-        stored_in: row.try_get("stored_in")?,
-        connector: row.try_get("connector")?,
-        status: parse("external token status", row.try_get("status")?)?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        imported: match row.try_get::<Option<String>, _>("credential_kind")? {
-            None => None,
-            Some(credential_kind) => Some(leash_core::ImportedFacts {
-                provider: row
-                    .try_get::<Option<String>, _>("provider")?
-                    .unwrap_or_default(),
-                credential_kind,
-                key_id: row.try_get("key_id")?,
-                issued_at: row.try_get("issued_at")?,
-                expires_at: row.try_get("expires_at")?,
-                source: row.try_get("imported_from")?,
-            }),
-        },
-        last_used_at: row.try_get("last_used_at")?,
-    })
-}
-
 /// One external token by name.
-pub(super) async fn external_by_name(
-    pool: &SqlitePool,
+pub(super) async fn external_by_name<B: Backend>(
+    pool: &Pool<B>,
     name: &str,
 ) -> Result<ExternalToken, StoreError> {
-    sqlx::query("SELECT * FROM external_tokens WHERE name = ?")
+    Sql::new("SELECT * FROM external_tokens WHERE name = $1")
         .bind(name)
-        .fetch_optional(pool)
+        .optional(pool)
         .await?
-        .map(|r| external_from_row(&r))
+        .map(|r| rows::external(&r))
         .transpose()?
         .ok_or_else(|| StoreError::NotFound {
             what: "external token",
@@ -105,40 +59,7 @@ pub(super) async fn external_by_name(
         })
 }
 
-fn exposure_from_row(row: &SqliteRow) -> Result<Exposure, StoreError> {
-    Ok(Exposure {
-        id: row.try_get("id")?,
-        source: parse("exposure source", row.try_get("source")?)?,
-        location: row.try_get("location")?,
-        detector: row.try_get("detector")?,
-        excerpt: row.try_get("excerpt")?,
-        fingerprint: row.try_get("fingerprint")?,
-        token_id: row.try_get("token_id")?,
-        external_id: row.try_get("external_id")?,
-        action: parse("exposure action", row.try_get("action")?)?,
-        detected_at: row.try_get("detected_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        revoked_count: u64::try_from(row.try_get::<i64, _>("revoked_count")?).unwrap_or_default(),
-        event: row.try_get("event")?,
-    })
-}
-
-fn finding_from_row(row: &SqliteRow) -> Result<Finding, StoreError> {
-    Ok(Finding {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        severity: parse("severity", row.try_get("severity")?)?,
-        subject: row.try_get("subject")?,
-        owner_id: row.try_get("owner_id")?,
-        summary: row.try_get("summary")?,
-        evidence: serde_json::from_str(row.try_get("evidence")?)
-            .map_err(|_| StoreError::Corrupt("a finding's evidence is not JSON".into()))?,
-        status: parse("finding status", row.try_get("status")?)?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-impl Writer {
+impl<B: Backend> Writer<B> {
     pub(super) async fn create_external(
         &mut self,
         new: NewExternalToken,
@@ -194,13 +115,13 @@ impl Writer {
             (owner_id, workloads, workflows)
         };
         let clash =
-            sqlx::query("SELECT name FROM external_tokens WHERE name = ? OR fingerprint = ?")
+            Sql::new("SELECT name FROM external_tokens WHERE name = $1 OR fingerprint = $2")
                 .bind(&new.name)
                 .bind(&new.fingerprint)
-                .fetch_optional(&mut self.conn)
+                .optional(&mut self.conn)
                 .await?;
         if let Some(row) = clash {
-            let name: String = row.try_get("name")?;
+            let name = row.text("name")?;
             return Err(if name == new.name {
                 StoreError::Duplicate {
                     what: "external token",
@@ -212,9 +133,9 @@ impl Writer {
                 ))
             });
         }
-        let row = sqlx::query(
+        let row = Sql::new(
             "INSERT INTO external_tokens (name, kind, owner_id, fingerprint, workloads, workflows, scopes, stored_in, connector, status, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?) RETURNING *",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10) RETURNING *",
         )
         .bind(&new.name)
         .bind(&new.kind)
@@ -226,9 +147,9 @@ impl Writer {
         .bind(&new.stored_in)
         .bind(&new.connector)
         .bind(now)
-        .fetch_one(&mut self.conn)
+        .one(&mut self.conn)
         .await?;
-        let ext = external_from_row(&row)?;
+        let ext = rows::external(&row)?;
         self.append(
             now,
             "external.tracked",
@@ -256,19 +177,19 @@ impl Writer {
     ) -> Result<ExternalToken, StoreError> {
         validate_len("detail", &detail, 1000)?;
         let revoked_at = (status == ExternalStatus::Revoked).then_some(now);
-        let row = sqlx::query(
-            "UPDATE external_tokens SET status = ?, revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING *",
+        let row = Sql::new(
+            "UPDATE external_tokens SET status = $1, revoked_at = COALESCE(revoked_at, $2) WHERE id = $3 RETURNING *",
         )
         .bind(status.as_str())
         .bind(revoked_at)
         .bind(id)
-        .fetch_optional(&mut self.conn)
+        .optional(&mut self.conn)
         .await?
         .ok_or_else(|| StoreError::NotFound {
             what: "external token",
             key: id.to_string(),
         })?;
-        let ext = external_from_row(&row)?;
+        let ext = rows::external(&row)?;
         self.append(
             now,
             &format!("external.{}", status.as_str()),
@@ -292,15 +213,15 @@ impl Writer {
         self.flush_tokens().await?;
 
         if let Some(row) =
-            sqlx::query("SELECT * FROM exposures WHERE fingerprint = ? AND location = ?")
+            Sql::new("SELECT * FROM exposures WHERE fingerprint = $1 AND location = $2")
                 .bind(&new.fingerprint)
                 .bind(&new.location)
-                .fetch_optional(&mut self.conn)
+                .optional(&mut self.conn)
                 .await?
         {
             // a retried webhook or a re-run scan: already handled
             return Ok(ExposureRecord {
-                exposure: exposure_from_row(&row)?,
+                exposure: rows::exposure(&row)?,
                 revoked: Revoked::default(),
                 finding: None,
                 external: None,
@@ -310,11 +231,11 @@ impl Writer {
 
         let token = match &new.token_id {
             Some(id) => Some(
-                sqlx::query(select_tokens!("WHERE id = ?"))
+                Sql::new(select_tokens!("WHERE id = $1"))
                     .bind(id)
-                    .fetch_optional(&mut self.conn)
+                    .optional(&mut self.conn)
                     .await?
-                    .map(|r| token_from_row(&r))
+                    .map(|r| rows::token(&r))
                     .transpose()?
                     .ok_or_else(|| StoreError::NotFound {
                         what: "token",
@@ -325,11 +246,11 @@ impl Writer {
         };
         let external = match token {
             Some(_) => None,
-            None => sqlx::query("SELECT * FROM external_tokens WHERE fingerprint = ?")
+            None => Sql::new("SELECT * FROM external_tokens WHERE fingerprint = $1")
                 .bind(&new.fingerprint)
-                .fetch_optional(&mut self.conn)
+                .optional(&mut self.conn)
                 .await?
-                .map(|r| external_from_row(&r))
+                .map(|r| rows::external(&r))
                 .transpose()?,
         };
         let live = token
@@ -342,9 +263,9 @@ impl Writer {
             (None, None) => ExposureAction::Unmatched,
         };
 
-        let exposure_id: i64 = sqlx::query(
+        let exposure_id: i64 = Sql::new(
             "INSERT INTO exposures (source, location, detector, excerpt, fingerprint, token_id, external_id, action, detected_at, revoked_count, event) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0) RETURNING id",
         )
         .bind(new.source.as_str())
         .bind(&new.location)
@@ -355,9 +276,9 @@ impl Writer {
         .bind(external.as_ref().map(|e| e.id))
         .bind(action.as_str())
         .bind(new.detected_at)
-        .fetch_one(&mut self.conn)
+        .one(&mut self.conn)
         .await?
-        .try_get("id")?;
+        .int("id")?;
 
         let subject = match (&new.token_id, &external) {
             (Some(id), _) => id.clone(),
@@ -399,14 +320,14 @@ impl Writer {
             _ => Revoked::default(),
         };
         let revoked_at = (revoked.count > 0).then_some(now);
-        sqlx::query(
-            "UPDATE exposures SET event = ?, revoked_at = ?, revoked_count = ? WHERE id = ?",
+        Sql::new(
+            "UPDATE exposures SET event = $1, revoked_at = $2, revoked_count = $3 WHERE id = $4",
         )
         .bind(cause)
         .bind(revoked_at)
         .bind(revoked.count as i64)
         .bind(exposure_id)
-        .execute(&mut self.conn)
+        .run(&mut self.conn)
         .await?;
 
         let owner_id = token
@@ -497,16 +418,16 @@ impl Writer {
         now: Millis,
     ) -> Result<Finding, StoreError> {
         validate_len("note", &note, 1000)?;
-        let row = sqlx::query("UPDATE findings SET status = ? WHERE id = ? RETURNING *")
+        let row = Sql::new("UPDATE findings SET status = $1 WHERE id = $2 RETURNING *")
             .bind(status.as_str())
             .bind(id)
-            .fetch_optional(&mut self.conn)
+            .optional(&mut self.conn)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: "finding",
                 key: id.to_string(),
             })?;
-        let f = finding_from_row(&row)?;
+        let f = rows::finding(&row)?;
         self.append(
             now,
             "finding.status",
@@ -520,8 +441,8 @@ impl Writer {
 
 /// Open a finding.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn insert_finding(
-    conn: &mut sqlx::SqliteConnection,
+pub(super) async fn insert_finding<B: Backend>(
+    conn: &mut Conn<B>,
     kind: &str,
     severity: Severity,
     subject: &str,
@@ -530,9 +451,9 @@ pub(super) async fn insert_finding(
     evidence: &serde_json::Value,
     now: Millis,
 ) -> Result<Finding, StoreError> {
-    let row = sqlx::query(
+    let row = Sql::new(
         "INSERT INTO findings (kind, severity, subject, owner_id, summary, evidence, status, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, 'open', ?) RETURNING *",
+         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7) RETURNING *",
     )
     .bind(kind)
     .bind(severity.as_str())
@@ -541,39 +462,39 @@ pub(super) async fn insert_finding(
     .bind(summary)
     .bind(evidence.to_string())
     .bind(now)
-    .fetch_one(conn)
+    .one(conn)
     .await?;
-    finding_from_row(&row)
+    rows::finding(&row)
 }
 
 /// The open finding of `kind` about `subject`, if there is one.
-pub(super) async fn find_open_finding(
-    conn: &mut sqlx::SqliteConnection,
+pub(super) async fn find_open_finding<B: Backend>(
+    conn: &mut Conn<B>,
     kind: &str,
     subject: &str,
 ) -> Result<Option<Finding>, StoreError> {
-    sqlx::query(
-        "SELECT * FROM findings WHERE kind = ? AND subject = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+    Sql::new(
+        "SELECT * FROM findings WHERE kind = $1 AND subject = $2 AND status = 'open' ORDER BY id DESC LIMIT 1",
     )
     .bind(kind)
     .bind(subject)
-    .fetch_optional(conn)
+    .optional(conn)
     .await?
-    .map(|r| finding_from_row(&r))
+    .map(|r| rows::finding(&r))
     .transpose()
 }
 
 /// One row by id, or NotFound naming `what`.
-async fn by_id<T>(
-    pool: &SqlitePool,
+async fn by_id<B: Backend, T>(
+    pool: &Pool<B>,
     sql: &'static str,
     what: &'static str,
     id: i64,
-    from_row: fn(&SqliteRow) -> Result<T, StoreError>,
+    from_row: fn(&B::Row) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    sqlx::query(sql)
+    Sql::new(sql)
         .bind(id)
-        .fetch_optional(pool)
+        .optional(pool)
         .await?
         .map(|r| from_row(&r))
         .transpose()?
@@ -583,78 +504,87 @@ async fn by_id<T>(
         })
 }
 
-pub(super) async fn get_external(pool: &SqlitePool, id: i64) -> Result<ExternalToken, StoreError> {
-    let sql = "SELECT * FROM external_tokens WHERE id = ?";
-    by_id(pool, sql, "external token", id, external_from_row).await
+pub(super) async fn get_external<B: Backend>(
+    pool: &Pool<B>,
+    id: i64,
+) -> Result<ExternalToken, StoreError> {
+    let sql = "SELECT * FROM external_tokens WHERE id = $1";
+    by_id(pool, sql, "external token", id, rows::external).await
 }
 
-pub(super) async fn list_external(
-    pool: &SqlitePool,
+pub(super) async fn list_external<B: Backend>(
+    pool: &Pool<B>,
     after: i64,
     limit: u32,
 ) -> Result<Vec<ExternalToken>, StoreError> {
-    sqlx::query("SELECT * FROM external_tokens WHERE id > ? ORDER BY id LIMIT ?")
+    Sql::new("SELECT * FROM external_tokens WHERE id > $1 ORDER BY id LIMIT $2")
         .bind(after)
         .bind(limit)
-        .fetch_all(pool)
+        .all(pool)
         .await?
         .iter()
-        .map(external_from_row)
+        .map(rows::external)
         .collect()
 }
 
-pub(super) async fn get_exposure(pool: &SqlitePool, id: i64) -> Result<Exposure, StoreError> {
+pub(super) async fn get_exposure<B: Backend>(
+    pool: &Pool<B>,
+    id: i64,
+) -> Result<Exposure, StoreError> {
     by_id(
         pool,
-        "SELECT * FROM exposures WHERE id = ?",
+        "SELECT * FROM exposures WHERE id = $1",
         "exposure",
         id,
-        exposure_from_row,
+        rows::exposure,
     )
     .await
 }
 
-pub(super) async fn list_exposures(
-    pool: &SqlitePool,
+pub(super) async fn list_exposures<B: Backend>(
+    pool: &Pool<B>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<Exposure>, StoreError> {
-    sqlx::query("SELECT * FROM exposures WHERE id < ? ORDER BY id DESC LIMIT ?")
+    Sql::new("SELECT * FROM exposures WHERE id < $1 ORDER BY id DESC LIMIT $2")
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
-        .fetch_all(pool)
+        .all(pool)
         .await?
         .iter()
-        .map(exposure_from_row)
+        .map(rows::exposure)
         .collect()
 }
 
-pub(super) async fn get_finding(pool: &SqlitePool, id: i64) -> Result<Finding, StoreError> {
+pub(super) async fn get_finding<B: Backend>(
+    pool: &Pool<B>,
+    id: i64,
+) -> Result<Finding, StoreError> {
     by_id(
         pool,
-        "SELECT * FROM findings WHERE id = ?",
+        "SELECT * FROM findings WHERE id = $1",
         "finding",
         id,
-        finding_from_row,
+        rows::finding,
     )
     .await
 }
 
-pub(super) async fn list_findings(
-    pool: &SqlitePool,
+pub(super) async fn list_findings<B: Backend>(
+    pool: &Pool<B>,
     status: Option<FindingStatus>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<Finding>, StoreError> {
-    sqlx::query(
-        "SELECT * FROM findings WHERE id < ? AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3",
+    Sql::new(
+        "SELECT * FROM findings WHERE id < $1 AND ($2 IS NULL OR status = $2) ORDER BY id DESC LIMIT $3",
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(status.map(|s| s.as_str()))
     .bind(limit)
-    .fetch_all(pool)
+    .all(pool)
     .await?
     .iter()
-    .map(finding_from_row)
+    .map(rows::finding)
     .collect()
 }
