@@ -128,6 +128,7 @@ fn ttl_caps(list: &[String]) -> Result<TtlCaps> {
 async fn serve(a: ServeArgs) -> Result<ExitCode> {
     let exposure = crate::exposure::settings(&a)?;
     let mut cfg = leash_server::ServerConfig::new(a.data, a.listen);
+    cfg.database = a.database;
     cfg.exposure = exposure;
     cfg.issuer = a.issuer;
     cfg.ttl_caps = ttl_caps(&a.ttl_caps)?;
@@ -459,12 +460,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 )
             })?;
         }
-        Command::Audit(AuditCmd::Verify { data }) => {
-            let v = match data {
-                Some(dir) => {
+        Command::Audit(AuditCmd::Verify { data, database }) => {
+            let v = match (data, database) {
+                (Some(dir), _) => {
                     AuditVerification::from_result(leash_store::verify_audit_offline(&dir).await?)
                 }
-                None => api()?.get("/v1/audit/verify").await?,
+                (None, Some(url)) => AuditVerification::from_result(
+                    leash_store::verify_audit_in_database(&url).await?,
+                ),
+                (None, None) => api()?.get("/v1/audit/verify").await?,
             };
             show(j, &v, |v| {
                 if v.ok {

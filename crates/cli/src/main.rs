@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// Data directory (SQLite database, signing keys, operator credential).
     #[arg(long, env = "LEASH_DATA", default_value = ".leash")]
     pub data: PathBuf,
+    /// Keep the registry in this PostgreSQL database (`postgres://…`)
+    /// instead of SQLite in the data directory (which still holds the
+    /// signing keys, operator credential and policies).
+    #[arg(long, env = "LEASH_DATABASE_URL")]
+    pub database: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "LEASH_LISTEN", default_value = "127.0.0.1:8420")]
     pub listen: SocketAddr,
@@ -441,10 +446,13 @@ pub enum TokensCmd {
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
-    /// Verify the hash chain; with --data, offline against a data directory (no server).
+    /// Verify the hash chain; with --data (a data directory) or --database
+    /// (a postgres:// URL), offline against the database itself (no server).
     Verify {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "database")]
         data: Option<PathBuf>,
+        #[arg(long)]
+        database: Option<String>,
     },
     /// Show the latest events.
     Tail {

@@ -37,7 +37,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use leash_core::issuance::TtlCaps;
-use leash_store::{SqliteStore, Store, StoreConfig};
+use leash_store::{PgStore, SqliteStore, Store, StoreConfig};
 use leash_token::KeyRing;
 use subtle::ConstantTimeEq;
 
@@ -66,7 +66,12 @@ pub enum ServerError {
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Signing keys, operator credential, policies; and the SQLite
+    /// database unless `database` names another.
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: the registry lives in that PostgreSQL database
+    /// instead of SQLite in the data directory.
+    pub database: Option<String>,
     pub listen: SocketAddr,
     /// `iss` of minted tokens; defaults to `http://LISTEN`.
     pub issuer: Option<String>,
@@ -161,6 +166,7 @@ impl ServerConfig {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         ServerConfig {
             data_dir,
+            database: None,
             listen,
             issuer: None,
             ttl_caps: TtlCaps::default(),
@@ -203,6 +209,8 @@ pub struct App {
     pub review: review::Review,
     pub review_config: ReviewConfig,
     operator_hash: [u8; 32],
+    /// Held while the server runs: this server alone serves its PostgreSQL database.
+    _database_claim: Option<leash_store::DatabaseClaim>,
 }
 
 impl App {
@@ -270,15 +278,26 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
     .unwrap_or(i64::MAX);
     let (keys, key_info) = bootstrap::load_keys(&cfg.data_dir, max_ttl, leash_store::now_ms())?;
     let operator_hash = bootstrap::load_or_create_operator(&cfg.data_dir)?;
-    let store = SqliteStore::open(
-        &cfg.data_dir,
-        StoreConfig {
-            ttl_caps: cfg.ttl_caps,
-            max_delegation_depth: cfg.max_delegation_depth,
-            ..StoreConfig::default()
-        },
-    )
-    .await?;
+    let store_cfg = StoreConfig {
+        ttl_caps: cfg.ttl_caps,
+        max_delegation_depth: cfg.max_delegation_depth,
+        ..StoreConfig::default()
+    };
+    let (store, database_claim): (Arc<dyn Store>, _) = match &cfg.database {
+        Some(url) => {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                return Err(ServerError::Setup(
+                    "--database takes a postgres:// URL (leave it out for SQLite in the data directory)".into(),
+                ));
+            }
+            let claim = leash_store::claim_database(url).await?;
+            (Arc::new(PgStore::open(url, store_cfg).await?), Some(claim))
+        }
+        None => (
+            Arc::new(SqliteStore::open(&cfg.data_dir, store_cfg).await?),
+            None,
+        ),
+    };
     let issuer = cfg
         .issuer
         .clone()
@@ -310,7 +329,6 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
             }),
         );
     }
-    let store: Arc<dyn Store> = Arc::new(store);
     let policy_dir = cfg
         .authz
         .policy_dir
@@ -344,6 +362,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         connectors,
     };
     Ok(Arc::new(App {
+        _database_claim: database_claim,
         exposures,
         authz,
         authz_settings: cfg.authz.clone(),
@@ -393,7 +412,7 @@ pub async fn serve(
             source,
         })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
-    tracing::info!(addr = %local, data = %cfg.data_dir.display(), kid = app.keys().active().kid(), "leash listening");
+    tracing::info!(addr = %local, data = %cfg.data_dir.display(), kid = app.keys().active().kid(), store = if cfg.database.is_some() { "postgresql" } else { "sqlite" }, "leash listening");
     let refresher = app.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

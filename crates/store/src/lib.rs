@@ -52,6 +52,7 @@ use serde::Serialize;
 pub use engine::{
     WRITER_LOCK, external_subject, merge_evidence, scope_allows, validate_fingerprint,
 };
+pub use postgres::{DatabaseClaim, SERVER_LOCK, claim_database, verify_audit_in_database};
 pub use registry::{Registry, SharedRegistry};
 pub use revocations::{RevocationSet, RevokedEntry};
 pub use sqlite::verify_audit_offline;

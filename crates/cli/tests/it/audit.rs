@@ -1,7 +1,7 @@
 //! The audit chain detects edited, deleted and reordered rows, online and offline.
 
 use serde_json::{Value, json};
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::harness::{Leash, stdout};
 
@@ -22,26 +22,41 @@ async fn populated() -> Leash {
     l
 }
 
+/// Run `sql` (statements separated by `; `) on the server's database,
+/// SQLite or PostgreSQL, with the server stopped.
 async fn tamper(l: &mut Leash, sql: &str) {
     l.kill();
-    let url = format!("sqlite://{}", l.data().join("leash.db").display());
-    let mut c = SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    c.close().await.unwrap();
+    match l.database_url() {
+        Some(url) => {
+            let mut c = PgConnection::connect(url).await.unwrap();
+            for stmt in sql.split("; ") {
+                sqlx::query(sqlx::AssertSqlSafe(stmt.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+            c.close().await.unwrap();
+        }
+        None => {
+            let url = format!("sqlite://{}", l.data().join("leash.db").display());
+            let mut c = SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            c.close().await.unwrap();
+        }
+    }
 }
 
 fn verify_offline(l: &Leash) -> (bool, String, Value) {
-    let o = l.cli(&["audit", "verify", "--data", l.data().to_str().unwrap()]);
-    let j = l.cli(&[
-        "audit",
-        "verify",
-        "--json",
-        "--data",
-        l.data().to_str().unwrap(),
-    ]);
+    let data = l.data();
+    let place = match l.database_url() {
+        Some(url) => ["--database", url],
+        None => ["--data", data.to_str().unwrap()],
+    };
+    let o = l.cli(&["audit", "verify", place[0], place[1]]);
+    let j = l.cli(&["audit", "verify", "--json", place[0], place[1]]);
     (
         o.status.success(),
         stdout(&o),

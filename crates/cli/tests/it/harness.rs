@@ -17,6 +17,20 @@ pub struct Leash {
     port: u16,
     extra: Vec<String>,
     child: Option<Child>,
+    /// The server's PostgreSQL database, when the suite runs on PostgreSQL.
+    db: Option<crate::pg::PgDatabase>,
+}
+
+/// A fresh PostgreSQL database for a server when the suite runs on
+/// PostgreSQL (`LEASH_TEST_SERVER_DATABASE=postgres`), else None (SQLite).
+async fn server_database() -> Option<crate::pg::PgDatabase> {
+    match std::env::var("LEASH_TEST_SERVER_DATABASE").as_deref() {
+        Ok("postgres") => Some(crate::pg::PgDatabase::create().await.expect(
+            "LEASH_TEST_SERVER_DATABASE=postgres needs LEASH_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)",
+        )),
+        Ok("sqlite") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("LEASH_TEST_SERVER_DATABASE is sqlite or postgres, not `{other}`"),
+    }
 }
 
 fn free_port() -> u16 {
@@ -49,9 +63,16 @@ impl Leash {
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
+            db: server_database().await,
         };
         l.spawn().await;
         l
+    }
+
+    /// The server's PostgreSQL database URL when the suite runs on
+    /// PostgreSQL (None: SQLite in the data directory).
+    pub fn database_url(&self) -> Option<&str> {
+        self.db.as_ref().map(|d| d.url.as_str())
     }
 
     pub fn data(&self) -> PathBuf {
@@ -73,6 +94,7 @@ impl Leash {
             .arg(self.data())
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(&self.extra)
+            .args(self.db.iter().flat_map(|d| ["--database", d.url.as_str()]))
             .env("LEASH_LOG", "debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
