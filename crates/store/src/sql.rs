@@ -282,8 +282,59 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'c;
 }
 
+/// `text` with `$1 … $n` written as anonymous `?` when they appear once
+/// each, in order, outside quotes (as [`Sql::push_bind`] writes them);
+/// None when the text uses them any other way (it is then kept as is).
+///
+/// SQLite looks a numbered parameter's name up by a linear scan, and sqlx
+/// asks for every parameter's name, so binding a statement with n numbered
+/// parameters costs O(n²): a group commit inserting a few hundred tokens
+/// in one statement spent most of its time there. Anonymous parameters
+/// have no name to scan for.
+fn anonymous_placeholders(text: &str, args: usize) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut next, mut quote, mut copied, mut i) = (1usize, None::<u8>, 0usize, 0usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b'$' => {
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+                if digits > 0 {
+                    let n: usize = text[i + 1..i + 1 + digits].parse().ok()?;
+                    if n != next {
+                        return None;
+                    }
+                    next += 1;
+                    out.push_str(&text[copied..i]);
+                    out.push('?');
+                    i += 1 + digits;
+                    copied = i;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    if next - 1 != args || next == 1 {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
 /// The sqlx query for `q`, every argument bound.
-fn build<DB>(q: Sql<'_>) -> sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments>
+fn build<DB>(
+    q: Sql<'_>,
+    dialect: Dialect,
+) -> sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments>
 where
     DB: sqlx::Database,
     for<'e> Option<i64>: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
@@ -293,7 +344,14 @@ where
     for<'e> Vec<u8>: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
     for<'e> bool: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
 {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(q.text));
+    let text = match dialect {
+        Dialect::Sqlite => match anonymous_placeholders(&q.text, q.args.len()) {
+            Some(t) => Cow::Owned(t),
+            None => q.text,
+        },
+        Dialect::Postgres => q.text,
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
     for a in q.args {
         // owned values move into the arguments; borrowed ones are copied
         query = match a {
@@ -320,7 +378,7 @@ macro_rules! backend {
                 on: Exec<'c, Self>,
                 q: Sql<'c>,
             ) -> Result<Vec<$row>, StoreError> {
-                let q = build::<$db>(q);
+                let q = build::<$db>(q, $dialect);
                 Ok(match on {
                     Exec::Conn(c) => q.fetch_all(c).await?,
                     Exec::Pool(p) => q.fetch_all(p).await?,
@@ -330,14 +388,14 @@ macro_rules! backend {
                 on: Exec<'c, Self>,
                 q: Sql<'c>,
             ) -> Result<Option<$row>, StoreError> {
-                let q = build::<$db>(q);
+                let q = build::<$db>(q, $dialect);
                 Ok(match on {
                     Exec::Conn(c) => q.fetch_optional(c).await?,
                     Exec::Pool(p) => q.fetch_optional(p).await?,
                 })
             }
             async fn execute<'c>(on: Exec<'c, Self>, q: Sql<'c>) -> Result<u64, StoreError> {
-                let q = build::<$db>(q);
+                let q = build::<$db>(q, $dialect);
                 Ok(match on {
                     Exec::Conn(c) => q.execute(c).await?,
                     Exec::Pool(p) => q.execute(p).await?,
@@ -397,5 +455,45 @@ where
     }
     fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.try_get(col)?)
+    }
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::anonymous_placeholders;
+
+    #[test]
+    fn numbered_parameters_in_order_become_anonymous() {
+        assert_eq!(
+            anonymous_placeholders("INSERT INTO t VALUES ($1, $2), ($3, $4)", 4).as_deref(),
+            Some("INSERT INTO t VALUES (?, ?), (?, ?)")
+        );
+        // inside quotes a `$` is text (JSON paths), not a parameter
+        assert_eq!(
+            anonymous_placeholders("SELECT json_extract(x, '$.a') FROM t WHERE id = $1", 1)
+                .as_deref(),
+            Some("SELECT json_extract(x, '$.a') FROM t WHERE id = ?")
+        );
+        assert_eq!(
+            anonymous_placeholders("SELECT \"$1\" FROM t WHERE a = $1 AND b = $2", 2).as_deref(),
+            Some("SELECT \"$1\" FROM t WHERE a = ? AND b = ?")
+        );
+    }
+
+    #[test]
+    fn reused_reordered_or_miscounted_parameters_are_kept() {
+        for (text, args) in [
+            ("SELECT $1, $1", 1),
+            ("SELECT $2, $1", 2),
+            ("SELECT $1, $2", 3),
+            ("SELECT 1", 0),
+        ] {
+            assert_eq!(anonymous_placeholders(text, args), None, "{text}");
+        }
+        // an escaped quote does not end the string
+        assert_eq!(
+            anonymous_placeholders("SELECT $1 || 'it''s $2'", 1).as_deref(),
+            Some("SELECT ? || 'it''s $2'")
+        );
     }
 }
