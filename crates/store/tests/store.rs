@@ -775,6 +775,30 @@ async fn every_operation_reads_back_what_it_wrote(place: Place) {
     assert_eq!(ci.last_used_at, Some(5_000));
     assert_eq!(ci.workloads, [wl.id]);
     assert_eq!(store.list_external_tokens(0, 10).await.unwrap().len(), 2);
+    // a refused import leaves nothing behind: its new first record is not
+    // kept when a later record clashes with what is tracked (gh-ci's
+    // fingerprint under another name) or with an earlier record of the
+    // same import (one name, two fingerprints); no event is appended
+    let head = store.latest_events(1).await.unwrap()[0].seq;
+    for clash in [
+        imported(2, "gh-renamed", None, &"aa".repeat(32)),
+        imported(2, "gh-new", None, &"dd".repeat(32)),
+    ] {
+        let fresh = imported(1, "gh-new", None, &"cc".repeat(32));
+        let refused = store
+            .import_external(vec![fresh, clash], "bad.json".into(), "t")
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Conflict(m)) if m.starts_with("line 2:")),
+            "{refused:?}"
+        );
+        assert_eq!(store.list_external_tokens(0, 10).await.unwrap().len(), 2);
+        assert!(matches!(
+            store.external_token_by_name("gh-new").await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    assert_eq!(store.latest_events(1).await.unwrap()[0].seq, head);
     let revoked = store
         .set_external_status(ci.id, ExternalStatus::Revoked, "rotated".into(), "t")
         .await

@@ -40,6 +40,41 @@ pub fn external_subject(name: &str) -> String {
 }
 
 impl<B: Backend> Writer<B> {
+    /// The id of the tracked external token `r` is (same name and
+    /// fingerprint), None when neither is tracked, or a conflict when its
+    /// name or fingerprint is tracked with a different partner.
+    async fn tracked_twin(&mut self, r: &ImportedCredential) -> Result<Option<i64>, StoreError> {
+        let existing = Sql::new(
+            "SELECT id, name, fingerprint FROM external_tokens WHERE fingerprint = $1 OR name = $2",
+        )
+        .bind(&r.fingerprint)
+        .bind(&r.name)
+        .all(&mut self.conn)
+        .await?;
+        let mut same: Option<i64> = None;
+        for row in &existing {
+            let id = row.int("id")?;
+            let name = row.text("name")?;
+            let fp = row.text("fingerprint")?;
+            if fp == r.fingerprint && name == r.name {
+                same = Some(id);
+            } else if fp == r.fingerprint {
+                return Err(line_err(
+                    r.line,
+                    format!("this credential is already tracked as `{name}`; use that name"),
+                ));
+            } else {
+                return Err(line_err(
+                    r.line,
+                    format!(
+                        "`{name}` is already tracked with another fingerprint; rename the record"
+                    ),
+                ));
+            }
+        }
+        Ok(same)
+    }
+
     pub(super) async fn import_external(
         &mut self,
         records: Vec<ImportedCredential>,
@@ -116,36 +151,32 @@ impl<B: Backend> Writer<B> {
                 });
             }
         }
-        let mut summary = ImportSummary::default();
-        for (r, c) in records.iter().zip(&checked) {
-            let existing = Sql::new(
-                "SELECT id, name, fingerprint FROM external_tokens WHERE fingerprint = $1 OR name = $2",
-            )
-            .bind(&r.fingerprint)
-            .bind(&r.name)
-            .all(&mut self.conn)
-            .await?;
-            let mut same: Option<i64> = None;
-            for row in &existing {
-                let id = row.int("id")?;
-                let name = row.text("name")?;
-                let fp = row.text("fingerprint")?;
-                if fp == r.fingerprint && name == r.name {
-                    same = Some(id);
-                } else if fp == r.fingerprint {
-                    return Err(line_err(
-                        r.line,
-                        format!("this credential is already tracked as `{name}`; use that name"),
-                    ));
-                } else {
+        // Conflicts with what is tracked, and between records of this
+        // import, are found before anything is written: a refused import
+        // leaves nothing behind.
+        let mut names: HashMap<&str, &str> = HashMap::new();
+        let mut fingerprints: HashMap<&str, &str> = HashMap::new();
+        for r in &records {
+            self.tracked_twin(r).await?;
+            let earlier = [
+                (names.insert(&r.name, &r.fingerprint), &r.fingerprint),
+                (fingerprints.insert(&r.fingerprint, &r.name), &r.name),
+            ];
+            for (seen, mine) in earlier {
+                if seen.is_some_and(|other| other != mine) {
                     return Err(line_err(
                         r.line,
                         format!(
-                            "`{name}` is already tracked with another fingerprint; rename the record"
+                            "`{}` appears earlier in this import with another fingerprint or name; each credential once, under one name",
+                            r.name
                         ),
                     ));
                 }
             }
+        }
+        let mut summary = ImportSummary::default();
+        for (r, c) in records.iter().zip(&checked) {
+            let same = self.tracked_twin(r).await?;
             let kind = format!("{}-{}", r.provider, r.credential_kind);
             let workloads = c
                 .workloads
