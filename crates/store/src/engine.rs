@@ -1523,7 +1523,7 @@ impl<B: Backend> Writer<B> {
         }
         let found = q.all(&mut self.conn).await?;
         if pg {
-            Sql::new("SET LOCAL enable_nestloop = on")
+            Sql::new("SET LOCAL enable_nestloop TO DEFAULT")
                 .run(&mut self.conn)
                 .await?;
         }

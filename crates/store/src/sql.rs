@@ -282,6 +282,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'c;
 }
 
+/// Statements with at least this many arguments bind anonymous
+/// placeholders on SQLite ([`anonymous_placeholders`]).
+const ANONYMOUS_FROM: usize = 16;
+
 /// `text` with `$1 … $n` written as anonymous `?` when they appear once
 /// each, in order, outside quotes (as [`Sql::push_bind`] writes them);
 /// None when the text uses them any other way (it is then kept as is).
@@ -345,6 +349,8 @@ where
     for<'e> bool: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
 {
     let text = match dialect {
+        // short statements bind cheaply either way: no scan on the hot path
+        Dialect::Sqlite if q.args.len() < ANONYMOUS_FROM => q.text,
         Dialect::Sqlite => match anonymous_placeholders(&q.text, q.args.len()) {
             Some(t) => Cow::Owned(t),
             None => q.text,
