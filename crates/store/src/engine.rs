@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::registry::{Registry, SharedRegistry};
-use crate::revocations::{RevocationSet, RevokedEntry};
+use crate::revocations::{CommitFeed, RevocationRecord, RevocationSet, RevokedEntry};
 use crate::rows::{self, hash32, join_scopes};
 use crate::sql::{Backend, Conn, Dialect, Pool, RowRead, Sql};
 use crate::{
@@ -168,6 +168,7 @@ pub struct SqlStore<B: Backend> {
     jobs: mpsc::Sender<Job>,
     registry: SharedRegistry,
     revocations: RevocationSet,
+    feed: CommitFeed,
     caps: TtlCaps,
 }
 
@@ -183,8 +184,10 @@ impl<B: Backend> SqlStore<B> {
         let head = load_head(&mut conn).await?;
         let revocations = RevocationSet::default();
         revocations.extend(load_revocations(&mut conn, now_ms()).await?);
+        let feed = CommitFeed::new(head.seq);
         let (tx, rx) = mpsc::channel(cfg.max_batch.max(1) * 4);
         let writer = Writer {
+            feed: feed.clone(),
             conn,
             registry: registry.clone(),
             head,
@@ -202,6 +205,7 @@ impl<B: Backend> SqlStore<B> {
             jobs: tx,
             registry,
             revocations,
+            feed,
             caps: cfg.ttl_caps,
         })
     }
@@ -246,6 +250,25 @@ async fn load_registry<B: Backend>(conn: &mut Conn<B>) -> Result<Registry, Store
         r.put_run(rows::run(&row)?);
     }
     Ok(r)
+}
+
+/// Feed records from rows of `seq, id, expires_at` and the revocation columns.
+fn revocation_records(
+    rows: &[impl crate::sql::RowRead],
+) -> Result<Vec<RevocationRecord>, StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let revocation = rows::revocation(row)?.ok_or_else(|| {
+            StoreError::Corrupt("a token with a `token.revoked` event is not revoked".into())
+        })?;
+        out.push(RevocationRecord {
+            seq: row.int("seq")?,
+            token_id: row.text("id")?,
+            expires_at: row.int("expires_at")?,
+            revocation,
+        });
+    }
+    Ok(out)
 }
 
 /// Revoked tokens that have not expired yet.
@@ -321,8 +344,9 @@ struct Writer<B: Backend> {
     max_batch: usize,
     max_depth: u32,
     /// Revocations made in memory by the open batch, published at commit.
-    revoked_pending: Vec<(String, RevokedEntry)>,
+    revoked_pending: Vec<RevocationRecord>,
     revocations: RevocationSet,
+    feed: CommitFeed,
 }
 
 impl<B: Backend> Writer<B> {
@@ -377,8 +401,8 @@ impl<B: Backend> Writer<B> {
         // published before anyone is acknowledged: a revocation its caller
         // saw succeed is seen by the next decision
         let revoked = std::mem::take(&mut self.revoked_pending);
-        if outcome.is_ok() && !revoked.is_empty() {
-            self.revocations.extend(revoked);
+        if outcome.is_ok() {
+            self.feed.publish(&self.revocations, revoked, self.head.seq);
         }
         if let Err(msg) = &outcome {
             tracing::error!(error = %msg, "store: batch rolled back");
@@ -1543,31 +1567,34 @@ impl<B: Backend> Writer<B> {
         for (id, trig, reason, expires_at) in rows.iter().cloned() {
             let is_root = trig == trigger.as_str();
             cascaded += usize::from(!is_root);
-            self.revoked_pending.push((
-                id.clone(),
-                RevokedEntry {
-                    expires_at,
-                    revocation: Revocation {
-                        at: now,
-                        trigger: if is_root {
-                            trigger
-                        } else {
-                            RevocationTrigger::ParentRevoked
-                        },
-                        reason,
-                        event: cause,
-                    },
-                },
-            ));
-            if !(cause_is_root_event && is_root) {
+            // every revoked token has exactly one `token.revoked` event: the
+            // feed is ordered by it
+            let seq = if cause_is_root_event && is_root {
+                cause
+            } else {
                 self.append(
                     now,
                     "token.revoked",
                     actor,
                     id.clone(),
                     json!({"trigger": trig, "cause": cause}),
-                );
-            }
+                )
+            };
+            self.revoked_pending.push(RevocationRecord {
+                seq,
+                token_id: id.clone(),
+                expires_at,
+                revocation: Revocation {
+                    at: now,
+                    trigger: if is_root {
+                        trigger
+                    } else {
+                        RevocationTrigger::ParentRevoked
+                    },
+                    reason,
+                    event: cause,
+                },
+            });
             if ids.len() < ECHO_IDS {
                 ids.push(id);
             }
@@ -1588,6 +1615,23 @@ impl<B: Backend> Store for SqlStore<B> {
     }
     fn revocations(&self) -> &RevocationSet {
         &self.revocations
+    }
+    fn commits(&self) -> &CommitFeed {
+        &self.feed
+    }
+    fn revocations_after(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<RevocationRecord>> {
+        Box::pin(async move {
+            let rows = Sql::new(
+                "SELECT e.seq, t.id, t.expires_at, t.revoked_at, t.revoked_trigger, t.revoked_reason, t.revoked_event \
+                 FROM events e JOIN tokens t ON t.id = e.subject \
+                 WHERE e.seq > $1 AND e.kind = 'token.revoked' ORDER BY e.seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .all(&self.reads)
+            .await?;
+            revocation_records(&rows)
+        })
     }
     fn ttl_caps(&self) -> TtlCaps {
         self.caps

@@ -54,7 +54,7 @@ pub use engine::{
 };
 pub use postgres::{DatabaseClaim, SERVER_LOCK, claim_database, verify_audit_in_database};
 pub use registry::{Registry, SharedRegistry};
-pub use revocations::{RevocationSet, RevokedEntry};
+pub use revocations::{CommitFeed, RevocationRecord, RevocationSet, RevokedEntry};
 pub use sqlite::verify_audit_offline;
 
 /// The embedded store: SQLite (WAL, synchronous=FULL) in a data directory.
@@ -290,6 +290,12 @@ pub trait Store: Send + Sync {
     fn registry(&self) -> &SharedRegistry;
     /// Revoked, unexpired tokens, current as of the last acknowledged commit.
     fn revocations(&self) -> &RevocationSet;
+    /// What each commit made durable: revocations as they happen, and the
+    /// audit sequence number applied here.
+    fn commits(&self) -> &CommitFeed;
+    /// Committed revocations after audit sequence number `after`, in order,
+    /// at most `limit`: the durable revocation feed a consumer resumes from.
+    fn revocations_after(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<RevocationRecord>>;
     /// TTL caps in force.
     fn ttl_caps(&self) -> TtlCaps;
 

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use leash_core::{Millis, Revocation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
 
 /// One revoked token: why, and until when it must be remembered.
 #[derive(Debug, Clone)]
@@ -19,6 +21,85 @@ pub struct RevokedEntry {
     pub revocation: Revocation,
     /// The token's own expiry (Unix ms): after it the entry is pruned.
     pub expires_at: Millis,
+}
+
+/// One committed revocation, as the revocation feed carries it: ordered by
+/// the audit sequence number of the token's own `token.revoked` event, so a
+/// consumer that remembers the last `seq` it saw can resume exactly there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    /// Audit sequence number of this token's `token.revoked` event.
+    pub seq: i64,
+    pub token_id: String,
+    /// The token's own expiry (Unix ms): a consumer may forget it after that.
+    pub expires_at: Millis,
+    pub revocation: Revocation,
+}
+
+impl RevocationRecord {
+    fn entry(self) -> (String, RevokedEntry) {
+        (
+            self.token_id,
+            RevokedEntry {
+                revocation: self.revocation,
+                expires_at: self.expires_at,
+            },
+        )
+    }
+}
+
+/// What the store tells the rest of the process after each commit: the
+/// revocations it made durable (in audit order, before anyone is
+/// acknowledged) and the audit sequence number everything up to which is
+/// applied here. A receiver that lags behind the broadcast is told so
+/// ([`broadcast::error::RecvError::Lagged`]) and reads the gap back with
+/// [`crate::Store::revocations_after`].
+#[derive(Debug, Clone)]
+pub struct CommitFeed {
+    revoked: broadcast::Sender<Arc<[RevocationRecord]>>,
+    head: watch::Sender<i64>,
+}
+
+/// How many committed batches a slow receiver may fall behind.
+const FEED_BACKLOG: usize = 4096;
+
+impl CommitFeed {
+    pub(crate) fn new(head: i64) -> Self {
+        CommitFeed {
+            revoked: broadcast::channel(FEED_BACKLOG).0,
+            head: watch::channel(head).0,
+        }
+    }
+
+    /// Every revocation committed from now on, one message per batch.
+    pub fn subscribe_revocations(&self) -> broadcast::Receiver<Arc<[RevocationRecord]>> {
+        self.revoked.subscribe()
+    }
+
+    /// The audit sequence number applied here, updated after each commit.
+    pub fn head(&self) -> watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+
+    /// The audit sequence number applied here now.
+    pub fn head_seq(&self) -> i64 {
+        *self.head.borrow()
+    }
+
+    pub(crate) fn publish(&self, set: &RevocationSet, records: Vec<RevocationRecord>, head: i64) {
+        if !records.is_empty() {
+            set.extend(records.iter().cloned().map(RevocationRecord::entry));
+            // nobody listening is fine: the set above is what decisions read
+            let _ = self.revoked.send(records.into());
+        }
+        self.head.send_if_modified(|h| {
+            let moved = head > *h;
+            if moved {
+                *h = head;
+            }
+            moved
+        });
+    }
 }
 
 /// Revoked, unexpired tokens by id. Cheap to clone (shared). Token ids are

@@ -427,10 +427,24 @@ async fn a_revocation_is_in_the_revocation_set_when_acknowledged_and_after_a_reo
         child.request.ttl_secs = 590;
         store.record_mint(child, "t").await.unwrap();
         assert!(store.revocations().is_empty());
-        store
+        let mut feed = store.commits().subscribe_revocations();
+        let done = store
             .revoke_token("tok_a", "stolen".into(), "t")
             .await
             .unwrap();
+        // the feed carried the batch before the acknowledgement, in audit order
+        let batch = feed.try_recv().unwrap();
+        let ids: Vec<&str> = batch.iter().map(|r| r.token_id.as_str()).collect();
+        assert_eq!(ids, ["tok_a", "tok_b"]);
+        assert_eq!(batch[0].seq, done.event.unwrap());
+        assert!(batch[1].seq > batch[0].seq);
+        assert_eq!(store.commits().head_seq(), batch[1].seq);
+        // and the durable feed resumes after any sequence number
+        let all = store.revocations_after(0, 100).await.unwrap();
+        assert_eq!(all, batch.to_vec());
+        let rest = store.revocations_after(batch[0].seq, 100).await.unwrap();
+        assert_eq!(rest, batch[1..].to_vec());
+        assert_eq!(store.revocations_after(0, 1).await.unwrap().len(), 1);
         // no waiting: the acknowledgement implies the set holds both
         let a = store.revocations().get("tok_a").unwrap();
         assert_eq!(a.trigger, RevocationTrigger::Manual);
