@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Api, enc, find_token};
 use crate::{
-    AuditCmd, Cli, ClientCmd, Command, IssuerCmd, KeysCmd, OwnerCmd, RunCmd, ServeArgs, TokensCmd,
-    WorkflowCmd, WorkloadCmd,
+    AuditCmd, Cli, ClientCmd, Command, CredentialsCmd, IssuerCmd, KeysCmd, OwnerCmd, RunCmd,
+    ServeArgs, TokensCmd, WorkflowCmd, WorkloadCmd,
 };
 
 pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<()> {
@@ -163,6 +163,16 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     cfg.review.rules = leash_server::review::RuleSettings {
         learn_events: a.learn_events,
     };
+    if let Some(url) = a.credential_database {
+        let mut c = leash_server::credentials::CredentialSettings::new(url);
+        c.public_url = a.credential_host_url;
+        c.retry_max = std::time::Duration::from_secs(
+            parse_duration(&a.credential_retry_max)
+                .map_err(|e| anyhow::anyhow!("--credential-retry-max: {e}"))?
+                .max(1),
+        );
+        cfg.credentials = Some(c);
+    }
     cfg.review.removal_min_runs = Some(a.removal_min_runs.max(1));
     cfg.review.write_max_ratio = Some(a.write_max_ratio);
     let shutdown = async {
@@ -404,6 +414,47 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 )
             })?;
         }
+        Command::Credentials(CredentialsCmd::List {
+            status,
+            limit,
+            after,
+        }) => {
+            let mut q = vec![format!("limit={limit}")];
+            for (k, v) in [("status", status), ("after", after)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", enc(&v)));
+                }
+            }
+            let list: Vec<CredentialView> = api()?
+                .get(&format!("/v1/credentials?{}", q.join("&")))
+                .await?;
+            show(j, &list, |l| {
+                table(
+                    &[
+                        "token",
+                        "role",
+                        "database",
+                        "status",
+                        "token_status",
+                        "attempts",
+                        "last_error",
+                    ],
+                    l.iter()
+                        .map(|c| {
+                            vec![
+                                c.token_id.clone(),
+                                c.role.clone(),
+                                c.database.clone(),
+                                c.status.clone(),
+                                c.token_status.clone(),
+                                c.attempts.to_string(),
+                                c.last_error.clone().unwrap_or("-".into()),
+                            ]
+                        })
+                        .collect(),
+                )
+            })?;
+        }
         Command::Tokens(TokensCmd::WriteRatio) => {
             let r: Value = api()?.get("/v1/write-ratio").await?;
             show(j, &r, |r| {
@@ -626,6 +677,22 @@ fn print_explanation(e: &Explanation) {
             cur = x.act.as_deref();
         }
         println!("acting     {}", hops.join(" on behalf of "));
+    }
+    if let Some(c) = &e.credential {
+        println!(
+            "postgres   role {} in database {}{} — {}{}",
+            c.role,
+            c.database,
+            match (&c.host, c.port) {
+                (Some(h), Some(p)) => format!(" at {h}:{p}"),
+                _ => String::new(),
+            },
+            c.status,
+            match (&c.last_error, c.attempts) {
+                (Some(err), n) => format!(" after {n} failed attempt(s): {err}"),
+                _ => String::new(),
+            }
+        );
     }
     if let Some(r) = &e.revoked {
         println!(

@@ -77,6 +77,9 @@ pub enum Command {
     /// List tokens.
     #[command(subcommand)]
     Tokens(TokensCmd),
+    /// Downstream database credentials: the PostgreSQL roles behind `postgres` tokens.
+    #[command(subcommand)]
+    Credentials(CredentialsCmd),
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -209,6 +212,39 @@ pub struct ServeArgs {
     /// Highest write-capable share of live tokens the report passes (0-1).
     #[arg(long, default_value_t = 0.2)]
     pub write_max_ratio: f64,
+    /// PostgreSQL database in which `--format postgres` tokens get their
+    /// roles (`postgres://USER@HOST:PORT/DB`; USER needs CREATEROLE).
+    /// Without it, `postgres` tokens are refused.
+    #[arg(
+        long,
+        env = "LEASH_CREDENTIAL_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub credential_database: Option<String>,
+    /// Where connection strings point (host, port, database), when clients
+    /// reach the database elsewhere than --credential-database says.
+    #[arg(long, value_name = "URL", requires = "credential_database")]
+    pub credential_host_url: Option<String>,
+    /// Longest wait between attempts to drop an ended credential's role, and
+    /// the retry period once it is `drop_failed`.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub credential_retry_max: String,
+}
+
+#[derive(Subcommand)]
+pub enum CredentialsCmd {
+    /// List credentials (no secrets): role, database, drop status, attempts, last error.
+    List {
+        /// active, dropped or drop_failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Start after this token id (paging).
+        #[arg(long)]
+        after: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -394,7 +430,8 @@ pub struct MintArgs {
     /// Business reason; required for write scopes.
     #[arg(long)]
     pub justification: Option<String>,
-    /// jwt or opaque.
+    /// jwt, opaque or postgres (a PostgreSQL role: prints its connection
+    /// string; scopes `pg:SCHEMA.TABLE:read|write`, `pg:SCHEMA.*:read|write`).
     #[arg(long, default_value = "jwt")]
     pub format: String,
     /// Delegate from this token (id or token): only narrower scope, audience and lifetime; revoked with it.

@@ -128,8 +128,10 @@ string_enum!(
     RunState, "run state" { Running = "running", Succeeded = "succeeded", Failed = "failed", Cancelled = "cancelled" }
 );
 string_enum!(
-    /// How a token is represented on the wire.
-    TokenFormat, "token format" { Jwt = "jwt", Opaque = "opaque" }
+    /// How a token is represented on the wire. `postgres` is a downstream
+    /// credential: a PostgreSQL role Leash creates for the token (its
+    /// connection string is the secret) and drops when the token ends.
+    TokenFormat, "token format" { Jwt = "jwt", Opaque = "opaque", Postgres = "postgres" }
 );
 string_enum!(
     /// A token's state at a moment.
@@ -544,6 +546,43 @@ pub struct Finding {
     pub evidence: serde_json::Value,
     pub status: FindingStatus,
     pub created_at: Millis,
+}
+
+string_enum!(
+    /// Where a downstream database credential is: `active` (the role
+    /// exists), `dropped` (its sessions ended and the role is gone),
+    /// `drop_failed` (dropping failed several times: a finding is open and
+    /// Leash keeps retrying, less often).
+    CredentialStatus, "credential status" {
+        Active = "active", Dropped = "dropped", DropFailed = "drop_failed"
+    }
+);
+
+/// A PostgreSQL role Leash created for a `postgres` token. The password is
+/// never stored: only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseCredential {
+    pub token_id: String,
+    /// The role's name (`leash_…`).
+    pub role: String,
+    /// The database its grants are in.
+    pub database: String,
+    /// SHA-256 of the password.
+    #[serde(skip)]
+    pub password_hash: [u8; 32],
+    pub status: CredentialStatus,
+    /// Failed drop attempts so far.
+    pub attempts: u32,
+    /// Why the last drop attempt failed.
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    /// The token's expiry (the role's `VALID UNTIL`).
+    pub expires_at: Millis,
+    /// When the next drop attempt is due (once the token is revoked or expired).
+    pub next_attempt_at: Millis,
+    pub dropped_at: Option<Millis>,
+    /// The finding opened when dropping kept failing.
+    pub finding_id: Option<i64>,
 }
 
 /// Triggers every token declares, plus the run and parent ones when bound.

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod authz;
 pub mod bootstrap;
+pub mod credentials;
 pub mod error;
 pub mod metrics;
 pub mod notify;
@@ -88,6 +89,9 @@ pub struct ServerConfig {
     pub authz: AuthzSettings,
     /// Review rules and report thresholds.
     pub review: ReviewConfig,
+    /// Downstream PostgreSQL credentials (`--credential-database`); None:
+    /// `postgres` tokens are refused.
+    pub credentials: Option<credentials::CredentialSettings>,
 }
 
 /// Review rules and report thresholds.
@@ -176,6 +180,7 @@ impl ServerConfig {
             exposure: ExposureSettings::default(),
             authz: AuthzSettings::default(),
             review: ReviewConfig::default(),
+            credentials: None,
         }
     }
 }
@@ -209,6 +214,8 @@ pub struct App {
     pub review: review::Review,
     pub review_config: ReviewConfig,
     operator_hash: [u8; 32],
+    /// The credential database for `postgres` tokens, when configured.
+    pub credentials: Option<Arc<credentials::Credentials>>,
     /// Held while the server runs: this server alone serves its PostgreSQL database.
     _database_claim: Option<leash_store::DatabaseClaim>,
 }
@@ -251,6 +258,17 @@ impl App {
             )
             .await?;
         Ok(kid)
+    }
+
+    /// After any revocation: count it, and wake what acts on revoked tokens
+    /// (the reaper of downstream database credentials).
+    pub fn note_revocation(&self, r: &leash_store::Revoked) {
+        self.metrics.revoked(r);
+        if r.count > 0
+            && let Some(c) = &self.credentials
+        {
+            c.wake();
+        }
     }
 
     /// Constant-time check of a presented operator credential.
@@ -361,7 +379,16 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         ),
         connectors,
     };
+    let credentials = match &cfg.credentials {
+        Some(settings) => Some(Arc::new(
+            credentials::Credentials::connect(settings.clone())
+                .await
+                .map_err(|e| ServerError::Setup(e.to_string()))?,
+        )),
+        None => None,
+    };
     Ok(Arc::new(App {
+        credentials,
         _database_claim: database_claim,
         exposures,
         authz,
@@ -427,6 +454,7 @@ pub async fn serve(
     tokio::spawn(api::policies::watch_policy_dir(app.clone()));
     tokio::spawn(api::approvals::expire_break_glass(app.clone()));
     tokio::spawn(api::review::sweep_periodically(app.clone()));
+    tokio::spawn(credentials::reap(app.clone()));
     api::review::load_canaries(&app).await;
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)

@@ -95,6 +95,12 @@ enum Job {
     ),
     Review(Box<crate::ReviewBatch>, String, Reply<crate::ReviewOutcome>),
     SaveRemoval(Box<crate::RemovalTest>, String, Reply<crate::RemovalTest>),
+    CredentialDrop(
+        String,
+        crate::DropAttempt,
+        String,
+        Reply<leash_core::DatabaseCredential>,
+    ),
 }
 
 impl Job {
@@ -131,6 +137,7 @@ impl Job {
             Job::Import(.., r) => fail(r, why),
             Job::Review(.., r) => fail(r, why),
             Job::SaveRemoval(.., r) => fail(r, why),
+            Job::CredentialDrop(.., r) => fail(r, why),
         }
     }
 }
@@ -556,6 +563,11 @@ impl<B: Backend> Writer<B> {
             Job::SaveRemoval(t, actor, r) => {
                 settle(r, self.save_removal_test(*t, &actor, now).await)
             }
+            Job::CredentialDrop(token_id, attempt, actor, r) => settle(
+                r,
+                self.record_credential_drop(&token_id, attempt, &actor, now)
+                    .await,
+            ),
         }
     }
 
@@ -1431,6 +1443,14 @@ impl<B: Backend> Writer<B> {
             "token.minted"
         };
         self.append_text(now, kind, actor, t.id.clone(), data);
+        if let Some(c) = &plan.credential {
+            if t.format != leash_core::TokenFormat::Postgres {
+                return Err(StoreError::Conflict(
+                    "only a `postgres` token has a database credential".into(),
+                ));
+            }
+            self.insert_credential(t, c, now).await?;
+        }
         self.tokens.push((plan.token, plan.secret_hash));
         Ok(())
     }
@@ -1987,6 +2007,42 @@ impl<B: Backend> Store for SqlStore<B> {
     fn revoke_due_break_glass(&self, due: Millis) -> StoreFuture<'_, Revoked> {
         Box::pin(self.submit(move |r| Job::BreakGlassDue(due, "leash".into(), r)))
     }
+    fn credentials_due(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<leash_core::DatabaseCredential>> {
+        Box::pin(credentials::credentials_due(&self.reads, now, limit))
+    }
+    fn record_credential_drop(
+        &self,
+        token_id: &str,
+        attempt: crate::DropAttempt,
+        actor: &str,
+    ) -> StoreFuture<'_, leash_core::DatabaseCredential> {
+        let (token_id, actor) = (token_id.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::CredentialDrop(token_id, attempt, actor, r)))
+    }
+    fn get_credential(
+        &self,
+        token_id: &str,
+    ) -> StoreFuture<'_, Option<leash_core::DatabaseCredential>> {
+        let token_id = token_id.to_owned();
+        Box::pin(async move { credentials::get_credential(&self.reads, &token_id).await })
+    }
+    fn list_credentials(
+        &self,
+        status: Option<leash_core::CredentialStatus>,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<leash_core::DatabaseCredential>> {
+        Box::pin(credentials::list_credentials(
+            &self.reads,
+            status,
+            after,
+            limit,
+        ))
+    }
     fn import_external(
         &self,
         records: Vec<crate::ImportedCredential>,
@@ -2143,7 +2199,9 @@ pub(crate) async fn verify_pool<B: Backend>(
 }
 
 mod authz;
+mod credentials;
 mod exposures;
 mod review;
+pub use credentials::DROP_FAILED_FINDING;
 pub use exposures::validate_fingerprint;
 pub use review::{external_subject, merge_evidence, scope_allows};

@@ -43,14 +43,16 @@ use leash_core::audit::{ChainBreak, ChainSummary, Event};
 use leash_core::issuance::{MintRefusal, MintRequest, TtlCaps};
 use leash_core::scope::Scope;
 use leash_core::{
-    Approval, ApprovalStatus, Client, Environment, Exposure, ExposureSource, ExternalStatus,
-    ExternalToken, Finding, FindingStatus, IdentityRule, InvalidInput, Issuer, Millis, Owner,
-    OwnerKind, Run, RunState, Token, TokenStatus, Workflow, Workload,
+    Approval, ApprovalStatus, Client, CredentialStatus, DatabaseCredential, Environment, Exposure,
+    ExposureSource, ExternalStatus, ExternalToken, Finding, FindingStatus, IdentityRule,
+    InvalidInput, Issuer, Millis, Owner, OwnerKind, Run, RunState, Token, TokenStatus, Workflow,
+    Workload,
 };
 use serde::Serialize;
 
 pub use engine::{
-    WRITER_LOCK, external_subject, merge_evidence, scope_allows, validate_fingerprint,
+    DROP_FAILED_FINDING, WRITER_LOCK, external_subject, merge_evidence, scope_allows,
+    validate_fingerprint,
 };
 pub use postgres::{DatabaseClaim, SERVER_LOCK, claim_database, verify_audit_in_database};
 pub use registry::{Registry, SharedRegistry};
@@ -199,6 +201,36 @@ pub struct MintPlan {
     /// Most write-capable tokens the workload may hold at once (checked at
     /// commit for write-capable tokens).
     pub write_budget: Option<u32>,
+    /// The PostgreSQL role created for a `postgres` token, recorded in the
+    /// same transaction as the token.
+    pub credential: Option<NewCredential>,
+}
+
+/// A downstream PostgreSQL role, already created, to record with its token.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub role: String,
+    pub database: String,
+    /// SHA-256 of its password (the password itself is never stored).
+    pub password_hash: [u8; 32],
+}
+
+/// What one attempt to drop a credential's role found.
+#[derive(Debug, Clone)]
+pub enum DropAttempt {
+    /// The role is gone (`already_gone`: it was before this attempt).
+    Dropped {
+        sessions_ended: u64,
+        already_gone: bool,
+    },
+    /// It failed: try again at `next_attempt_at`. After `fail_after` failed
+    /// attempts an active credential becomes `drop_failed`, which is
+    /// audited and opens a finding.
+    Failed {
+        error: String,
+        next_attempt_at: Millis,
+        fail_after: u32,
+    },
 }
 
 /// A third-party credential to track (its secret is never stored: only
@@ -464,6 +496,28 @@ pub trait Store: Send + Sync {
     /// Revoke break-glass grants whose TTL ends before `due` (trigger
     /// `expiry`), so they end revoked and visibly so.
     fn revoke_due_break_glass(&self, due: Millis) -> StoreFuture<'_, Revoked>;
+
+    /// Credentials not yet dropped whose token is revoked or expired at
+    /// `now` and whose next drop attempt is due, soonest first.
+    fn credentials_due(&self, now: Millis, limit: u32) -> StoreFuture<'_, Vec<DatabaseCredential>>;
+    /// Record what an attempt to drop a credential's role found: dropped
+    /// (audited `credential.dropped`), or failed (retried; after a few
+    /// failures `drop_failed`, audited `credential.drop_failed`, with a finding).
+    fn record_credential_drop(
+        &self,
+        token_id: &str,
+        attempt: DropAttempt,
+        actor: &str,
+    ) -> StoreFuture<'_, DatabaseCredential>;
+    /// The credential of a `postgres` token (None for other tokens).
+    fn get_credential(&self, token_id: &str) -> StoreFuture<'_, Option<DatabaseCredential>>;
+    /// Credentials by token id, after `after`, optionally of one status.
+    fn list_credentials(
+        &self,
+        status: Option<CredentialStatus>,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<DatabaseCredential>>;
 
     /// Record a whole inventory export, or nothing: every record is checked
     /// (owners and workloads must be registered) before any is written;

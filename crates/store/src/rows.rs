@@ -341,3 +341,27 @@ pub fn usage_run_total(row: &impl RowRead) -> Result<crate::UsageRunTotal, Store
         last_at: row.int("last_at")?,
     })
 }
+
+pub fn credential(row: &impl RowRead) -> Result<leash_core::DatabaseCredential, StoreError> {
+    Ok(leash_core::DatabaseCredential {
+        token_id: row.text("token_id")?,
+        role: row.text("role")?,
+        database: row.text("database")?,
+        password_hash: row
+            .opt_bytes("password_hash")?
+            .ok_or_else(|| StoreError::Corrupt("a credential has no password hash".into()))
+            .and_then(|h| {
+                h.try_into().map_err(|_| {
+                    StoreError::Corrupt("a credential's password hash is not 32 bytes".into())
+                })
+            })?,
+        status: parse("credential status", &row.text("status")?)?,
+        attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
+        last_error: row.opt_text("last_error")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        next_attempt_at: row.int("next_attempt_at")?,
+        dropped_at: row.opt_int("dropped_at")?,
+        finding_id: row.opt_int("finding_id")?,
+    })
+}

@@ -75,6 +75,7 @@ on_every_backend!(
     a_violation_opens_one_finding_and_revokes_when_asked,
     tokens_page_in_byte_order_of_their_ids,
     every_operation_reads_back_what_it_wrote,
+    a_database_credential_is_due_once_its_token_ends_and_failures_open_a_finding,
 );
 
 fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) -> MintPlan {
@@ -110,6 +111,7 @@ fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) ->
         },
         approval: None,
         write_budget: None,
+        credential: None,
     }
 }
 
@@ -971,4 +973,128 @@ async fn every_operation_reads_back_what_it_wrote(place: Place) {
     }
     assert!(store.revocations().contains("tok_1"));
     assert!(store.verify_audit().await.unwrap().is_ok());
+}
+
+/// A `postgres` token's credential is recorded with it, becomes due for
+/// dropping when the token is revoked (or expires), and a drop that keeps
+/// failing turns `drop_failed` once, audited and with a finding, until a
+/// later attempt drops it.
+async fn a_database_credential_is_due_once_its_token_ends_and_failures_open_a_finding(
+    place: Place,
+) {
+    use leash_core::CredentialStatus;
+    use leash_store::{DropAttempt, NewCredential};
+    let store = place.open().await;
+    let (owner, wl, wf, run) = registry(&*store).await;
+    let mut p = plan("tok_pg1".into(), owner.id, wl.id, run.id, wf.id);
+    p.token.format = TokenFormat::Postgres;
+    p.credential = Some(NewCredential {
+        role: "leash_abc".into(),
+        database: "shop".into(),
+        password_hash: [7; 32],
+    });
+    store.record_mint(p, "test").await.unwrap();
+    // a credential on a token of another format is refused
+    let mut jwt = plan("tok_jwt".into(), owner.id, wl.id, run.id, wf.id);
+    jwt.credential = Some(NewCredential {
+        role: "leash_def".into(),
+        database: "shop".into(),
+        password_hash: [8; 32],
+    });
+    assert!(matches!(
+        store.record_mint(jwt, "test").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let c = store.get_credential("tok_pg1").await.unwrap().unwrap();
+    assert_eq!(
+        (c.role.as_str(), c.status, c.password_hash),
+        ("leash_abc", CredentialStatus::Active, [7; 32])
+    );
+    assert!(store.get_credential("tok_jwt").await.unwrap().is_none());
+    // live token: nothing due
+    let now = now_ms();
+    assert!(store.credentials_due(now, 10).await.unwrap().is_empty());
+    store
+        .revoke_token("tok_pg1", "done".into(), "test")
+        .await
+        .unwrap();
+    let due = store.credentials_due(now_ms(), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+
+    let fail = |n: i64| DropAttempt::Failed {
+        error: "role cannot be dropped".into(),
+        next_attempt_at: now_ms() + n,
+        fail_after: 2,
+    };
+    let events = store.latest_events(1).await.unwrap()[0].seq;
+    let c = store
+        .record_credential_drop("tok_pg1", fail(60_000), "test")
+        .await
+        .unwrap();
+    assert_eq!((c.status, c.attempts), (CredentialStatus::Active, 1));
+    // not due again before its next attempt
+    assert!(
+        store
+            .credentials_due(now_ms(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = store
+        .record_credential_drop("tok_pg1", fail(0), "test")
+        .await
+        .unwrap();
+    assert_eq!((c.status, c.attempts), (CredentialStatus::DropFailed, 2));
+    let finding = store.get_finding(c.finding_id.unwrap()).await.unwrap();
+    assert_eq!(finding.kind, leash_store::DROP_FAILED_FINDING);
+    assert_eq!(finding.subject, "tok_pg1");
+    assert_eq!(finding.owner_id, Some(owner.id));
+    let c = store
+        .record_credential_drop("tok_pg1", fail(0), "test")
+        .await
+        .unwrap();
+    assert_eq!((c.status, c.attempts), (CredentialStatus::DropFailed, 3));
+    assert_eq!(
+        c.finding_id,
+        Some(finding.id),
+        "one finding, not one per attempt"
+    );
+    let c = store
+        .record_credential_drop(
+            "tok_pg1",
+            DropAttempt::Dropped {
+                sessions_ended: 1,
+                already_gone: false,
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.status, CredentialStatus::Dropped);
+    assert!(c.dropped_at.is_some() && c.last_error.is_none());
+    assert!(
+        store
+            .credentials_due(now_ms(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kinds: Vec<String> = store
+        .events_after(events, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["credential.drop_failed", "credential.dropped"]);
+    let listed = store
+        .list_credentials(Some(CredentialStatus::Dropped), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    // durable: a reopened store reads the same row
+    drop(store);
+    let store = place.open().await;
+    let again = store.get_credential("tok_pg1").await.unwrap().unwrap();
+    assert_eq!(again, c);
 }

@@ -17,6 +17,7 @@ mod lifecycle;
 mod oauth;
 #[path = "../../../store/tests/support/pg.rs"]
 mod pg;
+mod pgcred;
 mod refusals;
 mod review;
 mod scan;

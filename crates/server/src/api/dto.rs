@@ -345,6 +345,93 @@ pub struct Minted {
     pub owner: String,
     pub workload: String,
     pub run: Option<i64>,
+    /// For format `postgres`: the role created for this token (the
+    /// connection string in `token` is shown once; Leash keeps only the
+    /// SHA-256 of its password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialBrief>,
+}
+
+/// The PostgreSQL role behind a `postgres` token (never its password).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialBrief {
+    /// `leash_…`.
+    pub role: String,
+    /// The database its grants are in.
+    pub database: String,
+    /// Where connection strings point (null when this server has no
+    /// credential database configured).
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `active`, `dropped` or `drop_failed`.
+    pub status: String,
+    /// Failed drop attempts.
+    pub attempts: u32,
+    /// Why the last drop attempt failed.
+    pub last_error: Option<String>,
+    pub dropped_at: Option<String>,
+    /// The finding opened when dropping kept failing.
+    pub finding: Option<i64>,
+}
+
+impl CredentialBrief {
+    /// The brief of a stored credential; `at` is where connection strings point.
+    pub fn new(c: &leash_core::DatabaseCredential, at: Option<(&str, u16)>) -> Self {
+        CredentialBrief {
+            role: c.role.clone(),
+            database: c.database.clone(),
+            host: at.map(|(h, _)| h.to_owned()),
+            port: at.map(|(_, p)| p),
+            status: c.status.to_string(),
+            attempts: c.attempts,
+            last_error: c.last_error.clone(),
+            dropped_at: c.dropped_at.map(ts),
+            finding: c.finding_id,
+        }
+    }
+}
+
+impl CredentialView {
+    pub fn new(c: &leash_core::DatabaseCredential, token_status: leash_core::TokenStatus) -> Self {
+        let ended = token_status != leash_core::TokenStatus::Active;
+        CredentialView {
+            token_id: c.token_id.clone(),
+            role: c.role.clone(),
+            database: c.database.clone(),
+            status: c.status.to_string(),
+            token_status: token_status.to_string(),
+            attempts: c.attempts,
+            last_error: c.last_error.clone(),
+            created_at: ts(c.created_at),
+            expires_at: ts(c.expires_at),
+            next_attempt_at: (ended && c.status != leash_core::CredentialStatus::Dropped)
+                .then(|| ts(c.next_attempt_at)),
+            dropped_at: c.dropped_at.map(ts),
+            finding: c.finding_id,
+        }
+    }
+}
+
+/// A downstream database credential, as `leash credentials list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialView {
+    /// The `postgres` token it belongs to.
+    pub token_id: String,
+    pub role: String,
+    pub database: String,
+    /// `active`, `dropped` or `drop_failed`.
+    pub status: String,
+    /// The token's status: `active`, `revoked` or `expired`.
+    pub token_status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    /// The token's expiry (the role's `VALID UNTIL`).
+    pub expires_at: String,
+    /// When the next drop attempt is due, for an ended token not yet dropped.
+    pub next_attempt_at: Option<String>,
+    pub dropped_at: Option<String>,
+    pub finding: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -515,6 +602,9 @@ pub struct Explanation {
     pub break_glass: bool,
     /// Why it was granted (the justification or break-glass reason).
     pub justification: Option<String>,
+    /// For format `postgres`: the role, its database and whether it was dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialBrief>,
 }
 
 /// The four questions about a third-party credential (`external:NAME`).

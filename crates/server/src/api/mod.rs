@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod authzen;
 pub mod clients;
+pub mod credentials;
 pub mod dpop;
 pub mod dto;
 pub mod exposures;
@@ -143,6 +144,7 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/keys/rotate", post(oauth::rotate_keys))
         .route("/tokens", post(tokens::mint).get(tokens::list))
         .route("/tokens/{id}", get(tokens::get))
+        .route("/credentials", get(credentials::list))
         .route("/explain", post(tokens::explain))
         .route("/revocations", post(tokens::revoke))
         .route("/audit/events", get(audit::events))

@@ -775,7 +775,7 @@ pub async fn revoke(State(app): State<AppState>, req: Request) -> Result<Respons
         )
         .await
         .map_err(|e| from_api(e.into()))?;
-    app.metrics.revoked(&revoked);
+    app.note_revocation(&revoked);
     Ok(StatusCode::OK.into_response())
 }
 

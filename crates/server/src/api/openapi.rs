@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    approvals, audit, authzen, clients, dto, exposures, federation, oauth, policies, registry,
-    review, tokens,
+    approvals, audit, authzen, clients, credentials, dto, exposures, federation, oauth, policies,
+    registry, review, tokens,
 };
 use crate::error::Problem;
 
@@ -36,7 +36,7 @@ impl Modify for OperatorAuth {
         registry::create_workload, registry::list_workloads, registry::get_workload,
         registry::create_workflow, registry::list_workflows, registry::get_workflow, registry::update_workflow,
         registry::start_run, registry::list_runs, registry::get_run, registry::end_run,
-        tokens::mint, tokens::list, tokens::get, tokens::explain, tokens::revoke,
+        tokens::mint, tokens::list, tokens::get, tokens::explain, tokens::revoke, credentials::list,
         audit::events, audit::verify, audit::health, audit::metrics,
         oauth::introspect, oauth::jwks, oauth::token, oauth::revoke, oauth::metadata, oauth::keys, oauth::rotate_keys,
         clients::create, clients::list,

@@ -141,6 +141,15 @@ pub async fn prepare(app: &App, b: MintBody, extra: &MintExtra) -> ApiResult<Pre
             .map_err(|e: leash_core::InvalidInput| ApiError::bad_request(e.to_string()))?,
     };
     let scopes = parse_scopes(&b.scopes, leash_core::issuance::MAX_SCOPES)?;
+    if format == TokenFormat::Postgres {
+        // refused before anything is judged or queued for approval
+        crate::credentials::check_request(app, &scopes)?;
+        if extra.cnf_jkt.is_some() {
+            return Err(ApiError::bad_request(
+                "a `postgres` credential is a connection string: it cannot be bound to a DPoP key",
+            ));
+        }
+    }
     let ttl_secs = match b.ttl {
         Ttl::Seconds(s) => s,
         Ttl::Text(t) => parse_duration(&t).map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -360,8 +369,10 @@ async fn sign_and_record(
             })?;
             (t, Some(h))
         }
+        // the role is created, then recorded, below
+        TokenFormat::Postgres => (String::new(), None),
     };
-    let minted = Minted {
+    let mut minted = Minted {
         id: token.id.clone(),
         token: secret,
         token_type: if token.cnf_jkt.is_some() {
@@ -378,19 +389,38 @@ async fn sign_and_record(
         owner: claims.owner,
         workload: claims.workload,
         run: token.run_id,
+        credential: None,
     };
-    app.store
-        .record_mint(
-            MintPlan {
-                token,
-                secret_hash,
-                request,
-                approval,
-                write_budget: app.authz_settings.write_budget,
-            },
-            actor,
-        )
-        .await?;
+    let format = token.format;
+    let plan = MintPlan {
+        token,
+        secret_hash,
+        request,
+        approval,
+        write_budget: app.authz_settings.write_budget,
+        credential: None,
+    };
+    if format == TokenFormat::Postgres {
+        let role = leash_pgcred::role_name(&minted.id);
+        minted.token = crate::credentials::create_and_record(app, plan, actor).await?;
+        minted.token_type = "postgres".into();
+        if let Some(c) = &app.credentials {
+            let (host, port) = c.db.host_port();
+            minted.credential = Some(CredentialBrief {
+                role,
+                database: c.db.database().to_owned(),
+                host: Some(host.to_owned()),
+                port: Some(port),
+                status: leash_core::CredentialStatus::Active.to_string(),
+                attempts: 0,
+                last_error: None,
+                dropped_at: None,
+                finding: None,
+            });
+        }
+        return Ok(minted);
+    }
+    app.store.record_mint(plan, actor).await?;
     Ok(minted)
 }
 
@@ -601,6 +631,13 @@ async fn explain_token(app: &App, token_or_id: &str) -> ApiResult<Explanation> {
         next = p.parent_id.clone();
         ancestors.push(p);
     }
+    let credential =
+        match t.format {
+            TokenFormat::Postgres => app.store.get_credential(&t.id).await?.map(|c| {
+                CredentialBrief::new(&c, app.credentials.as_ref().map(|x| x.db.host_port()))
+            }),
+            _ => None,
+        };
     let reg = app.store.registry().read();
     let lineage = ancestors
         .iter()
@@ -682,6 +719,7 @@ async fn explain_token(app: &App, token_or_id: &str) -> ApiResult<Explanation> {
         cnf_jkt: t.cnf_jkt.clone(),
         break_glass: t.break_glass,
         justification: t.justification.clone(),
+        credential,
     })
 }
 
@@ -698,6 +736,6 @@ pub async fn revoke(
     }
     let t = resolve(&app, &b.token_or_id).await?;
     let revoked = app.store.revoke_token(&t.id, b.reason, OPERATOR).await?;
-    app.metrics.revoked(&revoked);
+    app.note_revocation(&revoked);
     Ok(Json(revoked.into()))
 }
