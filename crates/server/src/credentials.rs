@@ -168,13 +168,17 @@ pub async fn create_and_record(
 }
 
 /// Drop the roles of ended tokens, for as long as the server runs: woken by
-/// [`Credentials::wake`], and every `scan_every` regardless.
+/// the store's feed of committed revocations, by [`Credentials::wake`], and
+/// every `scan_every` regardless (expiry, restarts).
 pub async fn reap(app: AppState) {
     let Some(creds) = app.credentials.clone() else {
         return;
     };
+    // every committed revocation, cascades included, wakes the reaper at once
+    let mut revoked = app.store.commits().subscribe_revocations();
     loop {
         tokio::select! {
+            _ = revoked.recv() => {}
             _ = creds.wake.notified() => {}
             _ = tokio::time::sleep(creds.settings.scan_every) => {}
         }
