@@ -11,17 +11,17 @@
 //! attempts the credential is `drop_failed` (audited, with a finding) and
 //! retried every [`CredentialSettings::retry_max`].
 //!
-//! How the task learns of revocations: [`Credentials::wake`], called from
-//! every revocation path the server has ([`crate::App::note_revocation`]),
-//! plus a scan every [`CredentialSettings::scan_every`] that also finds
-//! expiries and anything missed (a restart, a revocation elsewhere).
+//! How the task learns of revocations: the store's feed of committed
+//! revocations ([`leash_store::CommitFeed`]), which every revocation path
+//! and cascade goes through, plus a scan every
+//! [`CredentialSettings::scan_every`] that also finds expiries and anything
+//! the feed cannot show (a restart, a receiver that fell behind).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use leash_pgcred::{CredentialDatabase, Dropped, GrantPlan, Password, role_name};
 use leash_store::{DropAttempt, MintPlan, NewCredential, Store, now_ms};
-use tokio::sync::Notify;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -60,11 +60,10 @@ impl CredentialSettings {
     }
 }
 
-/// The credential database and the reaper's wake-up.
+/// The credential database and the reaper's settings.
 pub struct Credentials {
     pub db: CredentialDatabase,
     settings: CredentialSettings,
-    wake: Notify,
 }
 
 impl Credentials {
@@ -75,18 +74,7 @@ impl Credentials {
     pub async fn connect(settings: CredentialSettings) -> Result<Self, leash_pgcred::SetupError> {
         let db = CredentialDatabase::connect(&settings.admin_url, settings.public_url.as_deref())
             .await?;
-        Ok(Credentials {
-            db,
-            settings,
-            wake: Notify::new(),
-        })
-    }
-
-    /// Tell the reaper that tokens were revoked. This is the one place that
-    /// learns of revocations; once the store broadcasts committed
-    /// revocations, the reaper subscribes to that instead.
-    pub fn wake(&self) {
-        self.wake.notify_one();
+        Ok(Credentials { db, settings })
     }
 }
 
@@ -168,8 +156,8 @@ pub async fn create_and_record(
 }
 
 /// Drop the roles of ended tokens, for as long as the server runs: woken by
-/// the store's feed of committed revocations, by [`Credentials::wake`], and
-/// every `scan_every` regardless (expiry, restarts).
+/// the store's feed of committed revocations, and every `scan_every`
+/// regardless (expiry, restarts).
 pub async fn reap(app: AppState) {
     let Some(creds) = app.credentials.clone() else {
         return;
@@ -178,8 +166,13 @@ pub async fn reap(app: AppState) {
     let mut revoked = app.store.commits().subscribe_revocations();
     loop {
         tokio::select! {
-            _ = revoked.recv() => {}
-            _ = creds.wake.notified() => {}
+            // a receiver that fell behind just scans; a closed feed (the
+            // store shutting down) leaves the periodic scan
+            r = revoked.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    tokio::time::sleep(creds.settings.scan_every).await;
+                }
+            }
             _ = tokio::time::sleep(creds.settings.scan_every) => {}
         }
         // a full batch means more may be due at once (bounded, so that a

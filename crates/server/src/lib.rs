@@ -260,17 +260,6 @@ impl App {
         Ok(kid)
     }
 
-    /// After any revocation: count it, and wake what acts on revoked tokens
-    /// (the reaper of downstream database credentials).
-    pub fn note_revocation(&self, r: &leash_store::Revoked) {
-        self.metrics.revoked(r);
-        if r.count > 0
-            && let Some(c) = &self.credentials
-        {
-            c.wake();
-        }
-    }
-
     /// Constant-time check of a presented operator credential.
     pub fn is_operator(&self, presented: &str) -> bool {
         let h = leash_token::sha256(presented.as_bytes());

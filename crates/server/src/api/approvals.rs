@@ -493,7 +493,7 @@ pub async fn expire_break_glass(app: AppState) {
         tick.tick().await;
         match app.store.revoke_due_break_glass(now_ms() + 500).await {
             Ok(r) if r.count > 0 => {
-                app.note_revocation(&r);
+                app.metrics.revoked(&r);
                 tracing::warn!(count = r.count, "break-glass grants revoked at their TTL");
             }
             Ok(_) => {}

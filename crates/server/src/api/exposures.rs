@@ -252,7 +252,7 @@ async fn record(app: &App, new: NewExposure, actor: &str) -> ApiResult<ExposureV
     if repeat {
         return Ok(v);
     }
-    app.note_revocation(&revoked);
+    app.metrics.revoked(&revoked);
     app.metrics
         .exposures
         .get_or_create(&ExposureLabels {

@@ -775,7 +775,7 @@ pub async fn revoke(State(app): State<AppState>, req: Request) -> Result<Respons
         )
         .await
         .map_err(|e| from_api(e.into()))?;
-    app.note_revocation(&revoked);
+    app.metrics.revoked(&revoked);
     Ok(StatusCode::OK.into_response())
 }
 

@@ -108,7 +108,7 @@ pub async fn offboard_owner(
     Path(name): Path<String>,
 ) -> ApiResult<Json<OwnerOffboarded>> {
     let (o, revoked) = app.store.offboard_owner_and_revoke(&name, OPERATOR).await?;
-    app.note_revocation(&revoked);
+    app.metrics.revoked(&revoked);
     Ok(Json(OwnerOffboarded {
         owner: OwnerView::from(&o),
         revoked: revoked.into(),
@@ -197,7 +197,7 @@ pub async fn update_workflow(
         .store
         .update_workflow_and_revoke(&name, digest, b.tools, OPERATOR)
         .await?;
-    app.note_revocation(&revoked);
+    app.metrics.revoked(&revoked);
     // removability verdicts were computed against the old definition
     crate::api::review::rerun_for_workflow(&app, w.id).await;
     app.review.forget().await; // cached declared tools may have changed
@@ -298,7 +298,7 @@ pub async fn end_run(
         ));
     }
     let (r, revoked) = app.store.end_run_and_revoke(id, state, OPERATOR).await?;
-    app.note_revocation(&revoked);
+    app.metrics.revoked(&revoked);
     crate::api::review::finish_canary(&app, &r).await?;
     let view = RunView::new(&r, &app.store.registry().read());
     Ok(Json(RunEnded {

@@ -736,6 +736,6 @@ pub async fn revoke(
     }
     let t = resolve(&app, &b.token_or_id).await?;
     let revoked = app.store.revoke_token(&t.id, b.reason, OPERATOR).await?;
-    app.note_revocation(&revoked);
+    app.metrics.revoked(&revoked);
     Ok(Json(revoked.into()))
 }

@@ -586,7 +586,7 @@ async fn act_on_violation(
         )
         .await;
     match result {
-        Ok(rec) => app.note_revocation(&rec.revoked),
+        Ok(rec) => app.metrics.revoked(&rec.revoked),
         Err(err) => {
             tracing::error!(error = %err, token = %token.id, class = %class, "could not record a violation")
         }
