@@ -129,6 +129,21 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     let exposure = crate::exposure::settings(&a)?;
     let mut cfg = leash_server::ServerConfig::new(a.data, a.listen);
     cfg.database = a.database;
+    cfg.key_encryption_key = match (a.key_encryption_key_file, a.key_encryption_key) {
+        (Some(path), _) => Some(leash_server::SecretBytes(std::fs::read(&path).map_err(
+            |e| anyhow::anyhow!("--key-encryption-key-file {}: {e}", path.display()),
+        )?)),
+        (None, Some(text)) => Some(leash_server::SecretBytes(text.into_bytes())),
+        (None, None) => None,
+    };
+    cfg.nats = a
+        .nats_url
+        .map(|url| leash_server::fanout::NatsSettings { url });
+    cfg.max_staleness = std::time::Duration::from_secs(
+        parse_duration(&a.max_staleness)
+            .map_err(|e| anyhow::anyhow!("--max-staleness: {e}"))?
+            .max(1),
+    );
     cfg.exposure = exposure;
     cfg.issuer = a.issuer;
     cfg.ttl_caps = ttl_caps(&a.ttl_caps)?;

@@ -124,8 +124,36 @@ pub struct ServeArgs {
     /// Keep the registry in this PostgreSQL database (`postgres://…`)
     /// instead of SQLite in the data directory (which still holds the
     /// signing keys, operator credential and policies).
-    #[arg(long, env = "LEASH_DATABASE_URL")]
+    #[arg(long, env = "LEASH_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
+    /// File holding the 32-byte key-encryption key (raw, hex or base64)
+    /// that seals the signing keys replicas share through PostgreSQL.
+    /// Required with --database; give every replica the same one.
+    #[arg(long, value_name = "FILE", conflicts_with = "key_encryption_key")]
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// The key-encryption key itself (hex or base64), instead of a file.
+    #[arg(
+        long,
+        env = "LEASH_KEY_ENCRYPTION_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key_encryption_key: Option<String>,
+    /// NATS JetStream server for the revocation fan-out between replicas
+    /// and to in-cluster consumers (`nats://127.0.0.1:4222`). Without it,
+    /// replicas learn of each other's commits through PostgreSQL
+    /// LISTEN/NOTIFY alone.
+    #[arg(
+        long,
+        env = "LEASH_NATS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub nats_url: Option<String>,
+    /// On PostgreSQL: how far behind the shared database (or NATS) a
+    /// replica may fall before it refuses decisions it cannot vouch for.
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub max_staleness: String,
     /// Address to listen on.
     #[arg(long, env = "LEASH_LISTEN", default_value = "127.0.0.1:8420")]
     pub listen: SocketAddr,

@@ -112,32 +112,240 @@ pub fn load_keys(
     if key_files(&keys_dir)?.is_empty() {
         create_key(dir)?;
     }
-    let files = key_files(&keys_dir)?;
-    let mut keys = Vec::new();
+    ring_of(key_files(&keys_dir)?, max_ttl, now_ms, |p| {
+        let bytes = fs::read(p)
+            .map_err(|e| ServerError::Setup(format!("cannot read {}: {e}", p.display())))?;
+        SigningKey::from_pkcs8(&bytes)
+            .map_err(|e| ServerError::Setup(format!("{}: {e}", p.display())))
+    })
+}
+
+/// The ring of `keys` (creation time in Unix ms, newest first), each opened
+/// by `open` unless already retired (see [`load_keys`]).
+fn ring_of<K>(
+    keys: Vec<(i64, K)>,
+    max_ttl: i64,
+    now_ms: i64,
+    open: impl Fn(&K) -> Result<SigningKey, ServerError>,
+) -> Result<(KeyRing, Vec<KeyInfo>), ServerError> {
+    let mut ring = Vec::new();
     let mut info = Vec::new();
     let mut replaced_at: Option<i64> = None;
-    for (created, p) in files {
+    for (created, k) in keys {
         let retires_at = replaced_at.map(|r| r.saturating_add(max_ttl.saturating_mul(1000)));
         replaced_at = Some(created);
         if retires_at.is_some_and(|r| r <= now_ms) {
             continue;
         }
-        let bytes = fs::read(&p)
-            .map_err(|e| ServerError::Setup(format!("cannot read {}: {e}", p.display())))?;
-        let key = SigningKey::from_pkcs8(&bytes)
-            .map_err(|e| ServerError::Setup(format!("{}: {e}", p.display())))?;
+        let key = open(&k)?;
         info.push(KeyInfo {
             kid: key.kid().to_owned(),
             created: created / 1000,
-            active: keys.is_empty(),
+            active: ring.is_empty(),
             retires_at: retires_at.map(|r| r / 1000),
         });
-        keys.push(key);
+        ring.push(key);
     }
     Ok((
-        KeyRing::new(keys).map_err(|e| ServerError::Setup(e.to_string()))?,
+        KeyRing::new(ring).map_err(|e| ServerError::Setup(e.to_string()))?,
         info,
     ))
+}
+
+/// The key-encryption key that seals the signing keys replicas share
+/// through the database (AES-256-GCM; 32 bytes). Never logged.
+pub struct Kek(aws_lc_rs::aead::LessSafeKey);
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(…)")
+    }
+}
+
+/// What a sealed key starts with: the format version.
+const SEALED_V1: u8 = 1;
+
+impl Kek {
+    /// A key-encryption key from 32 raw bytes, or their base64 or hex
+    /// text (surrounding whitespace ignored).
+    pub fn parse(given: &[u8]) -> Result<Kek, ServerError> {
+        use base64::Engine as _;
+        let text = std::str::from_utf8(given).ok().map(str::trim);
+        let bytes = match text {
+            Some(t) if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                hex::decode(t).ok()
+            }
+            Some(t) if t.len() == 44 || t.len() == 43 => base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
+                .ok(),
+            _ => None,
+        }
+        .or_else(|| (given.len() == 32).then(|| given.to_vec()))
+        .filter(|b| b.len() == 32)
+        .ok_or_else(|| {
+            ServerError::Setup(
+                "the key-encryption key must be 32 bytes: raw, or as 64 hex digits or base64 (e.g. `openssl rand -base64 32`)".into(),
+            )
+        })?;
+        let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &bytes)
+            .map_err(|_| ServerError::Setup("the key-encryption key was refused".into()))?;
+        Ok(Kek(aws_lc_rs::aead::LessSafeKey::new(key)))
+    }
+
+    /// Seal a PKCS#8 key, bound to its `kid` (the associated data).
+    pub fn seal(&self, kid: &str, pk8: &[u8]) -> Result<Vec<u8>, ServerError> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce)
+            .map_err(|_| ServerError::Setup("no randomness for sealing a key".into()))?;
+        let mut body = pk8.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut body,
+            )
+            .map_err(|_| ServerError::Setup("could not seal a signing key".into()))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + body.len());
+        out.push(SEALED_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Open a key sealed by [`Kek::seal`] under this key for `kid`.
+    pub fn open(&self, kid: &str, sealed: &[u8]) -> Result<SigningKey, ServerError> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        let refused = || {
+            ServerError::Setup(format!(
+                "signing key {kid} in the database cannot be opened with this key-encryption key: give every replica the key-encryption key the keys were sealed under"
+            ))
+        };
+        let (version, rest) = sealed.split_first().ok_or_else(refused)?;
+        if *version != SEALED_V1 || rest.len() < NONCE_LEN {
+            return Err(refused());
+        }
+        let (nonce, body) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| refused())?;
+        let mut body = body.to_vec();
+        let pk8 = self
+            .0
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut body)
+            .map_err(|_| refused())?;
+        let key = SigningKey::from_pkcs8(pk8)
+            .map_err(|e| ServerError::Setup(format!("signing key {kid}: {e}")))?;
+        if key.kid() != kid {
+            return Err(refused());
+        }
+        Ok(key)
+    }
+}
+
+/// Where the signing keys live.
+#[derive(Debug)]
+pub enum KeySource {
+    /// PKCS#8 files in the data directory (one server).
+    Dir(std::path::PathBuf),
+    /// Sealed in the database, shared by every replica on it.
+    Database(Kek),
+}
+
+/// A fresh sealed key, newer than `newest` (Unix ms).
+fn sealed_key(kek: &Kek, newest: i64) -> Result<leash_store::SealedKey, ServerError> {
+    let (key, pk8) = SigningKey::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
+    Ok(leash_store::SealedKey {
+        kid: key.kid().to_owned(),
+        created_ms: leash_store::now_ms().max(newest + 1),
+        sealed: kek.seal(key.kid(), &pk8)?,
+    })
+}
+
+/// On first start against a database with no keys: move the data
+/// directory's keys there (a server that ran alone before becomes the
+/// first replica and its tokens keep verifying), or create the first key.
+/// Replicas starting together agree on one first key.
+pub async fn seed_database_keys(
+    store: &dyn leash_store::Store,
+    kek: &Kek,
+    dir: &Path,
+) -> Result<(), ServerError> {
+    if !store.signing_keys().await?.is_empty() {
+        return Ok(());
+    }
+    let keys_dir = dir.join(KEYS_DIR);
+    let mut local = if keys_dir.is_dir() {
+        key_files(&keys_dir)?
+    } else {
+        Vec::new()
+    };
+    // oldest first, so the newest is added last and signs
+    local.reverse();
+    let mut first = true;
+    for (created_ms, path) in local {
+        let pk8 = fs::read(&path)
+            .map_err(|e| ServerError::Setup(format!("cannot read {}: {e}", path.display())))?;
+        let key = SigningKey::from_pkcs8(&pk8)
+            .map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))?;
+        let sealed = leash_store::SealedKey {
+            kid: key.kid().to_owned(),
+            created_ms,
+            sealed: kek.seal(key.kid(), &pk8)?,
+        };
+        if !store.add_signing_key(sealed, first, "leash").await? {
+            return Ok(()); // another replica seeded the database first
+        }
+        tracing::info!(
+            kid = key.kid(),
+            "moved a signing key into the database (sealed)"
+        );
+        first = false;
+    }
+    if first {
+        store
+            .add_signing_key(sealed_key(kek, 0)?, true, "leash")
+            .await?;
+    }
+    Ok(())
+}
+
+/// The key ring from the database's sealed keys (see [`load_keys`]).
+pub async fn load_database_keys(
+    store: &dyn leash_store::Store,
+    kek: &Kek,
+    max_ttl: i64,
+    now_ms: i64,
+) -> Result<(KeyRing, Vec<KeyInfo>), ServerError> {
+    let keys = store.signing_keys().await?;
+    if keys.is_empty() {
+        return Err(ServerError::Setup(
+            "the database holds no signing key".into(),
+        ));
+    }
+    ring_of(
+        keys.into_iter().map(|k| (k.created_ms, k)).collect(),
+        max_ttl,
+        now_ms,
+        |k| kek.open(&k.kid, &k.sealed),
+    )
+}
+
+/// Add a new sealed signing key to the database (audited `key.rotated` by
+/// the store); returns its kid.
+pub async fn rotate_database_key(
+    store: &dyn leash_store::Store,
+    kek: &Kek,
+    actor: &str,
+) -> Result<String, ServerError> {
+    let newest = store
+        .signing_keys()
+        .await?
+        .first()
+        .map_or(0, |k| k.created_ms);
+    let key = sealed_key(kek, newest)?;
+    let kid = key.kid.clone();
+    store.add_signing_key(key, false, actor).await?;
+    Ok(kid)
 }
 
 /// Load the operator credential's SHA-256, creating the credential on

@@ -22,6 +22,7 @@ pub mod authz;
 pub mod bootstrap;
 pub mod credentials;
 pub mod error;
+pub mod fanout;
 pub mod metrics;
 pub mod notify;
 pub mod review;
@@ -92,6 +93,15 @@ pub struct ServerConfig {
     /// Downstream PostgreSQL credentials (`--credential-database`); None:
     /// `postgres` tokens are refused.
     pub credentials: Option<credentials::CredentialSettings>,
+    /// Seals the signing keys in the database, shared by every replica on
+    /// it (required with `database`; 32 bytes, raw, hex or base64).
+    pub key_encryption_key: Option<SecretBytes>,
+    /// Replicas: how far behind the shared database this one may fall
+    /// before it stops answering decisions it cannot vouch for.
+    pub max_staleness: std::time::Duration,
+    /// NATS JetStream fan-out of revocations between replicas and to
+    /// in-cluster consumers; None: PostgreSQL LISTEN/NOTIFY alone.
+    pub nats: Option<fanout::NatsSettings>,
 }
 
 /// Review rules and report thresholds.
@@ -181,16 +191,22 @@ impl ServerConfig {
             authz: AuthzSettings::default(),
             review: ReviewConfig::default(),
             credentials: None,
+            key_encryption_key: None,
+            max_staleness: DEFAULT_MAX_STALENESS,
+            nats: None,
         }
     }
 }
+
+/// How far behind its shared database a replica may fall by default.
+pub const DEFAULT_MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Everything a handler needs.
 pub struct App {
     pub store: Arc<dyn Store>,
     keys: std::sync::RwLock<Arc<KeyRing>>,
     key_info: std::sync::RwLock<Vec<bootstrap::KeyInfo>>,
-    data_dir: PathBuf,
+    key_source: bootstrap::KeySource,
     max_ttl: i64,
     pub metrics: Metrics,
     pub issuer: String,
@@ -216,8 +232,9 @@ pub struct App {
     operator_hash: [u8; 32],
     /// The credential database for `postgres` tokens, when configured.
     pub credentials: Option<Arc<credentials::Credentials>>,
-    /// Held while the server runs: this server alone serves its PostgreSQL database.
-    _database_claim: Option<leash_store::DatabaseClaim>,
+    max_staleness: std::time::Duration,
+    /// The NATS fan-out, when configured.
+    pub fanout: Option<Arc<fanout::Fanout>>,
 }
 
 impl App {
@@ -234,30 +251,72 @@ impl App {
             .clone()
     }
 
-    /// Re-read the key directory, dropping keys whose retirement time passed.
-    pub fn reload_keys(&self) -> Result<(), ServerError> {
-        let (ring, info) =
-            bootstrap::load_keys(&self.data_dir, self.max_ttl, leash_store::now_ms())?;
+    /// Re-read the signing keys (the key directory, or the database's
+    /// sealed keys), dropping keys whose retirement time passed.
+    pub async fn reload_keys(&self) -> Result<(), ServerError> {
+        let now = leash_store::now_ms();
+        let (ring, info) = match &self.key_source {
+            bootstrap::KeySource::Dir(dir) => bootstrap::load_keys(dir, self.max_ttl, now)?,
+            bootstrap::KeySource::Database(kek) => {
+                bootstrap::load_database_keys(&*self.store, kek, self.max_ttl, now).await?
+            }
+        };
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
         *self.key_info.write().unwrap_or_else(|e| e.into_inner()) = info;
         Ok(())
     }
 
     /// Add a signing key that signs from now on; the previous one stays in
-    /// the JWKS until every token it signed has expired. Audited.
+    /// the JWKS until every token it signed has expired. Audited. With keys
+    /// in the database, the other replicas load it when they read the
+    /// `key.rotated` event.
     pub async fn rotate_keys(&self, actor: &str) -> Result<String, ServerError> {
         let old = self.keys().active().kid().to_owned();
-        let kid = bootstrap::create_key(&self.data_dir)?;
-        self.reload_keys()?;
-        self.store
-            .record_event(
-                "key.rotated",
-                &format!("key:{kid}"),
-                serde_json::json!({"previous": old, "retire_previous_after_secs": self.max_ttl}),
-                actor,
-            )
-            .await?;
+        let kid = match &self.key_source {
+            bootstrap::KeySource::Dir(dir) => {
+                let kid = bootstrap::create_key(dir)?;
+                self.store
+                    .record_event(
+                        "key.rotated",
+                        &format!("key:{kid}"),
+                        serde_json::json!({"previous": old, "retire_previous_after_secs": self.max_ttl}),
+                        actor,
+                    )
+                    .await?;
+                kid
+            }
+            bootstrap::KeySource::Database(kek) => {
+                bootstrap::rotate_database_key(&*self.store, kek, actor).await?
+            }
+        };
+        self.reload_keys().await?;
         Ok(kid)
+    }
+
+    /// Whether this server can vouch for its view of revocations and the
+    /// registry now: always on its own SQLite database; on a shared one only
+    /// while it has caught up with the database within the staleness bound
+    /// and, with NATS configured, while its fan-out consumer is current.
+    /// Decisions it cannot vouch for are refused (fail closed) with this
+    /// reason, and `/health` reports it.
+    pub fn vouch(&self) -> Result<(), String> {
+        let feed = self.store.commits();
+        if let Some(synced_at) = feed.synced_at() {
+            let bound = i64::try_from(self.max_staleness.as_millis()).unwrap_or(i64::MAX);
+            let behind = leash_store::now_ms().saturating_sub(synced_at);
+            if synced_at == 0 || behind > bound {
+                let why = feed
+                    .sync_error()
+                    .unwrap_or_else(|| "no catch-up finished in time".into());
+                return Err(format!(
+                    "this replica has not caught up with the shared database for {behind} ms (bound {bound} ms): {why}"
+                ));
+            }
+        }
+        if let Some(f) = &self.fanout {
+            f.vouch()?;
+        }
+        Ok(())
     }
 
     /// Constant-time check of a presented operator credential.
@@ -283,27 +342,47 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
             .max(cfg.ttl_caps.prod),
     )
     .unwrap_or(i64::MAX);
-    let (keys, key_info) = bootstrap::load_keys(&cfg.data_dir, max_ttl, leash_store::now_ms())?;
     let operator_hash = bootstrap::load_or_create_operator(&cfg.data_dir)?;
     let store_cfg = StoreConfig {
         ttl_caps: cfg.ttl_caps,
         max_delegation_depth: cfg.max_delegation_depth,
         ..StoreConfig::default()
     };
-    let (store, database_claim): (Arc<dyn Store>, _) = match &cfg.database {
+    let kek = cfg
+        .key_encryption_key
+        .as_ref()
+        .map(|k| bootstrap::Kek::parse(&k.0))
+        .transpose()?;
+    let store: Arc<dyn Store> = match &cfg.database {
         Some(url) => {
             if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
                 return Err(ServerError::Setup(
                     "--database takes a postgres:// URL (leave it out for SQLite in the data directory)".into(),
                 ));
             }
-            let claim = leash_store::claim_database(url).await?;
-            (Arc::new(PgStore::open(url, store_cfg).await?), Some(claim))
+            if kek.is_none() {
+                return Err(ServerError::Setup(
+                    "on PostgreSQL the replicas share their signing keys through the database, sealed under a key-encryption key: give the same one to every replica with --key-encryption-key-file FILE or LEASH_KEY_ENCRYPTION_KEY (32 bytes as base64, e.g. `openssl rand -base64 32`)".into(),
+                ));
+            }
+            Arc::new(PgStore::open(url, store_cfg).await?)
         }
-        None => (
-            Arc::new(SqliteStore::open(&cfg.data_dir, store_cfg).await?),
-            None,
-        ),
+        None => Arc::new(SqliteStore::open(&cfg.data_dir, store_cfg).await?),
+    };
+    let key_source = match kek {
+        Some(kek) => {
+            bootstrap::seed_database_keys(&*store, &kek, &cfg.data_dir).await?;
+            bootstrap::KeySource::Database(kek)
+        }
+        None => bootstrap::KeySource::Dir(cfg.data_dir.clone()),
+    };
+    let (keys, key_info) = match &key_source {
+        bootstrap::KeySource::Dir(dir) => {
+            bootstrap::load_keys(dir, max_ttl, leash_store::now_ms())?
+        }
+        bootstrap::KeySource::Database(kek) => {
+            bootstrap::load_database_keys(&*store, kek, max_ttl, leash_store::now_ms()).await?
+        }
     };
     let issuer = cfg
         .issuer
@@ -376,9 +455,16 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         )),
         None => None,
     };
+    let fanout = match &cfg.nats {
+        Some(settings) => Some(Arc::new(
+            fanout::Fanout::connect(settings.clone(), store.clone()).await?,
+        )),
+        None => None,
+    };
     Ok(Arc::new(App {
         credentials,
-        _database_claim: database_claim,
+        fanout,
+        max_staleness: cfg.max_staleness,
         exposures,
         authz,
         authz_settings: cfg.authz.clone(),
@@ -387,7 +473,7 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         store,
         keys: std::sync::RwLock::new(Arc::new(keys)),
         key_info: std::sync::RwLock::new(key_info),
-        data_dir: cfg.data_dir.clone(),
+        key_source,
         max_ttl,
         metrics,
         issuer,
@@ -410,6 +496,10 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .merge(api::public_routes())
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            read_your_writes,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -434,7 +524,7 @@ pub async fn serve(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
-            if let Err(e) = refresher.reload_keys() {
+            if let Err(e) = refresher.reload_keys().await {
                 tracing::error!(error = %e, "could not reload signing keys");
             }
             refresher.store.revocations().prune(leash_store::now_ms());
@@ -444,11 +534,54 @@ pub async fn serve(
     tokio::spawn(api::approvals::expire_break_glass(app.clone()));
     tokio::spawn(api::review::sweep_periodically(app.clone()));
     tokio::spawn(credentials::reap(app.clone()));
+    tokio::spawn(reload_keys_on_rotation(app.clone()));
+    if let Some(f) = &app.fanout {
+        f.spawn(app.store.clone());
+    }
     api::review::load_canaries(&app).await;
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)
+}
+
+/// Replicas: load the signing keys again whenever another replica's
+/// commits include a key event (`key.created`, `key.rotated`).
+async fn reload_keys_on_rotation(app: AppState) {
+    let mut kinds = app.store.commits().subscribe_remote_kinds();
+    loop {
+        match kinds.recv().await {
+            Ok(k) if !k.iter().any(|k| k.starts_with("key.")) => continue,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                if let Err(e) = app.reload_keys().await {
+                    tracing::error!(error = %e, "could not load the signing keys another replica changed");
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Replicas: a change request may name what was just created on another
+/// replica (a run started there, then a mint here), so on a shared database
+/// every mutating call but a decision first reads the commits made before
+/// it. Decisions do not wait: the revocation set is kept current by the
+/// feed, and a replica behind it refuses them ([`App::vouch`]).
+async fn read_your_writes(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let mutating = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let decision = path.starts_with("/access/") || path == "/oauth2/introspect";
+    if mutating
+        && !decision
+        && app.store.commits().synced_at().is_some()
+        && let Err(e) = app.store.catch_up().await
+    {
+        return ApiError::from(e).into_response();
+    }
+    next.run(req).await
 }
 
 /// Bearer operator credential on every `/v1` call except the OpenAPI document.

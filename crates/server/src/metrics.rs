@@ -54,6 +54,8 @@ pub struct Metrics {
     pub decisions_denied: Counter,
     /// Decisions about a token this Leash does not know.
     pub decisions_unknown_token: Counter,
+    /// Decisions refused because this replica could not vouch for its view.
+    pub decisions_unvouched: Counter,
     /// Violations seen at decision time.
     pub violations: Counter,
     pub usage: crate::authz::usage::UsageCounters,
@@ -119,6 +121,7 @@ impl Default for Metrics {
         let decisions_allowed = Counter::default();
         let decisions_denied = Counter::default();
         let decisions_unknown_token = Counter::default();
+        let decisions_unvouched = Counter::default();
         let violations = Counter::default();
         let usage = crate::authz::usage::UsageCounters::default();
         let policy_reload_failures = Counter::default();
@@ -137,6 +140,11 @@ impl Default for Metrics {
                 "decisions_unknown_token",
                 "AuthZEN decisions about a token this Leash did not issue",
                 &decisions_unknown_token,
+            ),
+            (
+                "decisions_unvouched",
+                "Decisions refused because this replica was behind its shared database or NATS (fail closed)",
+                &decisions_unvouched,
             ),
             (
                 "violations",
@@ -175,6 +183,7 @@ impl Default for Metrics {
             decisions_allowed,
             decisions_denied,
             decisions_unknown_token,
+            decisions_unvouched,
             violations,
             usage,
             policy_reload_failures,

@@ -9,9 +9,18 @@
 //! PostgreSQL each batch also takes a transaction-scoped advisory lock
 //! ([`WRITER_LOCK`]) before anything else and reloads the audit-chain head
 //! under it, so that several processes sharing one database still append
-//! one unbroken chain and never interleave their transactions. (What those
-//! processes do *not* yet share is the in-memory registry snapshot and
-//! revocation set: each one sees only its own commits until it reopens.)
+//! one unbroken chain and never interleave their transactions.
+//!
+//! How replicas stay current: each process keeps the registry snapshot and
+//! the revocation set in memory, so on a shared database its writer also
+//! *catches up* with the other processes' commits: under the lock at the
+//! start of each batch (nothing is decided against a stale registry), when
+//! woken ([`CommitFeed::wake`]: a NOTIFY on [`COMMIT_CHANNEL`], a NATS
+//! message) and on a [`CATCH_UP_TICK`]. Catching up reads the events after
+//! the last applied sequence number: the revocations among them join the
+//! set (and the feed, in order), and any registry change reloads the
+//! snapshot. Commits are serialized by the lock and become visible in
+//! sequence order, so every read sees a prefix of the chain.
 
 use leash_core::audit::{ChainBreak, ChainHead, ChainSummary, ChainVerifier, Event, NewEvent};
 use leash_core::issuance::{MintContext, TtlCaps, check_mint};
@@ -46,6 +55,36 @@ const VERIFY_PAGE: i64 = 20_000;
 /// The PostgreSQL advisory lock every write transaction takes first
 /// (`pg_advisory_xact_lock`; released at COMMIT or ROLLBACK): ASCII `leashwr1`.
 pub const WRITER_LOCK: i64 = 0x6c65_6173_6877_7231;
+
+/// The PostgreSQL NOTIFY channel each commit announces its head on.
+pub const COMMIT_CHANNEL: &str = "leash_commits";
+/// How often a writer on a shared database catches up unprompted.
+pub const CATCH_UP_TICK: std::time::Duration = std::time::Duration::from_millis(1000);
+/// Revocations read per query while catching up.
+const CATCH_UP_PAGE: u32 = 5000;
+
+/// Audit event kinds whose commit changes the registry snapshot.
+fn changes_registry(kind: &str) -> bool {
+    [
+        "owner.",
+        "workload.",
+        "workflow.",
+        "run.",
+        "issuer.",
+        "identity_rule.",
+        "client.",
+    ]
+    .iter()
+    .any(|p| kind.starts_with(p))
+}
+
+/// Opens a fresh writer connection after the old one broke.
+pub(crate) type Reconnect<B> = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Conn<B>, StoreError>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -101,6 +140,10 @@ enum Job {
         String,
         Reply<leash_core::DatabaseCredential>,
     ),
+    AddKey(crate::SealedKey, bool, String, Reply<bool>),
+    /// Nothing to write: acknowledged once the batch's start has read the
+    /// other processes' commits under the writer lock.
+    CatchUp(Reply<()>),
 }
 
 impl Job {
@@ -138,6 +181,8 @@ impl Job {
             Job::Review(.., r) => fail(r, why),
             Job::SaveRemoval(.., r) => fail(r, why),
             Job::CredentialDrop(.., r) => fail(r, why),
+            Job::AddKey(.., r) => fail(r, why),
+            Job::CatchUp(r) => fail(r, why),
         }
     }
 }
@@ -177,6 +222,18 @@ pub struct SqlStore<B: Backend> {
     revocations: RevocationSet,
     feed: CommitFeed,
     caps: TtlCaps,
+    /// Tasks that live as long as the store (the commit listener).
+    pub(crate) background: Background,
+}
+
+/// Background tasks aborted when their owner is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Background(pub(crate) Vec<tokio::task::AbortHandle>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::AbortHandle::abort);
+    }
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -186,12 +243,13 @@ impl<B: Backend> SqlStore<B> {
         mut conn: Conn<B>,
         reads: Pool<B>,
         cfg: StoreConfig,
+        reconnect: Option<Reconnect<B>>,
     ) -> Result<Self, StoreError> {
         let registry = SharedRegistry::new(load_registry(&mut conn).await?);
         let head = load_head(&mut conn).await?;
         let revocations = RevocationSet::default();
         revocations.extend(load_revocations(&mut conn, now_ms()).await?);
-        let feed = CommitFeed::new(head.seq);
+        let feed = CommitFeed::new(head.seq, reconnect.is_some(), now_ms());
         let (tx, rx) = mpsc::channel(cfg.max_batch.max(1) * 4);
         let writer = Writer {
             feed: feed.clone(),
@@ -205,6 +263,8 @@ impl<B: Backend> SqlStore<B> {
             max_depth: cfg.max_delegation_depth,
             revocations: revocations.clone(),
             revoked_pending: Vec::new(),
+            reconnect,
+            broken: false,
         };
         tokio::spawn(writer.run(rx));
         Ok(SqlStore {
@@ -214,6 +274,7 @@ impl<B: Backend> SqlStore<B> {
             revocations,
             feed,
             caps: cfg.ttl_caps,
+            background: Background::default(),
         })
     }
 
@@ -305,6 +366,24 @@ async fn load_revocations<B: Backend>(
     Ok(out)
 }
 
+/// Committed revocations after audit sequence number `after`, in order.
+async fn revocations_after<'c, B: Backend>(
+    on: impl Into<crate::sql::Exec<'c, B>>,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<RevocationRecord>, StoreError> {
+    let rows = Sql::new(
+        "SELECT e.seq, t.id, t.expires_at, t.revoked_at, t.revoked_trigger, t.revoked_reason, t.revoked_event \
+         FROM events e JOIN tokens t ON t.id = e.subject \
+         WHERE e.seq > $1 AND e.kind = 'token.revoked' ORDER BY e.seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .all(on)
+    .await?;
+    revocation_records(&rows)
+}
+
 async fn load_head<B: Backend>(conn: &mut Conn<B>) -> Result<ChainHead, StoreError> {
     let row = Sql::new("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
         .optional(conn)
@@ -354,11 +433,34 @@ struct Writer<B: Backend> {
     revoked_pending: Vec<RevocationRecord>,
     revocations: RevocationSet,
     feed: CommitFeed,
+    /// On a shared database: how to replace a broken connection.
+    reconnect: Option<Reconnect<B>>,
+    /// The connection failed; open a new one before using it again.
+    broken: bool,
 }
 
 impl<B: Backend> Writer<B> {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.recv().await {
+        let shared = self.reconnect.is_some();
+        let mut tick = tokio::time::interval(CATCH_UP_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let feed = self.feed.clone();
+        loop {
+            let first = tokio::select! {
+                biased;
+                job = rx.recv() => match job {
+                    Some(j) => j,
+                    None => return,
+                },
+                () = feed.woken(), if shared => {
+                    self.catch_up().await;
+                    continue;
+                }
+                _ = tick.tick(), if shared => {
+                    self.catch_up().await;
+                    continue;
+                }
+            };
             let mut jobs = Vec::with_capacity(64);
             jobs.push(first);
             while jobs.len() < self.max_batch {
@@ -369,6 +471,82 @@ impl<B: Backend> Writer<B> {
             }
             self.run_batch(jobs).await;
         }
+    }
+
+    /// Outside a batch, on a shared database: read the other processes'
+    /// commits up to the database's head, and say how that went.
+    async fn catch_up(&mut self) {
+        let outcome = async {
+            self.ensure_connected().await?;
+            let head = load_head(&mut self.conn).await?;
+            self.absorb(head.seq).await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = &outcome {
+            self.broken = true;
+            tracing::warn!(error = %e, "store: could not catch up with the shared database");
+        }
+        self.feed
+            .synced(outcome.map(|()| now_ms()).map_err(|e| e.to_string()));
+    }
+
+    /// Replace the connection when the last use found it broken.
+    async fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if let (true, Some(reconnect)) = (self.broken, &self.reconnect) {
+            self.conn = reconnect().await?;
+            self.broken = false;
+            tracing::info!("store: reconnected to the shared database");
+        }
+        Ok(())
+    }
+
+    /// Apply the commits of other processes after the last sequence number
+    /// this one applied, up to `upto`: reload the registry when any changed
+    /// it, and add their revocations to the set and the feed, in order.
+    async fn absorb(&mut self, upto: i64) -> Result<(), StoreError> {
+        let from = self.feed.head_seq();
+        if upto <= from {
+            return Ok(());
+        }
+        let kinds: Vec<String> =
+            Sql::new("SELECT DISTINCT kind FROM events WHERE seq > $1 AND seq <= $2")
+                .bind(from)
+                .bind(upto)
+                .all(&mut self.conn)
+                .await?
+                .iter()
+                .map(|r| r.text("kind"))
+                .collect::<Result<_, _>>()?;
+        if kinds.iter().any(|k| changes_registry(k)) {
+            self.registry.replace(load_registry(&mut self.conn).await?);
+        }
+        if kinds.iter().any(|k| k == "token.revoked") {
+            let mut after = from;
+            loop {
+                let mut page = revocations_after(&mut self.conn, after, CATCH_UP_PAGE).await?;
+                let full = page.len() == CATCH_UP_PAGE as usize;
+                page.retain(|r| r.seq <= upto);
+                let Some(last) = page.last().map(|r| r.seq) else {
+                    break;
+                };
+                after = last;
+                let reached = !full || last >= upto;
+                self.feed.publish(
+                    &self.revocations,
+                    page,
+                    if reached { upto } else { last },
+                    false,
+                );
+                if reached {
+                    break;
+                }
+            }
+        }
+        self.feed
+            .publish(&self.revocations, Vec::new(), upto, false);
+        self.feed.publish_remote_kinds(kinds);
+        Ok(())
     }
 
     async fn run_batch(&mut self, jobs: Vec<Job>) {
@@ -409,11 +587,14 @@ impl<B: Backend> Writer<B> {
         // saw succeed is seen by the next decision
         let revoked = std::mem::take(&mut self.revoked_pending);
         if outcome.is_ok() {
-            self.feed.publish(&self.revocations, revoked, self.head.seq);
+            self.feed
+                .publish(&self.revocations, revoked, self.head.seq, true);
         }
         if let Err(msg) = &outcome {
             tracing::error!(error = %msg, "store: batch rolled back");
-            let _ = Sql::new("ROLLBACK").run(&mut self.conn).await;
+            if Sql::new("ROLLBACK").run(&mut self.conn).await.is_err() {
+                self.broken = true;
+            }
             self.tokens.clear();
             self.events.clear();
             self.resync().await;
@@ -442,19 +623,29 @@ impl<B: Backend> Writer<B> {
                 Sql::new("BEGIN IMMEDIATE").run(&mut self.conn).await?;
             }
             Dialect::Postgres => {
-                Sql::new("BEGIN").run(&mut self.conn).await?;
+                self.ensure_connected().await?;
+                if let Err(e) = Sql::new("BEGIN").run(&mut self.conn).await {
+                    self.broken = true;
+                    return Err(e);
+                }
                 let locked = async {
                     Sql::new("SELECT pg_advisory_xact_lock($1)")
                         .bind(WRITER_LOCK)
                         .run(&mut self.conn)
                         .await?;
-                    load_head(&mut self.conn).await
+                    let head = load_head(&mut self.conn).await?;
+                    self.absorb(head.seq).await?;
+                    Ok::<_, StoreError>(head)
                 }
                 .await;
                 match locked {
-                    Ok(head) => self.head = head,
+                    Ok(head) => {
+                        self.head = head;
+                        self.feed.synced(Ok(now_ms()));
+                    }
                     Err(e) => {
                         let _ = Sql::new("ROLLBACK").run(&mut self.conn).await;
+                        self.broken = true;
                         return Err(e);
                     }
                 }
@@ -466,6 +657,10 @@ impl<B: Backend> Writer<B> {
     /// After a failed batch, memory may hold changes that never committed:
     /// reload the registry and the chain head from disk.
     async fn resync(&mut self) {
+        if let Err(e) = self.ensure_connected().await {
+            tracing::error!(error = %e, "store: could not reconnect after a failed batch");
+            return;
+        }
         match (
             load_registry(&mut self.conn).await,
             load_head(&mut self.conn).await,
@@ -563,6 +758,10 @@ impl<B: Backend> Writer<B> {
             Job::SaveRemoval(t, actor, r) => {
                 settle(r, self.save_removal_test(*t, &actor, now).await)
             }
+            Job::CatchUp(r) => settle(r, Ok(())),
+            Job::AddKey(key, first, actor, r) => {
+                settle(r, self.add_signing_key(key, first, &actor, now).await)
+            }
             Job::CredentialDrop(token_id, attempt, actor, r) => settle(
                 r,
                 self.record_credential_drop(&token_id, attempt, &actor, now)
@@ -639,6 +838,7 @@ impl<B: Backend> Writer<B> {
 
     async fn flush(&mut self) -> Result<(), StoreError> {
         self.flush_tokens().await?;
+        let announce = !self.events.is_empty() && B::DIALECT == Dialect::Postgres;
         while !self.events.is_empty() {
             let n = self.events.len().min(INSERT_CHUNK * 2);
             let chunk: Vec<_> = self.events.drain(..n).collect();
@@ -656,6 +856,14 @@ impl<B: Backend> Writer<B> {
                     .push_bind(e.hash.to_vec());
             });
             q.run(&mut self.conn).await?;
+        }
+        if announce {
+            // delivered to the other replicas' listeners at COMMIT
+            Sql::new("SELECT pg_notify($1, $2)")
+                .bind(COMMIT_CHANNEL)
+                .bind(self.head.seq.to_string())
+                .run(&mut self.conn)
+                .await?;
         }
         Ok(())
     }
@@ -1640,18 +1848,27 @@ impl<B: Backend> Store for SqlStore<B> {
         &self.feed
     }
     fn revocations_after(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<RevocationRecord>> {
+        Box::pin(revocations_after(&self.reads, after, limit))
+    }
+    fn catch_up(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let rows = Sql::new(
-                "SELECT e.seq, t.id, t.expires_at, t.revoked_at, t.revoked_trigger, t.revoked_reason, t.revoked_event \
-                 FROM events e JOIN tokens t ON t.id = e.subject \
-                 WHERE e.seq > $1 AND e.kind = 'token.revoked' ORDER BY e.seq LIMIT $2",
-            )
-            .bind(after)
-            .bind(limit)
-            .all(&self.reads)
-            .await?;
-            revocation_records(&rows)
+            if self.feed.synced_at().is_none() {
+                return Ok(()); // the only writer: nothing to catch up with
+            }
+            self.submit(Job::CatchUp).await
         })
+    }
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<crate::SealedKey>> {
+        Box::pin(keys::signing_keys(&self.reads))
+    }
+    fn add_signing_key(
+        &self,
+        key: crate::SealedKey,
+        first: bool,
+        actor: &str,
+    ) -> StoreFuture<'_, bool> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::AddKey(key, first, actor, r)))
     }
     fn ttl_caps(&self) -> TtlCaps {
         self.caps
@@ -2201,6 +2418,7 @@ pub(crate) async fn verify_pool<B: Backend>(
 mod authz;
 mod credentials;
 mod exposures;
+mod keys;
 mod review;
 pub use credentials::DROP_FAILED_FINDING;
 pub use exposures::validate_fingerprint;

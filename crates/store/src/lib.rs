@@ -51,10 +51,10 @@ use leash_core::{
 use serde::Serialize;
 
 pub use engine::{
-    DROP_FAILED_FINDING, WRITER_LOCK, external_subject, merge_evidence, scope_allows,
-    validate_fingerprint,
+    COMMIT_CHANNEL, DROP_FAILED_FINDING, WRITER_LOCK, external_subject, merge_evidence,
+    scope_allows, validate_fingerprint,
 };
-pub use postgres::{DatabaseClaim, SERVER_LOCK, claim_database, verify_audit_in_database};
+pub use postgres::verify_audit_in_database;
 pub use registry::{Registry, SharedRegistry};
 pub use revocations::{CommitFeed, RevocationRecord, RevocationSet, RevokedEntry};
 pub use sqlite::verify_audit_offline;
@@ -283,6 +283,16 @@ pub struct ExposureRecord {
     pub repeat: bool,
 }
 
+/// A signing key as the database keeps it: PKCS#8, sealed by the server
+/// under its key-encryption key (the store never sees it in the clear).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    pub kid: String,
+    /// Unix ms; the newest key signs.
+    pub created_ms: Millis,
+    pub sealed: Vec<u8>,
+}
+
 /// What a revocation did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Revoked {
@@ -328,6 +338,17 @@ pub trait Store: Send + Sync {
     /// Committed revocations after audit sequence number `after`, in order,
     /// at most `limit`: the durable revocation feed a consumer resumes from.
     fn revocations_after(&self, after: i64, limit: u32) -> StoreFuture<'_, Vec<RevocationRecord>>;
+    /// On a shared database, return once this process has read every
+    /// commit other processes made before the call (read-your-writes across
+    /// replicas, for a request that depends on one made elsewhere); at once
+    /// when this process is its database's only writer.
+    fn catch_up(&self) -> StoreFuture<'_, ()>;
+    /// The signing keys kept in the database (sealed), newest first.
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SealedKey>>;
+    /// Keep a new sealed signing key; with `first`, only if there is none
+    /// yet. Returns whether it was kept (audited `key.created` for the
+    /// first, `key.rotated` after).
+    fn add_signing_key(&self, key: SealedKey, first: bool, actor: &str) -> StoreFuture<'_, bool>;
     /// TTL caps in force.
     fn ttl_caps(&self) -> TtlCaps;
 

@@ -9,11 +9,14 @@
 
 use std::str::FromStr;
 
-use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::sync::Arc;
 
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+
+use crate::engine::Reconnect;
 use crate::sql::{Conn, Pool};
-use crate::{PgStore, StoreConfig, StoreError};
+use crate::{CommitFeed, PgStore, Store, StoreConfig, StoreError};
 
 /// Whether `location` names a PostgreSQL database rather than a directory.
 pub(crate) fn is_url(location: &str) -> bool {
@@ -23,12 +26,55 @@ pub(crate) fn is_url(location: &str) -> bool {
 impl PgStore {
     /// Connect to the database at `url`, run the PostgreSQL migrations, load
     /// the registry and start the writer. The database must exist.
+    ///
+    /// Other processes may share the database (replicas): the store then
+    /// listens on [`crate::COMMIT_CHANNEL`] and catches up with their commits
+    /// (see the `engine` module), and its writer reconnects by itself when
+    /// the database comes back after an outage.
     pub async fn open(url: &str, cfg: StoreConfig) -> Result<Self, StoreError> {
         let opts = connect_options(url)?;
         let mut conn = opts.connect().await?;
         sqlx::migrate!("./migrations-pg").run(&mut conn).await?;
         let readers = PgPoolOptions::new().max_connections(cfg.readers.max(1));
-        Self::start(Conn(conn), Pool(readers.connect_with(opts).await?), cfg).await
+        let reads = readers.connect_with(opts.clone()).await?;
+        let again = opts.clone();
+        let reconnect: Reconnect<sqlx::Postgres> = Arc::new(move || {
+            let opts = again.clone();
+            Box::pin(async move { Ok(Conn(opts.connect().await?)) })
+        });
+        let mut store = Self::start(Conn(conn), Pool(reads.clone()), cfg, Some(reconnect)).await?;
+        let feed = store.commits().clone();
+        let listener = tokio::spawn(listen_for_commits(reads, feed));
+        store.background.0.push(listener.abort_handle());
+        Ok(store)
+    }
+}
+
+/// Wake the writer whenever another process commits (its NOTIFY on
+/// [`crate::COMMIT_CHANNEL`]), and once after every (re)connection, since
+/// notifications sent while this one was away are lost. The writer's own
+/// tick still catches up if this stays down.
+async fn listen_for_commits(pool: sqlx::PgPool, feed: CommitFeed) {
+    loop {
+        let listening = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(crate::COMMIT_CHANNEL).await?;
+            feed.wake();
+            loop {
+                // after a lost connection `try_recv` yields None once and
+                // reconnects on the next call
+                // reconnects (and listens again) on the next call: either
+                // way, something may have been committed
+                let _ = l.try_recv().await?;
+                feed.wake();
+            }
+        }
+        .await;
+        let listening: Result<(), sqlx::Error> = listening;
+        if let Err(e) = listening {
+            tracing::warn!(error = %e, "store: commit listener lost PostgreSQL; retrying");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -57,44 +103,6 @@ pub async fn verify_audit_in_database(
     out
 }
 
-/// The advisory lock a Leash server holds on its database for as long as
-/// it runs ([`claim_database`]); the writer's [`crate::WRITER_LOCK`] is
-/// another number.
-pub const SERVER_LOCK: i64 = 0x6c65_6173_6800_0002;
-
-/// A server's claim on its PostgreSQL database: one connection holding
-/// [`SERVER_LOCK`], released when this is dropped (or the process dies).
-#[derive(Debug)]
-pub struct DatabaseClaim {
-    _conn: sqlx::PgConnection,
-}
-
-/// Claim the database at `url` for this server alone.
-///
-/// Each server keeps its registry and revocation set in memory, current
-/// with its own commits; a second server on the same database would not
-/// see the first one's revocations until it restarted. Until replicas
-/// learn each other's changes, a second `leash serve` on one database is
-/// refused (fail closed) instead of answering from a stale view.
-///
-/// # Errors
-/// [`StoreError::Conflict`] when another server holds the database;
-/// [`StoreError::Storage`] when it cannot be reached.
-pub async fn claim_database(url: &str) -> Result<DatabaseClaim, StoreError> {
-    let mut conn = connect_options(url)?.connect().await?;
-    let (claimed,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-        .bind(SERVER_LOCK)
-        .fetch_one(&mut conn)
-        .await?;
-    if claimed {
-        Ok(DatabaseClaim { _conn: conn })
-    } else {
-        Err(StoreError::Conflict(
-            "another Leash server is serving this PostgreSQL database; servers do not share one database yet (each keeps its revocation set in memory), so stop the other one or give this one its own database".into(),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     // Test code: an unexpected error should fail the test loudly.
@@ -113,33 +121,6 @@ mod tests {
             .iter()
             .map(|r| r.text("name").unwrap())
             .collect()
-    }
-
-    /// One server per database: a second claim is refused with a reason
-    /// while the first is held, and granted once it is released.
-    #[tokio::test]
-    async fn a_database_serves_one_server_at_a_time() {
-        let Some(db) = PgDatabase::create().await else {
-            return;
-        };
-        let first = crate::claim_database(&db.url).await.unwrap();
-        let err = crate::claim_database(&db.url).await.unwrap_err();
-        assert!(
-            matches!(&err, crate::StoreError::Conflict(m) if m.contains("another Leash server")),
-            "{err}"
-        );
-        drop(first);
-        let mut again = None;
-        for _ in 0..50 {
-            match crate::claim_database(&db.url).await {
-                Ok(c) => {
-                    again = Some(c);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            }
-        }
-        assert!(again.is_some(), "the claim was not released");
     }
 
     /// The PostgreSQL schema is the SQLite one after all its migrations: the

@@ -41,7 +41,7 @@ impl SqliteStore {
         sqlx::migrate!("./migrations").run(&mut conn).await?;
         let readers = SqlitePoolOptions::new().max_connections(cfg.readers.max(1));
         let reads = readers.connect_with(opts.read_only(true)).await?;
-        Self::start(Conn(conn), Pool(reads), cfg).await
+        Self::start(Conn(conn), Pool(reads), cfg, None).await
     }
 }
 

@@ -566,6 +566,66 @@ async fn two_stores_sharing_a_postgres_database_extend_one_chain() {
     assert_eq!(seq, 51);
 }
 
+/// Wait (bounded) until `cond` holds for `store`, waking its catch-up.
+async fn eventually(store: &dyn Store, what: &str, cond: impl Fn(&dyn Store) -> bool) {
+    for _ in 0..100 {
+        if cond(store) {
+            return;
+        }
+        store.commits().wake();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the other replica never saw {what}");
+}
+
+/// Replicas on one PostgreSQL database: what one commits (a revocation, a
+/// run ended, a new workload) reaches the other's revocation set, feed and
+/// registry by catching up, and the other decides its next write against
+/// it (a mint for the ended run is refused) without any wake-up at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_sees_the_other_replicas_commits() {
+    let Some(db) = pg::PgDatabase::create().await else {
+        return;
+    };
+    let place = Place::Postgres(db);
+    let (a, b) = (place.open().await, place.open().await);
+    let (owner, wl, wf, run) = registry(&*a).await;
+    let mut b_feed = b.commits().subscribe_revocations();
+    let id = "tok_replica_1".to_owned();
+    a.record_mint(plan(id.clone(), owner.id, wl.id, run.id, wf.id), "t")
+        .await
+        .unwrap();
+    eventually(&*b, "the run", |s| {
+        s.registry().read().running_run(run.id).is_some()
+    })
+    .await;
+    a.revoke_token(&id, "leaked".into(), "t").await.unwrap();
+    eventually(&*b, "the revocation", |s| s.revocations().contains(&id)).await;
+    let records = b_feed.recv().await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].token_id, id);
+    assert_eq!(records[0].revocation.reason, "leaked");
+    assert_eq!(b.commits().head_seq(), a.commits().head_seq());
+    assert!(b.commits().synced_at().is_some_and(|t| t > 0));
+    assert_eq!(b.commits().sync_error(), None);
+
+    // the run ends on A; B's very next mint catches up under the lock first
+    a.end_run_and_revoke(run.id, RunState::Succeeded, "t")
+        .await
+        .unwrap();
+    let refused = b
+        .record_mint(
+            plan("tok_replica_2".into(), owner.id, wl.id, run.id, wf.id),
+            "t",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Refused(r) if r.rule() == "run_running"),
+        "{refused}"
+    );
+}
+
 /// One decision as the raw log keeps it, and as an aggregate of two.
 fn usage(token: &str, action: &str, allowed: bool, at: i64) -> (UsageTotal, UsageRecord) {
     let r = UsageRecord {

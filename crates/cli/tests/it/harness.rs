@@ -17,9 +17,16 @@ pub struct Leash {
     port: u16,
     extra: Vec<String>,
     child: Option<Child>,
-    /// The server's PostgreSQL database, when the suite runs on PostgreSQL.
-    db: Option<crate::pg::PgDatabase>,
+    /// The server's PostgreSQL database, when the suite runs on PostgreSQL
+    /// (owned: dropped with the first server; replicas only name it).
+    _db: Option<crate::pg::PgDatabase>,
+    db_url: Option<String>,
+    data_dir: PathBuf,
 }
+
+/// The key-encryption key every test server on PostgreSQL seals its
+/// signing keys under (32 bytes, base64).
+pub const TEST_KEK: &str = "jTWFKbX9qthe8SiAFQ3MkYeZMZ9mi8emcnuat2j+KwA=";
 
 /// A fresh PostgreSQL database for a server when the suite runs on
 /// PostgreSQL (`LEASH_TEST_SERVER_DATABASE=postgres`), else None (SQLite).
@@ -53,9 +60,21 @@ impl Leash {
 
     /// A server with exactly these flags (approvals required by default).
     pub async fn start_exactly(extra: &[&str]) -> Leash {
+        Self::on(server_database().await, None, None, extra).await
+    }
+
+    /// A server on `db` (None: SQLite), or on `url` without owning it,
+    /// with its data directory in `data` (default: its own).
+    async fn on(
+        db: Option<crate::pg::PgDatabase>,
+        url: Option<String>,
+        data: Option<PathBuf>,
+        extra: &[&str],
+    ) -> Leash {
         let root = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut l = Leash {
+            data_dir: data.unwrap_or_else(|| root.path().join("data")),
             root,
             url: format!("http://127.0.0.1:{port}"),
             token: String::new(),
@@ -63,20 +82,50 @@ impl Leash {
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
-            db: server_database().await,
+            db_url: url.or_else(|| db.as_ref().map(|d| d.url.clone())),
+            _db: db,
         };
         l.spawn().await;
         l
     }
 
-    /// The server's PostgreSQL database URL when the suite runs on
-    /// PostgreSQL (None: SQLite in the data directory).
+    /// A server on a fresh PostgreSQL database of its own, whatever the
+    /// suite's backend (None when no PostgreSQL is configured).
+    pub async fn start_on_postgres(extra: &[&str]) -> Option<Leash> {
+        let db = crate::pg::PgDatabase::create().await?;
+        let mut flags = vec!["--no-write-approval"];
+        flags.extend_from_slice(extra);
+        Some(Self::on(Some(db), None, None, &flags).await)
+    }
+
+    /// Another replica of this (PostgreSQL) server: the same database and
+    /// data directory (operator credential, policies), its own port.
+    pub async fn replica(&self, extra: &[&str]) -> Leash {
+        let url = self
+            .db_url
+            .clone()
+            .expect("replicas share a PostgreSQL database");
+        let mut flags = vec!["--no-write-approval"];
+        flags.extend_from_slice(extra);
+        Self::on(None, Some(url), Some(self.data()), &flags).await
+    }
+
+    /// A replica of this server that reaches the database at `url` (the
+    /// same database through another route, e.g. a proxy the test cuts).
+    pub async fn replica_via(&self, url: &str, extra: &[&str]) -> Leash {
+        let mut flags = vec!["--no-write-approval"];
+        flags.extend_from_slice(extra);
+        Self::on(None, Some(url.to_owned()), Some(self.data()), &flags).await
+    }
+
+    /// The server's PostgreSQL database URL when it runs on PostgreSQL
+    /// (None: SQLite in the data directory).
     pub fn database_url(&self) -> Option<&str> {
-        self.db.as_ref().map(|d| d.url.as_str())
+        self.db_url.as_deref()
     }
 
     pub fn data(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.data_dir.clone()
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -94,7 +143,12 @@ impl Leash {
             .arg(self.data())
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(&self.extra)
-            .args(self.db.iter().flat_map(|d| ["--database", d.url.as_str()]))
+            .args(self.db_url.iter().flat_map(|u| ["--database", u.as_str()]))
+            .envs(
+                self.db_url
+                    .iter()
+                    .map(|_| ("LEASH_KEY_ENCRYPTION_KEY", TEST_KEK)),
+            )
             .env("LEASH_LOG", "debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

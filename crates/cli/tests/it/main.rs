@@ -19,6 +19,7 @@ mod oauth;
 mod pg;
 mod pgcred;
 mod refusals;
+mod replicas;
 mod review;
 mod scan;
 mod standards;

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -41,13 +42,35 @@ pub async fn verify(State(app): State<AppState>) -> ApiResult<Json<AuditVerifica
     )))
 }
 
-#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
-pub async fn health(State(app): State<AppState>) -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
+#[utoipa::path(get, path = "/health", tag = "ops", responses(
+    (status = 200, body = Health),
+    (status = 503, body = Health, description = "this replica cannot vouch for its view of revocations (behind PostgreSQL or NATS) and refuses decisions until it can"),
+))]
+pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    let vouched = app.vouch();
+    let feed = app.store.commits();
+    let synced_at = feed.synced_at();
+    let body = Health {
+        status: if vouched.is_ok() { "ok" } else { "unavailable" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         active_kid: app.keys().active().kid().to_owned(),
-    })
+        reason: vouched.as_ref().err().cloned(),
+        store: if synced_at.is_some() {
+            "postgresql"
+        } else {
+            "sqlite"
+        }
+        .into(),
+        head: feed.head_seq(),
+        synced_at,
+        nats_applied: app.fanout.as_ref().map(|f| f.applied()),
+    };
+    let status = if vouched.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]

@@ -734,7 +734,22 @@ impl AuditVerification {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `unavailable` when this replica cannot vouch for its view
+    /// of revocations (it then refuses decisions; HTTP 503).
     pub status: String,
     pub version: String,
     pub active_kid: String,
+    /// Why this replica cannot vouch for its view, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// `sqlite` or `postgresql`.
+    pub store: String,
+    /// The audit sequence number applied here.
+    pub head: i64,
+    /// On a shared database: when this replica last caught up (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub synced_at: Option<i64>,
+    /// With NATS: the last stream sequence this replica applied.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nats_applied: Option<u64>,
 }

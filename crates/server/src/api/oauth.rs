@@ -147,6 +147,15 @@ pub async fn introspect(
         error: "invalid_request",
         description: "the `token` parameter is missing".into(),
     })?;
+    // a replica that cannot vouch for its revocation set does not say
+    // "active" (fail closed); it says why and the caller retries elsewhere
+    if let Err(why) = app.vouch() {
+        return Err(OAuthError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "temporarily_unavailable",
+            description: format!("{why}; retry on another replica"),
+        });
+    }
     // every failure to find a live token is simply "inactive" (RFC 7662 §2.2)
     let Ok(t) = super::tokens::resolve(&app, &token).await else {
         return Ok(Json(Introspection::inactive()));

@@ -281,6 +281,15 @@ pub async fn judge(
         token: None,
         violation: None,
     };
+    // fail closed: a replica that cannot vouch for its revocation set
+    // answers nothing but a deny that says why
+    if let Err(why) = app.vouch() {
+        app.metrics.decisions_unvouched.inc();
+        return deny(Reason::new(
+            ReasonKind::EvaluationError,
+            format!("{why}; Leash refuses what it cannot vouch for: retry on another replica"),
+        ));
+    }
     let Some(text) = e.token else {
         return deny(Reason::new(
             ReasonKind::TokenInactive,
