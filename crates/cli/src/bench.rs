@@ -34,6 +34,9 @@ pub enum BenchCmd {
     Populate(PopulateBench),
     /// Mint --tokens into one run, then time ending the run (which revokes them all).
     RunEnd(RunEndBench),
+    /// Mint one root token and --tokens tokens delegated from it, then time
+    /// revoking the root (which revokes the whole lineage).
+    Lineage(RunEndBench),
     /// Explain random existing tokens and report latency.
     Explain(ExplainBench),
     /// POST /v1/exposures with a chat message holding a live token, --tokens times: request → durable revocation latency.
@@ -726,6 +729,70 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 println!(
                     "run-end: ending run {run} revoked {} tokens in {:.3}s (request to durable response)",
                     ended.revoked.count, secs
+                );
+            }
+        }
+        BenchCmd::Lineage(b) => {
+            if b.common.format != "jwt" && b.common.format != "opaque" {
+                bail!("--format must be jwt or opaque");
+            }
+            let (workload, _) = setup(&api, false).await?;
+            let root: Value = api
+                .post(
+                    "/v1/tokens",
+                    &json!({"workload": workload, "scopes": ["tickets:read"], "ttl": "1h"}),
+                )
+                .await?;
+            let root_id = root["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("mint answered no id"))?
+                .to_owned();
+            let body = Bytes::from(serde_json::to_vec(&json!({
+                "workload": workload, "parent": root_id, "scopes": ["tickets:read"],
+                "ttl": "30m", "format": b.common.format,
+            }))?);
+            let make: MakeRequest = Arc::new(move |_| {
+                (
+                    hyper::Method::POST,
+                    "/v1/tokens".to_owned(),
+                    Some(body.clone()),
+                )
+            });
+            let fill = drive(
+                &api,
+                "mint the lineage",
+                Load {
+                    clients: b.common.clients,
+                    rate: None,
+                    stop: Stop::Count(b.tokens),
+                    oauth: None,
+                },
+                make,
+                progress,
+            )
+            .await?;
+            if fill.errors > 0 {
+                bail!(
+                    "minting the lineage failed: {}",
+                    fill.first_error.unwrap_or_default()
+                );
+            }
+            let t0 = Instant::now();
+            let revoked: Value = api
+                .post(
+                    "/v1/revocations",
+                    &json!({"token_or_id": root_id, "reason": "bench: revoke a lineage"}),
+                )
+                .await?;
+            let secs = t0.elapsed().as_secs_f64();
+            let count = revoked["count"].as_u64().unwrap_or_default();
+            let out = json!({"root": root_id, "descendants_minted": fill.requests, "tokens_revoked": count, "revoke_seconds": secs, "mint": fill});
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_report(&fill, false)?;
+                println!(
+                    "lineage: revoking root {root_id} revoked {count} tokens in {secs:.3}s (request to durable response)"
                 );
             }
         }

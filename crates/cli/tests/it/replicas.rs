@@ -367,7 +367,10 @@ async fn revocations_fan_out_over_nats_and_a_replica_without_nats_fails_closed()
     let nats_addr = nats.trim_start_matches("nats://").to_owned();
     if TcpStream::connect(&nats_addr).await.is_err() {
         // CI starts nats-server (.ci/run); there a missing NATS is a failure
-        assert!(std::env::var_os("CI").is_none(), "no NATS at {nats} (start nats-server -js)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no NATS at {nats} (start nats-server -js)"
+        );
         eprintln!("skipping: no NATS at {nats}");
         return;
     }
@@ -448,4 +451,101 @@ async fn revocations_fan_out_over_nats_and_a_replica_without_nats_fails_closed()
     .await;
     let (allow, reason) = decide(&b, t2["token"].as_str().unwrap()).await;
     assert!(!allow && reason.contains("cut off"), "{reason}");
+}
+
+/// Kill -9 a replica under a load of mints and revocations: every one it
+/// acknowledged is on the other replica afterwards, and the clients, which
+/// retry there after an error, finish their work.
+#[tokio::test]
+async fn killing_a_replica_under_load_loses_nothing_acknowledged() {
+    if !this_pass() {
+        return;
+    }
+    let Some(mut a) = Leash::start_on_postgres(&[]).await else {
+        return;
+    };
+    let b = a.replica(&[]).await;
+    let run = a.fixture().await;
+    let (a_url, b_url, token) = (a.url.clone(), b.url.clone(), a.token.clone());
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..8 {
+        let (a_url, b_url, token) = (a_url.clone(), b_url.clone(), token.clone());
+        let acked = acked.clone();
+        clients.spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut minted, mut revoked, mut retried) = (Vec::new(), Vec::new(), 0u32);
+            for i in 0..40 {
+                // mint, then revoke every other one: on A until it fails, then on B
+                let mut url = &a_url;
+                let mint = loop {
+                    let r = http
+                        .post(format!("{url}/v1/tokens"))
+                        .bearer_auth(&token)
+                        .json(&json!({"workload": "triage-bot", "run": run, "scopes": ["tickets:read"], "ttl": "10m"}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => break r.json::<Value>().await.unwrap(),
+                        _ => {
+                            retried += 1;
+                            url = &b_url;
+                        }
+                    }
+                };
+                let id = mint["id"].as_str().unwrap().to_owned();
+                minted.push(id.clone());
+                acked.fetch_add(1, Ordering::AcqRel);
+                if (c + i) % 2 == 0 {
+                    loop {
+                        let r = http
+                            .post(format!("{url}/v1/revocations"))
+                            .bearer_auth(&token)
+                            .json(&json!({"token_or_id": id, "reason": "load"}))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status().is_success() => break,
+                            _ => {
+                                retried += 1;
+                                url = &b_url;
+                            }
+                        }
+                    }
+                    revoked.push(id);
+                }
+            }
+            (minted, revoked, retried)
+        });
+    }
+    // kill A once a fifth of the work is acknowledged
+    within(Duration::from_secs(20), "the load starting", async || {
+        acked.load(Ordering::Acquire) >= 64
+    })
+    .await;
+    a.kill();
+    let (mut minted, mut revoked, mut retried) = (Vec::new(), Vec::new(), 0);
+    while let Some(r) = clients.join_next().await {
+        let (m, r, n) = r.unwrap();
+        minted.extend(m);
+        revoked.extend(r);
+        retried += n;
+    }
+    assert_eq!(minted.len(), 8 * 40, "every client finished");
+    assert!(
+        retried > 0,
+        "the kill happened under load (no client had to retry)"
+    );
+    for id in &minted {
+        let (s, t) = b.get(&format!("/v1/tokens/{id}")).await;
+        assert_eq!(s, StatusCode::OK, "acknowledged mint {id} lost: {t}");
+        let want = if revoked.contains(id) {
+            "revoked"
+        } else {
+            "active"
+        };
+        assert_eq!(t["status"], want, "{id}: {t}");
+    }
+    let (_, audit) = b.get("/v1/audit/verify").await;
+    assert_eq!(audit["ok"], true, "{audit}");
 }
