@@ -25,6 +25,7 @@ pub mod error;
 pub mod metrics;
 pub mod notify;
 pub mod review;
+pub mod ssf;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -92,6 +93,8 @@ pub struct ServerConfig {
     /// Downstream PostgreSQL credentials (`--credential-database`); None:
     /// `postgres` tokens are refused.
     pub credentials: Option<credentials::CredentialSettings>,
+    /// SSF transmitter delivery (retries, leases, long polls).
+    pub ssf: ssf::SsfSettings,
 }
 
 /// Review rules and report thresholds.
@@ -181,6 +184,7 @@ impl ServerConfig {
             authz: AuthzSettings::default(),
             review: ReviewConfig::default(),
             credentials: None,
+            ssf: ssf::SsfSettings::default(),
         }
     }
 }
@@ -216,6 +220,8 @@ pub struct App {
     operator_hash: [u8; 32],
     /// The credential database for `postgres` tokens, when configured.
     pub credentials: Option<Arc<credentials::Credentials>>,
+    /// The SSF transmitter (stream delivery state and its HTTP client).
+    pub ssf: ssf::Transmitter,
     /// Held while the server runs: this server alone serves its PostgreSQL database.
     _database_claim: Option<leash_store::DatabaseClaim>,
 }
@@ -376,7 +382,9 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         )),
         None => None,
     };
+    let ssf = ssf::Transmitter::new(cfg.ssf.clone()).map_err(ServerError::Setup)?;
     Ok(Arc::new(App {
+        ssf,
         credentials,
         _database_claim: database_claim,
         exposures,
@@ -444,6 +452,7 @@ pub async fn serve(
     tokio::spawn(api::approvals::expire_break_glass(app.clone()));
     tokio::spawn(api::review::sweep_periodically(app.clone()));
     tokio::spawn(credentials::reap(app.clone()));
+    tokio::spawn(ssf::run(app.clone()));
     api::review::load_canaries(&app).await;
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)

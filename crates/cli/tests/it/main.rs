@@ -21,4 +21,5 @@ mod pgcred;
 mod refusals;
 mod review;
 mod scan;
+mod ssf;
 mod standards;
