@@ -29,6 +29,16 @@ pub enum InvalidInput {
         value: String,
         expected: &'static str,
     },
+    /// Anything else, said in full (what was wrong and what to send instead).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl InvalidInput {
+    /// An error whose message says what was wrong and what to do.
+    pub fn new(message: impl Into<String>) -> Self {
+        InvalidInput::Other(message.into())
+    }
 }
 
 /// Check a registry name (owner, workload, workflow).

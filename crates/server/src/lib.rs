@@ -26,6 +26,7 @@ pub mod fanout;
 pub mod metrics;
 pub mod notify;
 pub mod review;
+pub mod ssf;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -102,6 +103,8 @@ pub struct ServerConfig {
     /// NATS JetStream fan-out of revocations between replicas and to
     /// in-cluster consumers; None: PostgreSQL LISTEN/NOTIFY alone.
     pub nats: Option<fanout::NatsSettings>,
+    /// SSF transmitter delivery (retries, leases, long polls).
+    pub ssf: ssf::SsfSettings,
 }
 
 /// Review rules and report thresholds.
@@ -194,6 +197,7 @@ impl ServerConfig {
             key_encryption_key: None,
             max_staleness: DEFAULT_MAX_STALENESS,
             nats: None,
+            ssf: ssf::SsfSettings::default(),
         }
     }
 }
@@ -235,6 +239,8 @@ pub struct App {
     max_staleness: std::time::Duration,
     /// The NATS fan-out, when configured.
     pub fanout: Option<Arc<fanout::Fanout>>,
+    /// The SSF transmitter (stream delivery state and its HTTP client).
+    pub ssf: ssf::Transmitter,
 }
 
 impl App {
@@ -461,7 +467,9 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         )),
         None => None,
     };
+    let ssf = ssf::Transmitter::new(cfg.ssf.clone()).map_err(ServerError::Setup)?;
     Ok(Arc::new(App {
+        ssf,
         credentials,
         fanout,
         max_staleness: cfg.max_staleness,
@@ -538,6 +546,7 @@ pub async fn serve(
     if let Some(f) = &app.fanout {
         f.spawn(app.store.clone());
     }
+    tokio::spawn(ssf::run(app.clone()));
     api::review::load_canaries(&app).await;
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)

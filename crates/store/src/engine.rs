@@ -144,6 +144,21 @@ enum Job {
     /// Nothing to write: acknowledged once the batch's start has read the
     /// other processes' commits under the writer lock.
     CatchUp(Reply<()>),
+    SsfCreate(Box<ssf::NewSsfStream>, String, Reply<ssf::SsfStream>),
+    SsfReplace(String, Box<ssf::SsfConfig>, String, Reply<ssf::SsfStream>),
+    SsfDelete(String, String, Reply<()>),
+    SsfStatus(
+        String,
+        ssf::SsfStatus,
+        Option<String>,
+        String,
+        Reply<ssf::SsfStream>,
+    ),
+    SsfQueue(Vec<ssf::SsfAdvance>, Reply<u64>),
+    SsfVerify(String, ssf::NewSet, String, Reply<()>),
+    SsfClaim(Millis, Millis, u32, Reply<Vec<ssf::SsfPush>>),
+    SsfRecord(String, ssf::SsfOutcome, String, Reply<()>),
+    SsfAck(String, Vec<String>, Vec<ssf::SetError>, String, Reply<()>),
 }
 
 impl Job {
@@ -183,6 +198,15 @@ impl Job {
             Job::CredentialDrop(.., r) => fail(r, why),
             Job::AddKey(.., r) => fail(r, why),
             Job::CatchUp(r) => fail(r, why),
+            Job::SsfCreate(.., r) => fail(r, why),
+            Job::SsfReplace(.., r) => fail(r, why),
+            Job::SsfDelete(.., r) => fail(r, why),
+            Job::SsfStatus(.., r) => fail(r, why),
+            Job::SsfQueue(.., r) => fail(r, why),
+            Job::SsfVerify(.., r) => fail(r, why),
+            Job::SsfClaim(.., r) => fail(r, why),
+            Job::SsfRecord(.., r) => fail(r, why),
+            Job::SsfAck(.., r) => fail(r, why),
         }
     }
 }
@@ -767,6 +791,34 @@ impl<B: Backend> Writer<B> {
                 self.record_credential_drop(&token_id, attempt, &actor, now)
                     .await,
             ),
+            Job::SsfCreate(new, actor, r) => {
+                settle(r, self.create_ssf_stream(*new, &actor, now).await)
+            }
+            Job::SsfReplace(id, config, actor, r) => {
+                settle(r, self.replace_ssf_stream(&id, *config, &actor, now).await)
+            }
+            Job::SsfDelete(id, actor, r) => {
+                settle(r, self.delete_ssf_stream(&id, &actor, now).await)
+            }
+            Job::SsfStatus(id, status, reason, actor, r) => settle(
+                r,
+                self.set_ssf_status(&id, status, reason, &actor, now).await,
+            ),
+            Job::SsfQueue(advances, r) => settle(r, self.queue_ssf_sets(advances, now).await),
+            Job::SsfVerify(id, set, actor, r) => settle(
+                r,
+                self.queue_ssf_verification(&id, set.jti, set.set, set.event_type, &actor, now)
+                    .await,
+            ),
+            Job::SsfClaim(at, lease, limit, r) => {
+                settle(r, self.claim_ssf_push(at, lease, limit).await)
+            }
+            Job::SsfRecord(jti, outcome, actor, r) => {
+                settle(r, self.record_ssf_push(&jti, outcome, &actor, now).await)
+            }
+            Job::SsfAck(id, acks, errors, actor, r) => {
+                settle(r, self.ack_ssf(&id, acks, errors, &actor, now).await)
+            }
         }
     }
 
@@ -2240,6 +2292,100 @@ impl<B: Backend> Store for SqlStore<B> {
         let (token_id, actor) = (token_id.to_owned(), actor.to_owned());
         Box::pin(self.submit(move |r| Job::CredentialDrop(token_id, attempt, actor, r)))
     }
+    fn create_ssf_stream(
+        &self,
+        new: ssf::NewSsfStream,
+        actor: &str,
+    ) -> StoreFuture<'_, ssf::SsfStream> {
+        let actor = actor.to_owned();
+        Box::pin(self.submit(move |r| Job::SsfCreate(Box::new(new), actor, r)))
+    }
+    fn replace_ssf_stream(
+        &self,
+        stream_id: &str,
+        config: ssf::SsfConfig,
+        actor: &str,
+    ) -> StoreFuture<'_, ssf::SsfStream> {
+        let (id, actor) = (stream_id.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::SsfReplace(id, Box::new(config), actor, r)))
+    }
+    fn delete_ssf_stream(&self, stream_id: &str, actor: &str) -> StoreFuture<'_, ()> {
+        let (id, actor) = (stream_id.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::SsfDelete(id, actor, r)))
+    }
+    fn set_ssf_status(
+        &self,
+        stream_id: &str,
+        status: ssf::SsfStatus,
+        reason: Option<String>,
+        actor: &str,
+    ) -> StoreFuture<'_, ssf::SsfStream> {
+        let (id, actor) = (stream_id.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::SsfStatus(id, status, reason, actor, r)))
+    }
+    fn get_ssf_stream(&self, stream_id: &str) -> StoreFuture<'_, ssf::SsfStream> {
+        let id = stream_id.to_owned();
+        Box::pin(async move { ssf::get_stream(&self.reads, &id).await })
+    }
+    fn list_ssf_streams(
+        &self,
+        client_id: Option<String>,
+        after: String,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<ssf::SsfStream>> {
+        Box::pin(ssf::list_streams(&self.reads, client_id, after, limit))
+    }
+    fn queue_ssf_sets(&self, advances: Vec<ssf::SsfAdvance>) -> StoreFuture<'_, u64> {
+        Box::pin(self.submit(move |r| Job::SsfQueue(advances, r)))
+    }
+    fn queue_ssf_verification(
+        &self,
+        stream_id: &str,
+        set: ssf::NewSet,
+        actor: &str,
+    ) -> StoreFuture<'_, ()> {
+        let (id, actor) = (stream_id.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::SsfVerify(id, set, actor, r)))
+    }
+    fn claim_ssf_push(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<ssf::SsfPush>> {
+        Box::pin(self.submit(move |r| Job::SsfClaim(now, lease_ms, limit, r)))
+    }
+    fn record_ssf_push(
+        &self,
+        jti: &str,
+        outcome: ssf::SsfOutcome,
+        actor: &str,
+    ) -> StoreFuture<'_, ()> {
+        let (jti, actor) = (jti.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::SsfRecord(jti, outcome, actor, r)))
+    }
+    fn ack_ssf_sets(
+        &self,
+        stream_id: &str,
+        acks: Vec<String>,
+        errors: Vec<ssf::SetError>,
+        actor: &str,
+    ) -> StoreFuture<'_, ()> {
+        let (id, actor) = (stream_id.to_owned(), actor.to_owned());
+        Box::pin(self.submit(move |r| Job::SsfAck(id, acks, errors, actor, r)))
+    }
+    fn pending_ssf_sets(
+        &self,
+        stream_id: &str,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<(String, String)>> {
+        let id = stream_id.to_owned();
+        Box::pin(async move { ssf::pending_sets(&self.reads, &id, limit).await })
+    }
+    fn ssf_queue(&self, stream_id: &str) -> StoreFuture<'_, ssf::SsfQueue> {
+        let id = stream_id.to_owned();
+        Box::pin(async move { ssf::queue_summary(&self.reads, &id).await })
+    }
     fn get_credential(
         &self,
         token_id: &str,
@@ -2420,6 +2566,7 @@ mod credentials;
 mod exposures;
 mod keys;
 mod review;
+pub(crate) mod ssf;
 pub use credentials::DROP_FAILED_FINDING;
 pub use exposures::validate_fingerprint;
 pub use review::{external_subject, merge_evidence, scope_allows};

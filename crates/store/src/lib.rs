@@ -50,6 +50,12 @@ use leash_core::{
 };
 use serde::Serialize;
 
+pub use engine::ssf::{
+    MAX_ACKS as SSF_MAX_ACKS, MAX_AUTHORIZATION as SSF_MAX_AUTHORIZATION,
+    MAX_EVENTS_REQUESTED as SSF_MAX_EVENTS_REQUESTED,
+    MAX_STREAMS_PER_CLIENT as SSF_MAX_STREAMS_PER_CLIENT, NewSet, NewSsfStream, SetError,
+    SsfAdvance, SsfConfig, SsfMethod, SsfOutcome, SsfPush, SsfQueue, SsfStatus, SsfStream,
+};
 pub use engine::{
     COMMIT_CHANNEL, DROP_FAILED_FINDING, WRITER_LOCK, external_subject, merge_evidence,
     scope_allows, validate_fingerprint,
@@ -530,6 +536,76 @@ pub trait Store: Send + Sync {
         attempt: DropAttempt,
         actor: &str,
     ) -> StoreFuture<'_, DatabaseCredential>;
+    /// Register an SSF event stream (audited `ssf.stream_created`); its
+    /// cursor starts at that event, so it carries revocations from then on.
+    /// Conflict when its client already holds [`SSF_MAX_STREAMS_PER_CLIENT`].
+    fn create_ssf_stream(&self, new: NewSsfStream, actor: &str) -> StoreFuture<'_, SsfStream>;
+    /// Replace a stream's receiver-supplied configuration (audited).
+    fn replace_ssf_stream(
+        &self,
+        stream_id: &str,
+        config: SsfConfig,
+        actor: &str,
+    ) -> StoreFuture<'_, SsfStream>;
+    /// Delete a stream and everything queued for it (audited).
+    fn delete_ssf_stream(&self, stream_id: &str, actor: &str) -> StoreFuture<'_, ()>;
+    /// Enable, pause (SETs are held) or disable (held SETs are dropped) a
+    /// stream (audited `ssf.status_changed`).
+    fn set_ssf_status(
+        &self,
+        stream_id: &str,
+        status: SsfStatus,
+        reason: Option<String>,
+        actor: &str,
+    ) -> StoreFuture<'_, SsfStream>;
+    fn get_ssf_stream(&self, stream_id: &str) -> StoreFuture<'_, SsfStream>;
+    /// Streams by id after `after` (of one client when given).
+    fn list_ssf_streams(
+        &self,
+        client_id: Option<String>,
+        after: String,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<SsfStream>>;
+    /// Queue signed SETs and move each stream's cursor with them, in one
+    /// transaction (see [`SsfAdvance`]); returns how many rows were queued.
+    fn queue_ssf_sets(&self, advances: Vec<SsfAdvance>) -> StoreFuture<'_, u64>;
+    /// Queue a verification SET (audited `ssf.verification_requested`,
+    /// whose sequence number it is queued under). Conflict when disabled.
+    fn queue_ssf_verification(
+        &self,
+        stream_id: &str,
+        set: NewSet,
+        actor: &str,
+    ) -> StoreFuture<'_, ()>;
+    /// Claim up to `limit` SETs due for push on enabled streams: each is
+    /// leased for `lease_ms` (no other claim returns it until then).
+    fn claim_ssf_push(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<SsfPush>>;
+    /// Record a push attempt: delivered SETs leave the outbox; failures
+    /// are retried or, given up on, kept `failed` (audited).
+    fn record_ssf_push(&self, jti: &str, outcome: SsfOutcome, actor: &str) -> StoreFuture<'_, ()>;
+    /// A poller's acknowledgements (removed) and errors (kept `failed`,
+    /// audited), at most [`SSF_MAX_ACKS`] in all.
+    fn ack_ssf_sets(
+        &self,
+        stream_id: &str,
+        acks: Vec<String>,
+        errors: Vec<SetError>,
+        actor: &str,
+    ) -> StoreFuture<'_, ()>;
+    /// SETs waiting for a stream, oldest first: `(jti, set)`.
+    fn pending_ssf_sets(
+        &self,
+        stream_id: &str,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<(String, String)>>;
+    /// How many SETs are pending and failed for a stream, with the last error.
+    fn ssf_queue(&self, stream_id: &str) -> StoreFuture<'_, SsfQueue>;
+
     /// The credential of a `postgres` token (None for other tokens).
     fn get_credential(&self, token_id: &str) -> StoreFuture<'_, Option<DatabaseCredential>>;
     /// Credentials by token id, after `after`, optionally of one status.

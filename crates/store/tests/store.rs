@@ -76,6 +76,7 @@ on_every_backend!(
     tokens_page_in_byte_order_of_their_ids,
     every_operation_reads_back_what_it_wrote,
     a_database_credential_is_due_once_its_token_ends_and_failures_open_a_finding,
+    ssf_outbox_resumes_from_a_durable_cursor_and_leases_each_push,
 );
 
 fn plan(id: String, owner_id: i64, workload_id: i64, run: i64, workflow: i64) -> MintPlan {
@@ -1157,4 +1158,238 @@ async fn a_database_credential_is_due_once_its_token_ends_and_failures_open_a_fi
     let store = place.open().await;
     let again = store.get_credential("tok_pg1").await.unwrap().unwrap();
     assert_eq!(again, c);
+}
+
+fn ssf_set(seq: i64, jti: &str) -> leash_store::NewSet {
+    leash_store::NewSet {
+        seq,
+        event_type: "https://schemas.openid.net/secevent/caep/event-type/session-revoked".into(),
+        jti: jti.into(),
+        set: format!("signed.{jti}.set"),
+    }
+}
+
+/// SSF streams: a stream carries revocations after its creation; queuing
+/// moves its cursor in the same transaction (once: a stale cursor queues
+/// nothing), the cursor and the outbox survive a reopen, a claimed push is
+/// leased until it runs out, and pausing holds while disabling drops.
+async fn ssf_outbox_resumes_from_a_durable_cursor_and_leases_each_push(place: Place) {
+    use leash_store::{
+        NewSsfStream, SetError, SsfAdvance, SsfConfig, SsfMethod, SsfOutcome, SsfStatus,
+    };
+    let config = |method| SsfConfig {
+        events_requested: vec![
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked".into(),
+        ],
+        method,
+        endpoint_url: (method == SsfMethod::Push).then(|| "https://rx.example/events".into()),
+        authorization_header: (method == SsfMethod::Push).then(|| "Bearer rx-secret".into()),
+        description: Some("test".into()),
+    };
+    let (push, _, seq) = {
+        let store = place.open().await;
+        let (owner, wl, wf, run) = registry(&*store).await;
+        store
+            .record_mint(plan("tok_ssf1".into(), owner.id, wl.id, run.id, wf.id), "t")
+            .await
+            .unwrap();
+        let push = store
+            .create_ssf_stream(
+                NewSsfStream {
+                    stream_id: "s-push".into(),
+                    client_id: Some("rx".into()),
+                    aud: "rx".into(),
+                    config: config(SsfMethod::Push),
+                },
+                "t",
+            )
+            .await
+            .unwrap();
+        let poll = store
+            .create_ssf_stream(
+                NewSsfStream {
+                    stream_id: "s-poll".into(),
+                    client_id: Some("rx".into()),
+                    aud: "rx".into(),
+                    config: config(SsfMethod::Poll),
+                },
+                "t",
+            )
+            .await
+            .unwrap();
+        assert_eq!(push.status, SsfStatus::Enabled);
+        assert_eq!(
+            push.authorization_header.as_deref(),
+            Some("Bearer rx-secret")
+        );
+        // a poll stream takes no authorization header
+        let mut bad = config(SsfMethod::Poll);
+        bad.authorization_header = Some("x".into());
+        let err = store
+            .create_ssf_stream(
+                NewSsfStream {
+                    stream_id: "s-bad".into(),
+                    client_id: None,
+                    aud: "x".into(),
+                    config: bad,
+                },
+                "t",
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("push delivery only"), "{err}");
+
+        store
+            .revoke_token("tok_ssf1", "leaked".into(), "t")
+            .await
+            .unwrap();
+        let recs = store.revocations_after(push.cursor, 10).await.unwrap();
+        assert_eq!(recs.len(), 1);
+        let seq = recs[0].seq;
+        let advance = |s: &leash_store::SsfStream, jti: &str| SsfAdvance {
+            stream_id: s.stream_id.clone(),
+            from: s.cursor,
+            to: seq,
+            sets: vec![ssf_set(seq, jti)],
+        };
+        let queued = store
+            .queue_ssf_sets(vec![advance(&push, "j-push"), advance(&poll, "j-poll")])
+            .await
+            .unwrap();
+        assert_eq!(queued, 2);
+        // the same advance again (another replica, a retry) queues nothing
+        let again = store
+            .queue_ssf_sets(vec![advance(&push, "j-push-2")])
+            .await
+            .unwrap();
+        assert_eq!(again, 0);
+        // SETs outside (from, to] are refused
+        let mut wrong = advance(&push, "j-x");
+        wrong.from = seq;
+        wrong.to = seq + 5;
+        assert!(store.queue_ssf_sets(vec![wrong]).await.is_err());
+        (push, poll, seq)
+    };
+    // reopened: the cursor and the outbox are where the commit left them
+    let store = place.open().await;
+    assert_eq!(store.get_ssf_stream("s-push").await.unwrap().cursor, seq);
+    assert_eq!(
+        store.pending_ssf_sets("s-push", 10).await.unwrap(),
+        vec![("j-push".to_owned(), "signed.j-push.set".to_owned())]
+    );
+    let now = now_ms();
+    let claimed = store.claim_ssf_push(now, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only the push stream's SET is pushed");
+    assert_eq!(claimed[0].jti, "j-push");
+    assert_eq!(claimed[0].endpoint_url, "https://rx.example/events");
+    assert_eq!(
+        claimed[0].authorization_header.as_deref(),
+        Some("Bearer rx-secret")
+    );
+    // leased: nobody else gets it until the lease runs out
+    assert!(
+        store
+            .claim_ssf_push(now, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let reclaimed = store
+        .claim_ssf_push(now + 61_000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    store
+        .record_ssf_push(
+            "j-push",
+            SsfOutcome::Retry {
+                error: "rx answered HTTP 500".into(),
+                next_attempt_ms: now,
+                give_up: false,
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    let q = store.ssf_queue("s-push").await.unwrap();
+    assert_eq!((q.pending, q.failed), (1, 0));
+    assert_eq!(q.last_error.as_deref(), Some("rx answered HTTP 500"));
+    // paused: held, not pushed
+    store
+        .set_ssf_status("s-push", SsfStatus::Paused, Some("maintenance".into()), "t")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_ssf_push(now + 1, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .set_ssf_status("s-push", SsfStatus::Enabled, None, "t")
+        .await
+        .unwrap();
+    let c = store.claim_ssf_push(now + 1, 60_000, 10).await.unwrap();
+    assert_eq!(c[0].attempts, 1);
+    store
+        .record_ssf_push("j-push", SsfOutcome::Delivered, "t")
+        .await
+        .unwrap();
+    assert_eq!(store.ssf_queue("s-push").await.unwrap().pending, 0);
+
+    // poll: an error report keeps the SET failed; an ack removes it
+    store
+        .ack_ssf_sets(
+            "s-poll",
+            vec![],
+            vec![SetError {
+                jti: "j-poll".into(),
+                err: "invalid_key".into(),
+                description: "unknown kid".into(),
+            }],
+            "t",
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .pending_ssf_sets("s-poll", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.ssf_queue("s-poll").await.unwrap().failed, 1);
+    // disabled: nothing is queued, only the cursor moves
+    store
+        .set_ssf_status("s-poll", SsfStatus::Disabled, None, "t")
+        .await
+        .unwrap();
+    let poll = store.get_ssf_stream("s-poll").await.unwrap();
+    let dropped = store
+        .queue_ssf_sets(vec![SsfAdvance {
+            stream_id: poll.stream_id.clone(),
+            from: poll.cursor,
+            to: poll.cursor + 1,
+            sets: vec![ssf_set(poll.cursor + 1, "j-late")],
+        }])
+        .await
+        .unwrap();
+    assert_eq!(dropped, 0);
+    assert_eq!(
+        store.get_ssf_stream("s-poll").await.unwrap().cursor,
+        poll.cursor + 1
+    );
+    let _ = push;
+    store.delete_ssf_stream("s-poll", "t").await.unwrap();
+    assert!(matches!(
+        store.get_ssf_stream("s-poll").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let mine = store
+        .list_ssf_streams(Some("rx".into()), String::new(), 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(store.verify_audit().await.unwrap().is_ok());
 }

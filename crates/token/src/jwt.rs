@@ -96,10 +96,16 @@ pub enum JwtError {
 
 /// Sign claims with the ring's active key.
 pub fn sign(ring: &KeyRing, claims: &AccessClaims) -> Result<String, JwtError> {
+    sign_typed(ring, "at+jwt", claims)
+}
+
+/// Sign any JSON claims as a JWS (`alg: EdDSA`, the active key's `kid`)
+/// with header `typ` — e.g. `secevent+jwt` for RFC 8417 Security Event Tokens.
+pub fn sign_typed(ring: &KeyRing, typ: &str, claims: &impl Serialize) -> Result<String, JwtError> {
     let key = ring.active();
     let header = serde_json::to_vec(&Header {
         alg: "EdDSA",
-        typ: "at+jwt",
+        typ,
         kid: key.kid(),
     })
     .map_err(|e| JwtError::Encode(e.to_string()))?;

@@ -387,7 +387,14 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(status: u16) -> Receiver {
+        Self::start_answering(vec![status]).await
+    }
+
+    /// A receiver that answers the n-th request with `statuses[n]`, and
+    /// every later one with the last status.
+    pub async fn start_answering(statuses: Vec<u16>) -> Receiver {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let statuses = std::sync::Arc::new(statuses);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -395,6 +402,7 @@ impl Receiver {
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let sink = sink.clone();
+                let statuses = statuses.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
@@ -429,7 +437,12 @@ impl Receiver {
                         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
                         .collect();
                     let body = buf[head_end..].to_vec();
-                    sink.lock().unwrap().push(Received { headers, body });
+                    let status = {
+                        let mut got = sink.lock().unwrap();
+                        got.push(Received { headers, body });
+                        let n = got.len() - 1;
+                        statuses[n.min(statuses.len() - 1)]
+                    };
                     let resp = format!(
                         "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
                     );

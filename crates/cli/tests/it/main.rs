@@ -22,4 +22,5 @@ mod refusals;
 mod replicas;
 mod review;
 mod scan;
+mod ssf;
 mod standards;

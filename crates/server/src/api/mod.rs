@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod policies;
 pub mod registry;
 pub mod review;
+pub mod ssf;
 pub mod tokens;
 
 use axum::Router;
@@ -233,4 +234,27 @@ pub fn public_routes() -> Router<AppState> {
             "/.well-known/oauth-authorization-server",
             get(oauth::metadata),
         )
+        .route("/.well-known/ssf-configuration", get(ssf::configuration))
+        .merge(ssf_routes())
+}
+
+/// The SSF transmitter's management and poll endpoints (they authenticate
+/// the receiver themselves; bodies are bounded to [`ssf::MAX_SSF_BODY`]).
+fn ssf_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/ssf/stream",
+            post(ssf::create_stream)
+                .get(ssf::read_stream)
+                .patch(ssf::update_stream)
+                .put(ssf::replace_stream)
+                .delete(ssf::delete_stream),
+        )
+        .route(
+            "/ssf/status",
+            get(ssf::read_status).post(ssf::update_status),
+        )
+        .route("/ssf/verify", post(ssf::verify))
+        .route("/ssf/poll/{stream_id}", post(ssf::poll))
+        .layer(DefaultBodyLimit::max(ssf::MAX_SSF_BODY))
 }
