@@ -216,6 +216,8 @@ pub struct App {
     operator_hash: [u8; 32],
     /// The credential database for `postgres` tokens, when configured.
     pub credentials: Option<Arc<credentials::Credentials>>,
+    /// Open `/v1/revocations/stream` connections; a permit per stream.
+    pub revocation_streams: Arc<tokio::sync::Semaphore>,
     /// Held while the server runs: this server alone serves its PostgreSQL database.
     _database_claim: Option<leash_store::DatabaseClaim>,
 }
@@ -258,6 +260,18 @@ impl App {
             )
             .await?;
         Ok(kid)
+    }
+
+    /// Whether this server can vouch for what it serves now — above all its
+    /// revocation feed: `Ok` means a consumer may trust that every
+    /// revocation up to the head it announces has been sent.
+    ///
+    /// This is the single point the replica fail-closed logic plugs into (a
+    /// replica that has lost its primary, or fallen too far behind, answers
+    /// `Err(reason)` and the feed says `stale` instead of sending its
+    /// heartbeat). A standalone server always vouches for itself.
+    pub fn vouch(&self) -> Result<(), String> {
+        Ok(())
     }
 
     /// Constant-time check of a presented operator credential.
@@ -398,6 +412,9 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         http,
         max_delegation_depth: cfg.max_delegation_depth,
         operator_hash,
+        revocation_streams: Arc::new(tokio::sync::Semaphore::new(
+            api::revocation_stream::MAX_STREAMS,
+        )),
     }))
 }
 
