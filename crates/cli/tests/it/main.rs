@@ -20,5 +20,6 @@ mod pg;
 mod pgcred;
 mod refusals;
 mod review;
+mod revocation_stream;
 mod scan;
 mod standards;
