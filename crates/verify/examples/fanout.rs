@@ -45,7 +45,12 @@ struct Args {
     round_timeout_secs: u64,
 }
 
-async fn post(http: &reqwest::Client, a: &Args, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+async fn post(
+    http: &reqwest::Client,
+    a: &Args,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<(u16, Value)> {
     let resp = http
         .post(format!("{}{path}", a.urls[0]))
         .bearer_auth(&a.token)
@@ -71,9 +76,15 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     // someone to own the tokens
     for (path, body) in [
-        ("/v1/owners", json!({"name": "fanout-owner", "email": "fanout@example.invalid", "business_owner": true})),
-        ("/v1/workloads", json!({"name": "fanout-bot", "owner": "fanout-owner", "environment": "dev",
-            "identity": "spiffe://example.invalid/fanout", "scope_ceiling": ["bench:read"]})),
+        (
+            "/v1/owners",
+            json!({"name": "fanout-owner", "email": "fanout@example.invalid", "business_owner": true}),
+        ),
+        (
+            "/v1/workloads",
+            json!({"name": "fanout-bot", "owner": "fanout-owner", "environment": "dev",
+            "identity": "spiffe://example.invalid/fanout", "scope_ceiling": ["bench:read"]}),
+        ),
     ] {
         let (s, v) = post(&http, &a, path, body).await?;
         if !(200..300).contains(&s) && s != 409 {
@@ -100,19 +111,35 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("subscriber {i} did not sync: {e}"))?;
     }
-    eprintln!("{} subscribers synced in {:?}", feeds.len(), started.elapsed());
+    eprintln!(
+        "{} subscribers synced in {:?}",
+        feeds.len(),
+        started.elapsed()
+    );
 
     let mut samples: Vec<f64> = Vec::with_capacity(a.rounds * feeds.len());
     let mut missed = 0usize;
     for round in 0..a.rounds {
-        let (s, t) = post(&http, &a, "/v1/tokens", json!({"workload": "fanout-bot", "scopes": ["bench:read"], "ttl": "5m"})).await?;
+        let (s, t) = post(
+            &http,
+            &a,
+            "/v1/tokens",
+            json!({"workload": "fanout-bot", "scopes": ["bench:read"], "ttl": "5m"}),
+        )
+        .await?;
         if s != 201 && s != 200 {
             bail!("mint answered {s}: {t}");
         }
         let id = t["id"].as_str().context("mint returned no id")?.to_owned();
         let mut pending: Vec<usize> = (0..feeds.len()).collect();
         let t0 = Instant::now();
-        let (s, v) = post(&http, &a, "/v1/revocations", json!({"token_or_id": id, "reason": "fanout benchmark"})).await?;
+        let (s, v) = post(
+            &http,
+            &a,
+            "/v1/revocations",
+            json!({"token_or_id": id, "reason": "fanout benchmark"}),
+        )
+        .await?;
         if s != 200 {
             bail!("revoke answered {s}: {v}");
         }
@@ -129,7 +156,13 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         missed += pending.len();
-        eprintln!("round {}: {} of {} subscribers in {:?}", round + 1, feeds.len() - pending.len(), feeds.len(), t0.elapsed());
+        eprintln!(
+            "round {}: {} of {} subscribers in {:?}",
+            round + 1,
+            feeds.len() - pending.len(),
+            feeds.len(),
+            t0.elapsed()
+        );
     }
     samples.sort_by(f64::total_cmp);
     let out = json!({

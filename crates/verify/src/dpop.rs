@@ -128,7 +128,10 @@ pub(crate) fn verify_proof(
     let proof_jkt =
         thumbprint(&jwk_json).ok_or("the proof's jwk is not an EC, RSA or OKP public key")?;
     if proof_jkt != jkt {
-        return Err("the DPoP proof is signed by a key other than the one the token is bound to (cnf.jkt)".into());
+        return Err(
+            "the DPoP proof is signed by a key other than the one the token is bound to (cnf.jkt)"
+                .into(),
+        );
     }
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
         .map_err(|e| format!("the proof's jwk is unusable: {e}"))?;

@@ -109,8 +109,9 @@ impl FeedState {
         let id = e.id.as_deref().and_then(|i| i.parse::<i64>().ok());
         match e.event.as_str() {
             "revoked" => {
-                let r: RevocationRecord = serde_json::from_str(&e.data)
-                    .map_err(|err| format!("a `revoked` event is not a revocation record: {err}"))?;
+                let r: RevocationRecord = serde_json::from_str(&e.data).map_err(|err| {
+                    format!("a `revoked` event is not a revocation record: {err}")
+                })?;
                 if r.expires_at > now_ms() {
                     self.revoked
                         .write()
@@ -124,7 +125,8 @@ impl FeedState {
                             },
                         );
                 }
-                self.last_id.fetch_max(id.unwrap_or(r.seq), Ordering::SeqCst);
+                self.last_id
+                    .fetch_max(id.unwrap_or(r.seq), Ordering::SeqCst);
                 if live {
                     self.heard(at);
                 }
@@ -328,7 +330,10 @@ impl RevocationFeed {
 
 /// Follow the stream until the feed is dropped.
 async fn follow(cfg: FeedConfig, state: std::sync::Weak<FeedState>) {
-    let url = format!("{}/v1/revocations/stream", cfg.base_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/v1/revocations/stream",
+        cfg.base_url.trim_end_matches('/')
+    );
     let mut backoff = MIN_BACKOFF;
     loop {
         let Some(st) = state.upgrade() else { return };
@@ -373,7 +378,12 @@ async fn stream_once(cfg: &FeedConfig, url: &str, st: &FeedState) -> Result<bool
     }
     let mut resp = tokio::time::timeout(IDLE_TIMEOUT, req.send())
         .await
-        .map_err(|_| (false, format!("{url} did not answer within {IDLE_TIMEOUT:?}")))?
+        .map_err(|_| {
+            (
+                false,
+                format!("{url} did not answer within {IDLE_TIMEOUT:?}"),
+            )
+        })?
         .map_err(|e| (false, format!("cannot reach {url}: {e}")))?;
     let status = resp.status();
     if !status.is_success() {
@@ -427,7 +437,9 @@ mod tests {
     fn feed(max_staleness: Duration) -> RevocationFeed {
         // a feed whose task never runs: the tests drive its state directly
         let state = Arc::new(FeedState::new());
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let task = rt.spawn(async {});
         RevocationFeed {
             state,
@@ -451,7 +463,11 @@ mod tests {
         assert!(f.check_fresh_at(t0).is_err());
         let live = f
             .state
-            .apply(&event("head", Some("9"), r#"{"head":9,"at":1}"#.into()), live, t0)
+            .apply(
+                &event("head", Some("9"), r#"{"head":9,"at":1}"#.into()),
+                live,
+                t0,
+            )
             .unwrap();
         assert!(live);
         assert!(f.check_fresh_at(t0).is_ok());
@@ -464,7 +480,11 @@ mod tests {
         let f = feed(Duration::from_secs(1));
         let t0 = Instant::now();
         f.state
-            .apply(&event("head", Some("1"), r#"{"head":1,"at":1}"#.into()), false, t0)
+            .apply(
+                &event("head", Some("1"), r#"{"head":1,"at":1}"#.into()),
+                false,
+                t0,
+            )
             .unwrap();
         assert!(f.check_fresh_at(t0 + Duration::from_millis(900)).is_ok());
         // the server says it cannot vouch: nothing refreshes
@@ -475,12 +495,18 @@ mod tests {
                 t0 + Duration::from_millis(950),
             )
             .unwrap();
-        let err = f.check_fresh_at(t0 + Duration::from_millis(1100)).unwrap_err();
+        let err = f
+            .check_fresh_at(t0 + Duration::from_millis(1100))
+            .unwrap_err();
         assert_eq!(err.reason.as_deref(), Some("replica lag"));
         // a live revocation counts as hearing from the feed
         let far = now_ms() + 60_000;
         f.state
-            .apply(&revoked(2, "tok_b", far), true, t0 + Duration::from_millis(1200))
+            .apply(
+                &revoked(2, "tok_b", far),
+                true,
+                t0 + Duration::from_millis(1200),
+            )
             .unwrap();
         assert!(f.check_fresh_at(t0 + Duration::from_millis(1300)).is_ok());
     }
@@ -489,10 +515,14 @@ mod tests {
     fn expired_entries_are_not_kept_and_are_pruned() {
         let f = feed(Duration::from_secs(1));
         let t0 = Instant::now();
-        f.state.apply(&revoked(1, "old", now_ms() - 1), false, t0).unwrap();
+        f.state
+            .apply(&revoked(1, "old", now_ms() - 1), false, t0)
+            .unwrap();
         assert!(!f.is_revoked("old"));
         assert_eq!(f.last_event_id(), Some(1));
-        f.state.apply(&revoked(2, "soon", now_ms() + 50), false, t0).unwrap();
+        f.state
+            .apply(&revoked(2, "soon", now_ms() + 50), false, t0)
+            .unwrap();
         assert_eq!(f.revoked_count(), 1);
         assert_eq!(f.state.prune(now_ms() + 100), 1);
         assert_eq!(f.revoked_count(), 0);
@@ -503,7 +533,11 @@ mod tests {
         let f = feed(Duration::from_secs(1));
         let err = f
             .state
-            .apply(&event("revoked", Some("4"), "{}".into()), true, Instant::now())
+            .apply(
+                &event("revoked", Some("4"), "{}".into()),
+                true,
+                Instant::now(),
+            )
             .unwrap_err();
         assert!(err.contains("not a revocation record"), "{err}");
     }

@@ -168,11 +168,20 @@ mod tests {
         assert!(matches!(c.lookup("k1", t0), Lookup::Found(_)));
         // the key rotated: `k2` is unknown and the last fetch was just now
         assert_eq!(c.lookup("k2", t0 + Duration::from_secs(3)), Lookup::Unknown);
-        assert_eq!(c.lookup("k2", t0 + Duration::from_secs(10)), Lookup::Refetch);
+        assert_eq!(
+            c.lookup("k2", t0 + Duration::from_secs(10)),
+            Lookup::Refetch
+        );
         // after the refetch both the old and the new key verify
         c.install(set(&["k2", "k1"]), t0 + Duration::from_secs(10));
-        assert!(matches!(c.lookup("k1", t0 + Duration::from_secs(11)), Lookup::Found(_)));
-        assert!(matches!(c.lookup("k2", t0 + Duration::from_secs(11)), Lookup::Found(_)));
+        assert!(matches!(
+            c.lookup("k1", t0 + Duration::from_secs(11)),
+            Lookup::Found(_)
+        ));
+        assert!(matches!(
+            c.lookup("k2", t0 + Duration::from_secs(11)),
+            Lookup::Found(_)
+        ));
         assert_eq!(c.len(), 2);
     }
 

@@ -171,7 +171,9 @@ fn presented(
         .to_str()
         .map_err(|_| invalid("the Authorization header is not text"))?;
     let Some((scheme, token)) = value.split_once(' ') else {
-        return Err(invalid("the Authorization header is `Bearer <token>` or `DPoP <token>`"));
+        return Err(invalid(
+            "the Authorization header is `Bearer <token>` or `DPoP <token>`",
+        ));
     };
     let token = token.trim().to_owned();
     if token.is_empty() {
@@ -203,7 +205,9 @@ fn presented(
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .or_else(|| uri.authority().map(|a| a.as_str()))
-                .ok_or_else(|| invalid("the request names no Host, so its DPoP htu cannot be checked"))?;
+                .ok_or_else(|| {
+                    invalid("the request names no Host, so its DPoP htu cannot be checked")
+                })?;
             format!("{}://{host}", uri.scheme_str().unwrap_or("http"))
         }
     };
@@ -379,21 +383,42 @@ mod tests {
                 .get(n)
                 .map(|v| v.to_str().unwrap().to_owned())
         };
-        (resp.status(), h(header::WWW_AUTHENTICATE), h(header::RETRY_AFTER))
+        (
+            resp.status(),
+            h(header::WWW_AUTHENTICATE),
+            h(header::RETRY_AFTER),
+        )
     }
 
     #[test]
     fn rejections_follow_rfc_6750() {
-        let (s, c, _) = header_of(VerifyError::Revoked { reason: "leaked \"here\"".into() }.into());
+        let (s, c, _) = header_of(
+            VerifyError::Revoked {
+                reason: "leaked \"here\"".into(),
+            }
+            .into(),
+        );
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         let c = c.unwrap();
-        assert!(c.starts_with("Bearer realm=\"leash\", error=\"invalid_token\""), "{c}");
-        assert!(c.contains("error_description=\"the token was revoked: leaked 'here'\""), "{c}");
+        assert!(
+            c.starts_with("Bearer realm=\"leash\", error=\"invalid_token\""),
+            "{c}"
+        );
+        assert!(
+            c.contains("error_description=\"the token was revoked: leaked 'here'\""),
+            "{c}"
+        );
         let (s, c, _) = header_of(Rejection::InsufficientScope("reports:write".into()));
         assert_eq!(s, StatusCode::FORBIDDEN);
-        assert!(c.unwrap().contains("error=\"insufficient_scope\", scope=\"reports:write\""));
+        assert!(
+            c.unwrap()
+                .contains("error=\"insufficient_scope\", scope=\"reports:write\"")
+        );
         let (s, c, r) = header_of(VerifyError::FeedStale("down".into()).into());
-        assert_eq!((s, c, r.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, None, Some("1")));
+        assert_eq!(
+            (s, c, r.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, None, Some("1"))
+        );
         let (s, c, _) = header_of(Rejection::Missing);
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert!(!c.unwrap().contains("error="));
@@ -406,7 +431,10 @@ mod tests {
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("DPoP tkn"));
         h.insert(header::HOST, HeaderValue::from_static("api.local:8080"));
         let err = presented(&h, &Method::GET, &uri, None).unwrap_err();
-        assert!(matches!(err, Rejection::InvalidToken { proof: true, .. }), "{err:?}");
+        assert!(
+            matches!(err, Rejection::InvalidToken { proof: true, .. }),
+            "{err:?}"
+        );
         h.insert("dpop", HeaderValue::from_static("proof"));
         let (t, ctx) = presented(&h, &Method::GET, &uri, None).unwrap();
         assert_eq!(t, "tkn");

@@ -154,7 +154,9 @@ pub enum ConfigError {
 pub enum VerifyError {
     #[error("revocation status unknown, so no token is accepted: {0}")]
     FeedStale(String),
-    #[error("this is an opaque Leash token; it cannot be verified offline — use the remote check (Verifier::authorize / AuthZEN, or /oauth2/introspect)")]
+    #[error(
+        "this is an opaque Leash token; it cannot be verified offline — use the remote check (Verifier::authorize / AuthZEN, or /oauth2/introspect)"
+    )]
     Opaque,
     #[error("the token is malformed: {0}")]
     Malformed(String),
@@ -351,9 +353,7 @@ impl Verifier {
             if leash_token::jwt::looks_like_jwt(token) {
                 VerifyError::Malformed(format!("the JWT header is unreadable: {e}"))
             } else {
-                VerifyError::Malformed(
-                    "it is neither a JWT nor an opaque lsh_ token".into(),
-                )
+                VerifyError::Malformed("it is neither a JWT nor an opaque lsh_ token".into())
             }
         })?;
         if !header
@@ -413,10 +413,9 @@ impl Verifier {
                 ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
                 ErrorKind::InvalidAudience => VerifyError::WrongAudience,
                 ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
-                ErrorKind::InvalidAlgorithm => VerifyError::Malformed(format!(
-                    "alg {:?} does not fit key `{kid}`",
-                    header.alg
-                )),
+                ErrorKind::InvalidAlgorithm => {
+                    VerifyError::Malformed(format!("alg {:?} does not fit key `{kid}`", header.alg))
+                }
                 _ => VerifyError::Malformed(format!("the claims were rejected: {e}")),
             })?
             .claims;
@@ -505,7 +504,10 @@ mod tests {
             Credentials::Operator("x".into()),
         ))
         .unwrap();
-        let err = v.verify("eyJhbGciOiJFZERTQSJ9.e30.sig", None).await.unwrap_err();
+        let err = v
+            .verify("eyJhbGciOiJFZERTQSJ9.e30.sig", None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, VerifyError::FeedStale(_)), "{err}");
         assert!(err.to_string().contains("has not synced"), "{err}");
         assert_eq!(v.last_heard(), None);

@@ -169,7 +169,10 @@ mod tests {
         ]);
         assert_eq!(
             got,
-            vec![ev(Some("7"), "revoked", "{\"a\":\n1}"), ev(Some("7"), "message", "x")]
+            vec![
+                ev(Some("7"), "revoked", "{\"a\":\n1}"),
+                ev(Some("7"), "message", "x")
+            ]
         );
     }
 
@@ -181,7 +184,10 @@ mod tests {
             b"\r",
             b"\nid: 2\rdata: y\r\r",
         ]);
-        assert_eq!(got, vec![ev(Some("1"), "head", "{}"), ev(Some("2"), "message", "y")]);
+        assert_eq!(
+            got,
+            vec![ev(Some("1"), "head", "{}"), ev(Some("2"), "message", "y")]
+        );
     }
 
     #[test]
@@ -200,7 +206,10 @@ mod tests {
         let mut p = SseParser::new();
         assert!(p.push(b"id: 5\nevent: head\n\n").unwrap().is_empty());
         assert_eq!(p.last_id(), Some("5"));
-        assert_eq!(p.push(b"data: z\n\n").unwrap(), vec![ev(Some("5"), "message", "z")]);
+        assert_eq!(
+            p.push(b"data: z\n\n").unwrap(),
+            vec![ev(Some("5"), "message", "z")]
+        );
     }
 
     #[test]

@@ -58,10 +58,7 @@ pub fn router(verifier: Verifier) -> Router {
     let read = LeashLayer::new(verifier.clone()).require_scope("reports:read");
     let write = LeashLayer::new(verifier).require_scope("reports:write");
     Router::new()
-        .route(
-            "/reports",
-            get(list.layer(read)).post(create.layer(write)),
-        )
+        .route("/reports", get(list.layer(read)).post(create.layer(write)))
         .route("/health", get(health))
         .with_state(state)
 }

@@ -21,7 +21,12 @@ struct Args {
     #[arg(long, env = "LEASH_CLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
     /// Or the operator credential.
-    #[arg(long, env = "LEASH_TOKEN", hide_env_values = true, conflicts_with = "client_id")]
+    #[arg(
+        long,
+        env = "LEASH_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "client_id"
+    )]
     operator_token: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8430")]

@@ -125,10 +125,7 @@ async fn revocation_stream_needs_the_operator_or_a_resource_server_client() {
     assert!(resp.headers().contains_key("www-authenticate"));
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["code"], "unauthorized", "{v}");
-    assert!(
-        v["detail"].as_str().unwrap().contains("HTTP Basic"),
-        "{v}"
-    );
+    assert!(v["detail"].as_str().unwrap().contains("HTTP Basic"), "{v}");
     let resp = stream_request(&l, Auth::Bearer("lsh_not_the_operator"), "")
         .send()
         .await
@@ -149,7 +146,10 @@ async fn revocation_stream_needs_the_operator_or_a_resource_server_client() {
     assert_eq!(resp.status(), 401);
     let v: Value = resp.json().await.unwrap();
     assert!(
-        v["detail"].as_str().unwrap().contains("not a resource server"),
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a resource server"),
         "{v}"
     );
 
@@ -238,7 +238,10 @@ async fn revocation_stream_snapshots_then_replays_exactly_what_was_missed() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seen = Vec::new();
     while !seen.contains(&t4) {
-        assert!(Instant::now() < deadline, "the live revocation did not arrive");
+        assert!(
+            Instant::now() < deadline,
+            "the live revocation did not arrive"
+        );
         let chunk = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
             .await
             .unwrap()
@@ -260,7 +263,11 @@ async fn revocation_stream_snapshots_then_replays_exactly_what_was_missed() {
         let detail = v["detail"].as_str().unwrap();
         assert!(detail.contains("sequence number"), "{v}");
         assert!(
-            detail.contains(if header.is_some() { "Last-Event-ID" } else { "after" }),
+            detail.contains(if header.is_some() {
+                "Last-Event-ID"
+            } else {
+                "after"
+            }),
             "{v}"
         );
     }
@@ -358,7 +365,10 @@ async fn the_example_service_accepts_rejects_revoked_tokens_and_fails_closed() {
     let resp = post(&write).await.unwrap();
     assert_eq!(resp.status(), 201);
     let created: Value = resp.json().await.unwrap();
-    assert_eq!((created["author"].as_str(), created["owner"].as_str()), (Some("reports-bot"), Some("alice")));
+    assert_eq!(
+        (created["author"].as_str(), created["owner"].as_str()),
+        (Some("reports-bot"), Some("alice"))
+    );
     // garbage and opaque tokens are refused with invalid_token
     assert_eq!(reports(&http, &svc, Some("not-a-token")).await, 401);
 
@@ -371,7 +381,10 @@ async fn the_example_service_accepts_rejects_revoked_tokens_and_fails_closed() {
         .send()
         .await
         .unwrap();
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     assert!(challenge.contains("revoked"), "{challenge}");
     println!("revocation reached the service in {took:?}");
@@ -381,7 +394,14 @@ async fn the_example_service_accepts_rejects_revoked_tokens_and_fails_closed() {
     // Leash goes away: within max_staleness the service refuses everything
     l.kill();
     let killed = Instant::now();
-    until_status(&http, &svc, &write, 503, max_staleness + Duration::from_millis(700)).await;
+    until_status(
+        &http,
+        &svc,
+        &write,
+        503,
+        max_staleness + Duration::from_millis(700),
+    )
+    .await;
     println!("fail-closed after {:?}", killed.elapsed());
     let resp = http
         .get(format!("{svc}/reports"))
@@ -411,7 +431,10 @@ async fn the_verifier_follows_key_rotation_and_refuses_what_it_cannot_check() {
     v.wait_synced(Duration::from_secs(10)).await.unwrap();
     strict.wait_synced(Duration::from_secs(10)).await.unwrap();
     let (_, before) = mint(&l, &["reports:read"]).await;
-    assert_eq!(v.verify(&before, None).await.unwrap().claims.workload, "reports-bot");
+    assert_eq!(
+        v.verify(&before, None).await.unwrap().claims.workload,
+        "reports-bot"
+    );
     assert_eq!(
         strict.verify(&before, None).await.unwrap_err(),
         leash_verify::VerifyError::WrongIssuer
@@ -473,9 +496,10 @@ fn dpop_proof(pk8: &[u8], jwk: &Value, htm: &str, htu: &str, token: Option<&str>
     let jti = format!("{now}-{}", rand_suffix());
     let mut claims = json!({"htm": htm, "htu": htu, "jti": jti, "iat": now});
     if let Some(t) = token {
-        claims["ath"] = json!(B64.encode(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes()).as_ref()
-        ));
+        claims["ath"] =
+            json!(B64.encode(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes()).as_ref()
+            ));
     }
     jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ec_der(pk8)).unwrap()
 }
@@ -498,7 +522,10 @@ async fn the_example_service_demands_a_dpop_proof_for_a_bound_token() {
         .post(&token_url)
         .basic_auth(&cid, Some(&csecret))
         .header("DPoP", dpop_proof(&pk8, &jwk, "POST", &token_url, None))
-        .form(&[("grant_type", "client_credentials"), ("scope", "reports:read")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "reports:read"),
+        ])
         .send()
         .await
         .unwrap();
@@ -519,7 +546,10 @@ async fn the_example_service_demands_a_dpop_proof_for_a_bound_token() {
     // as a plain Bearer token (e.g. stolen without the key): refused
     let resp = http.get(&url).bearer_auth(&bound).send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    let c = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let c = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(c.starts_with("DPoP "), "{c}");
     // with a proof for this request: accepted, once
     let proof = dpop_proof(&pk8, &jwk, "GET", &url, Some(&bound));
@@ -532,7 +562,12 @@ async fn the_example_service_demands_a_dpop_proof_for_a_bound_token() {
     assert_eq!(call(proof.clone()).await.unwrap().status(), 200);
     let replayed = call(proof).await.unwrap();
     assert_eq!(replayed.status(), 401);
-    assert!(replayed.headers()["www-authenticate"].to_str().unwrap().contains("invalid_dpop_proof"));
+    assert!(
+        replayed.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_dpop_proof")
+    );
     // a proof for another method, or from another key
     let wrong_method = dpop_proof(&pk8, &jwk, "POST", &url, Some(&bound));
     assert_eq!(call(wrong_method).await.unwrap().status(), 401);
