@@ -241,6 +241,8 @@ pub struct App {
     pub fanout: Option<Arc<fanout::Fanout>>,
     /// The SSF transmitter (stream delivery state and its HTTP client).
     pub ssf: ssf::Transmitter,
+    /// Open `/v1/revocations/stream` connections; a permit per stream.
+    pub revocation_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -492,6 +494,9 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         http,
         max_delegation_depth: cfg.max_delegation_depth,
         operator_hash,
+        revocation_streams: Arc::new(tokio::sync::Semaphore::new(
+            api::revocation_stream::MAX_STREAMS,
+        )),
     }))
 }
 

@@ -21,6 +21,7 @@ mod pgcred;
 mod refusals;
 mod replicas;
 mod review;
+mod revocation_stream;
 mod scan;
 mod ssf;
 mod standards;

@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod policies;
 pub mod registry;
 pub mod review;
+pub mod revocation_stream;
 pub mod ssf;
 pub mod tokens;
 
@@ -148,6 +149,7 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/credentials", get(credentials::list))
         .route("/explain", post(tokens::explain))
         .route("/revocations", post(tokens::revoke))
+        .route("/revocations/stream", get(revocation_stream::stream))
         .route("/audit/events", get(audit::events))
         .route("/audit/verify", get(audit::verify))
         .route("/exposures", post(exposures::report).get(exposures::list))
@@ -202,10 +204,12 @@ pub fn v1_routes() -> Router<AppState> {
 }
 
 /// `/v1` calls that authenticate themselves (webhook signatures, an
-/// owner's own credential for approvals) instead of with the operator
+/// owner's own credential for approvals, a resource server's client
+/// credentials on the revocation stream) instead of with the operator
 /// credential.
 pub fn self_authenticating(method: &axum::http::Method, path: &str) -> bool {
     path.ends_with("/openapi.json")
+        || (method == axum::http::Method::GET && path == "/v1/revocations/stream")
         || (method == axum::http::Method::POST
             && (matches!(path, "/v1/exposures" | "/v1/partners/github")
                 || (path.starts_with("/v1/approvals/")

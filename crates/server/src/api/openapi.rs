@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     approvals, audit, authzen, clients, credentials, dto, exposures, federation, oauth, policies,
-    registry, review, tokens,
+    registry, review, revocation_stream, tokens,
 };
 use crate::error::Problem;
 
@@ -24,6 +24,15 @@ impl Modify for OperatorAuth {
                         .build(),
                 ),
             );
+            c.add_security_scheme(
+                "client_basic",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Basic)
+                        .description(Some("A resource-server OAuth client: client_id and client_secret (revocation stream)"))
+                        .build(),
+                ),
+            );
         }
     }
 }
@@ -36,7 +45,7 @@ impl Modify for OperatorAuth {
         registry::create_workload, registry::list_workloads, registry::get_workload,
         registry::create_workflow, registry::list_workflows, registry::get_workflow, registry::update_workflow,
         registry::start_run, registry::list_runs, registry::get_run, registry::end_run,
-        tokens::mint, tokens::list, tokens::get, tokens::explain, tokens::revoke, credentials::list,
+        tokens::mint, tokens::list, tokens::get, tokens::explain, tokens::revoke, revocation_stream::stream, credentials::list,
         audit::events, audit::verify, audit::health, audit::metrics,
         oauth::introspect, oauth::jwks, oauth::token, oauth::revoke, oauth::metadata, oauth::keys, oauth::rotate_keys,
         clients::create, clients::list,
