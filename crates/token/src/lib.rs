@@ -20,6 +20,7 @@
 //! ```
 
 pub mod base62;
+pub mod dpop;
 pub mod jwt;
 pub mod keys;
 pub mod opaque;

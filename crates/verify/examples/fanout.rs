@@ -18,8 +18,17 @@
 //! raise the open-file limit first (`ulimit -n 8192`) for 1000 or more.
 //! It creates owner `fanout-owner` and workload `fanout-bot` if they are
 //! missing.
+//!
+//! With `--nats-url`, `--nats-subscribers` more subscribers each hold their
+//! own NATS connection and subscribe to `leash.revocations` (the in-cluster
+//! feed the replicas publish to); they count once a message naming the
+//! token has reached them. The JSON line then also has per-feed figures.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -43,6 +52,57 @@ struct Args {
     /// Longest a round waits for every subscriber.
     #[arg(long, default_value_t = 10)]
     round_timeout_secs: u64,
+    /// NATS server the replicas publish revocations to.
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// How many NATS subscribers (each its own connection), with --nats-url.
+    #[arg(long, default_value_t = 0)]
+    nats_subscribers: usize,
+}
+
+/// One simulated verifier: an SSE feed follower or a NATS subscriber.
+enum Subscriber {
+    Sse(RevocationFeed),
+    Nats(Arc<Mutex<HashSet<String>>>),
+}
+
+impl Subscriber {
+    fn has(&self, id: &str) -> bool {
+        match self {
+            Subscriber::Sse(f) => f.is_revoked(id),
+            Subscriber::Nats(seen) => seen.lock().unwrap_or_else(|e| e.into_inner()).contains(id),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            Subscriber::Sse(_) => "sse",
+            Subscriber::Nats(_) => "nats",
+        }
+    }
+}
+
+/// A NATS subscriber that remembers every token id it has been told of.
+async fn nats_subscriber(url: &str) -> anyhow::Result<Arc<Mutex<HashSet<String>>>> {
+    let client = async_nats::connect(url).await.context("connect to NATS")?;
+    let mut sub = client.subscribe("leash.revocations").await?;
+    client.flush().await?;
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let into = seen.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Some(m) = sub.next().await {
+            let Ok(v) = serde_json::from_slice::<Value>(&m.payload) else {
+                continue;
+            };
+            let mut seen = into.lock().unwrap_or_else(|e| e.into_inner());
+            for r in v["revocations"].as_array().into_iter().flatten() {
+                if let Some(id) = r["token_id"].as_str() {
+                    seen.insert(id.to_owned());
+                }
+            }
+        }
+    });
+    Ok(seen)
 }
 
 async fn post(
@@ -116,7 +176,14 @@ async fn main() -> anyhow::Result<()> {
         feeds.len(),
         started.elapsed()
     );
-
+    let mut feeds: Vec<Subscriber> = feeds.into_iter().map(Subscriber::Sse).collect();
+    if let Some(url) = &a.nats_url {
+        for _ in 0..a.nats_subscribers {
+            feeds.push(Subscriber::Nats(nats_subscriber(url).await?));
+        }
+        eprintln!("{} NATS subscribers on {url}", a.nats_subscribers);
+    }
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut samples: Vec<f64> = Vec::with_capacity(a.rounds * feeds.len());
     let mut missed = 0usize;
     for round in 0..a.rounds {
@@ -146,8 +213,10 @@ async fn main() -> anyhow::Result<()> {
         let deadline = t0 + Duration::from_secs(a.round_timeout_secs);
         while !pending.is_empty() && Instant::now() < deadline {
             pending.retain(|&i| {
-                if feeds[i].is_revoked(&id) {
-                    samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+                if feeds[i].has(&id) {
+                    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    samples.push(ms);
+                    by_kind.entry(feeds[i].kind()).or_default().push(ms);
                     false
                 } else {
                     true
@@ -165,7 +234,16 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     samples.sort_by(f64::total_cmp);
+    let per_feed: serde_json::Map<String, Value> = by_kind
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let fig = json!({"samples": v.len(), "p50_ms": percentile(&v, 50.0), "p99_ms": percentile(&v, 99.0), "max_ms": v.last()});
+            (k.to_owned(), fig)
+        })
+        .collect();
     let out = json!({
+        "feeds": per_feed,
         "subscribers": feeds.len(),
         "urls": a.urls,
         "rounds": a.rounds,

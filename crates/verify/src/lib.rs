@@ -48,17 +48,7 @@ pub use layer::{LeashLayer, LeashService, LeashToken, Rejection};
 pub use leash_token::jwt::AccessClaims;
 
 /// JWS algorithms accepted: asymmetric only (never `none`, never HS*).
-pub const ASYMMETRIC_ALGS: &[jsonwebtoken::Algorithm] = &[
-    jsonwebtoken::Algorithm::RS256,
-    jsonwebtoken::Algorithm::RS384,
-    jsonwebtoken::Algorithm::RS512,
-    jsonwebtoken::Algorithm::PS256,
-    jsonwebtoken::Algorithm::PS384,
-    jsonwebtoken::Algorithm::PS512,
-    jsonwebtoken::Algorithm::ES256,
-    jsonwebtoken::Algorithm::ES384,
-    jsonwebtoken::Algorithm::EdDSA,
-];
+pub use leash_token::dpop::ASYMMETRIC_ALGS;
 
 /// Default bound on how long the revocation feed may go unheard.
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
@@ -215,7 +205,7 @@ pub(crate) struct Inner {
     http: reqwest::Client,
     jwks: jwks::JwksCache,
     feed: RevocationFeed,
-    replay: dpop::ProofReplay,
+    replay: dpop::ReplayCache,
     refresher: tokio::task::JoinHandle<()>,
 }
 
@@ -285,7 +275,7 @@ impl Verifier {
                 http,
                 jwks,
                 feed,
-                replay: dpop::ProofReplay::default(),
+                replay: dpop::ReplayCache::default(),
                 refresher,
             }
         });

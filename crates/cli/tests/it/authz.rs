@@ -21,7 +21,7 @@ async fn eval(l: &Leash, body: Value) -> (StatusCode, Value) {
 }
 
 /// Decide and return (decision, first reason).
-async fn decide(
+pub(crate) async fn decide(
     l: &Leash,
     token: &str,
     action: &str,

@@ -234,20 +234,11 @@ impl Leash {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut r = self
+        let r = self
             .http
             .request(method, format!("{}{}", self.url, path))
             .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        send(r, body).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -479,4 +470,19 @@ pub fn hmac_hex(key: &[u8], body: &[u8]) -> String {
     use aws_lc_rs::hmac;
     let k = hmac::Key::new(hmac::HMAC_SHA256, key);
     hex::encode(hmac::sign(&k, body).as_ref())
+}
+
+/// Send `r` (with `body` as JSON when given): the status, and the body as
+/// JSON (as a JSON string when it is not JSON).
+pub async fn send(mut r: reqwest::RequestBuilder, body: Option<Value>) -> (StatusCode, Value) {
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }

@@ -20,8 +20,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::Leash;
 
-const TRIAGE: &str = "spiffe://acme.io/agents/triage";
-
 /// Whether this pass runs the replica tests (the PostgreSQL pass skips
 /// them: they make their own databases and would only repeat).
 fn this_pass() -> bool {
@@ -33,21 +31,7 @@ fn nats_url() -> String {
 }
 
 async fn decide(l: &Leash, token: &str) -> (bool, String) {
-    let (s, v) = l
-        .post(
-            "/access/v1/evaluation",
-            json!({"subject": {"type": "workload", "id": TRIAGE, "properties": {"token": token}},
-                   "action": {"name": "read"}, "resource": {"type": "tickets", "id": "T-1"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    (
-        v["decision"].as_bool().unwrap(),
-        v["context"]["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    )
+    crate::authz::decide(l, token, "read", "tickets", "T-1", None).await
 }
 
 /// Poll `check` until it returns true (bounded: a correctness bound, not a

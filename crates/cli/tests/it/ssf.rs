@@ -32,20 +32,11 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut r = l
+    let r = l
         .http
         .request(method, format!("{}{path}", l.url))
         .basic_auth(&who.0, Some(&who.1));
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    crate::harness::send(r, body).await
 }
 
 async fn create(l: &Leash, who: &(String, String), body: Value) -> Value {

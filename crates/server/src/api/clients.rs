@@ -2,9 +2,6 @@
 //! authentication at the token and revocation endpoints
 //! (`client_secret_basic`, `client_secret_post`, `private_key_jwt`).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -182,28 +179,8 @@ pub struct Presented {
     pub client_assertion: Option<String>,
 }
 
-/// Seen `jti`s of client assertions, until they expire.
-#[derive(Debug, Default)]
-pub struct ReplayCache {
-    seen: Mutex<HashMap<String, i64>>,
-}
-
-impl ReplayCache {
-    /// Record `key` until `exp` (Unix seconds); false if it was already seen.
-    pub fn first_use(&self, key: String, exp: i64, now: i64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > 100_000 {
-            seen.retain(|_, e| *e >= now);
-        }
-        match seen.get(&key) {
-            Some(e) if *e >= now => false,
-            _ => {
-                seen.insert(key, exp);
-                true
-            }
-        }
-    }
-}
+/// Seen `jti`s of client assertions and DPoP proofs, until they expire.
+pub use leash_token::dpop::ReplayCache;
 
 fn invalid_client(why: impl Into<String>) -> OAuthError {
     OAuthError {

@@ -31,20 +31,7 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// JWS algorithms Leash accepts on tokens it did not sign (client
-/// assertions, external identity tokens, DPoP proofs): asymmetric only, so
-/// never `none` and never HS* (no HS/RS key confusion).
-pub const ASYMMETRIC_ALGS: &[jsonwebtoken::Algorithm] = &[
-    jsonwebtoken::Algorithm::RS256,
-    jsonwebtoken::Algorithm::RS384,
-    jsonwebtoken::Algorithm::RS512,
-    jsonwebtoken::Algorithm::PS256,
-    jsonwebtoken::Algorithm::PS384,
-    jsonwebtoken::Algorithm::PS512,
-    jsonwebtoken::Algorithm::ES256,
-    jsonwebtoken::Algorithm::ES384,
-    jsonwebtoken::Algorithm::EdDSA,
-];
+pub use leash_token::dpop::ASYMMETRIC_ALGS;
 
 /// Most items a list call returns.
 pub const MAX_LIST: u32 = 1000;
