@@ -60,6 +60,8 @@ pub const WRITER_LOCK: i64 = 0x6c65_6173_6877_7231;
 pub const COMMIT_CHANNEL: &str = "leash_commits";
 /// How often a writer on a shared database catches up unprompted.
 pub const CATCH_UP_TICK: std::time::Duration = std::time::Duration::from_millis(1000);
+/// Longest a request waits for this process to read other processes' commits.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Revocations read per query while catching up.
 const CATCH_UP_PAGE: u32 = 5000;
 
@@ -141,9 +143,6 @@ enum Job {
         Reply<leash_core::DatabaseCredential>,
     ),
     AddKey(crate::SealedKey, bool, String, Reply<bool>),
-    /// Nothing to write: acknowledged once the batch's start has read the
-    /// other processes' commits under the writer lock.
-    CatchUp(Reply<()>),
     SsfCreate(Box<ssf::NewSsfStream>, String, Reply<ssf::SsfStream>),
     SsfReplace(String, Box<ssf::SsfConfig>, String, Reply<ssf::SsfStream>),
     SsfDelete(String, String, Reply<()>),
@@ -197,7 +196,6 @@ impl Job {
             Job::SaveRemoval(.., r) => fail(r, why),
             Job::CredentialDrop(.., r) => fail(r, why),
             Job::AddKey(.., r) => fail(r, why),
-            Job::CatchUp(r) => fail(r, why),
             Job::SsfCreate(.., r) => fail(r, why),
             Job::SsfReplace(.., r) => fail(r, why),
             Job::SsfDelete(.., r) => fail(r, why),
@@ -782,7 +780,6 @@ impl<B: Backend> Writer<B> {
             Job::SaveRemoval(t, actor, r) => {
                 settle(r, self.save_removal_test(*t, &actor, now).await)
             }
-            Job::CatchUp(r) => settle(r, Ok(())),
             Job::AddKey(key, first, actor, r) => {
                 settle(r, self.add_signing_key(key, first, &actor, now).await)
             }
@@ -1907,7 +1904,26 @@ impl<B: Backend> Store for SqlStore<B> {
             if self.feed.synced_at().is_none() {
                 return Ok(()); // the only writer: nothing to catch up with
             }
-            self.submit(Job::CatchUp).await
+            // one read; the writer is only asked when something is new
+            let head = Sql::new("SELECT COALESCE(MAX(seq), 0) AS head FROM events")
+                .one(&self.reads)
+                .await?
+                .int("head")?;
+            let mut applied = self.feed.head();
+            if *applied.borrow() >= head {
+                return Ok(());
+            }
+            self.feed.wake();
+            let reached =
+                tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|h| *h >= head)).await;
+            match reached {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(StoreError::Closed),
+                Err(_) => Err(StoreError::Storage(format!(
+                    "this replica could not read the shared database's commits up to {head} within {} s; retry, or on another replica",
+                    CATCH_UP_WAIT.as_secs()
+                ))),
+            }
         })
     }
     fn signing_keys(&self) -> StoreFuture<'_, Vec<crate::SealedKey>> {
