@@ -59,7 +59,7 @@ impl RevocationRecord {
 /// On a shared database (PostgreSQL, several replicas) the feed also says
 /// how current this process is with the *other* writers' commits: the
 /// writer catches up on a wake-up ([`CommitFeed::wake`]: a NOTIFY, a NATS
-/// message) or its own tick, and [`CommitFeed::sync_state`] tells whoever
+/// message) or its own tick, and [`CommitFeed::synced_at`] tells whoever
 /// must vouch for a decision when that last succeeded.
 #[derive(Debug, Clone)]
 pub struct CommitFeed {
