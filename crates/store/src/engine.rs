@@ -46,6 +46,8 @@ use crate::{
 
 /// Most ids echoed back from a revocation.
 const ECHO_IDS: usize = 100;
+/// Events per INSERT on PostgreSQL (8 values each, under its 65,535).
+const PG_EVENT_CHUNK: usize = 8000;
 /// Rows per multi-row INSERT (keeps bound parameters under SQLite's limit).
 const INSERT_CHUNK: usize = 500;
 /// Most tools a workflow may declare; most scopes in a ceiling.
@@ -888,8 +890,14 @@ impl<B: Backend> Writer<B> {
     async fn flush(&mut self) -> Result<(), StoreError> {
         self.flush_tokens().await?;
         let announce = !self.events.is_empty() && B::DIALECT == Dialect::Postgres;
+        // PostgreSQL takes up to 65,535 bound values a statement: fewer,
+        // larger statements for a large batch (a lineage revoked at once)
+        let per_statement = match B::DIALECT {
+            Dialect::Sqlite => INSERT_CHUNK * 2,
+            Dialect::Postgres => PG_EVENT_CHUNK,
+        };
         while !self.events.is_empty() {
-            let n = self.events.len().min(INSERT_CHUNK * 2);
+            let n = self.events.len().min(per_statement);
             let chunk: Vec<_> = self.events.drain(..n).collect();
             let mut q = Sql::new(
                 "INSERT INTO events (seq, time, kind, actor, subject, data, prev_hash, hash) ",
@@ -1816,17 +1824,25 @@ impl<B: Backend> Writer<B> {
         // the recursive join then became a nested loop comparing every hit
         // with every token (10,000 × 10,000 rows: seconds; minutes on a
         // larger table). Hash joins are linear whatever the statistics say.
+        // A large lineage also wants its hash tables in memory (the default
+        // 4 MB spills 100,000 ids to disk), and no JIT compilation.
         let pg = B::DIALECT == Dialect::Postgres;
+        const PLAN: [&str; 3] = ["enable_nestloop = off", "work_mem = '64MB'", "jit = off"];
         if pg {
-            Sql::new("SET LOCAL enable_nestloop = off")
-                .run(&mut self.conn)
-                .await?;
+            for set in PLAN {
+                Sql::built(format!("SET LOCAL {set}"))
+                    .run(&mut self.conn)
+                    .await?;
+            }
         }
         let found = q.all(&mut self.conn).await?;
         if pg {
-            Sql::new("SET LOCAL enable_nestloop TO DEFAULT")
-                .run(&mut self.conn)
-                .await?;
+            for set in PLAN {
+                let name = set.split(' ').next().unwrap_or(set);
+                Sql::built(format!("SET LOCAL {name} TO DEFAULT"))
+                    .run(&mut self.conn)
+                    .await?;
+            }
         }
         let mut rows = Vec::new();
         for row in found {
