@@ -2306,7 +2306,22 @@ impl<B: Backend> Store for SqlStore<B> {
         Box::pin(authz::delegates_of(&self.reads, owner_id))
     }
     fn revoke_due_break_glass(&self, due: Millis) -> StoreFuture<'_, Revoked> {
-        Box::pin(self.submit(move |r| Job::BreakGlassDue(due, "leash".into(), r)))
+        Box::pin(async move {
+            // checked every quarter second: only a due grant costs a write
+            let any = Sql::built(format!(
+                "SELECT 1 AS one FROM tokens WHERE break_glass = {} AND revoked_at IS NULL AND expires_at > $1 AND expires_at <= $2 LIMIT 1",
+                B::DIALECT.boolean(true)
+            ))
+            .bind(now_ms())
+            .bind(due)
+            .optional(&self.reads)
+            .await?;
+            if any.is_none() {
+                return Ok(Revoked::default());
+            }
+            self.submit(move |r| Job::BreakGlassDue(due, "leash".into(), r))
+                .await
+        })
     }
     fn credentials_due(
         &self,
@@ -2385,7 +2400,21 @@ impl<B: Backend> Store for SqlStore<B> {
         lease_ms: Millis,
         limit: u32,
     ) -> StoreFuture<'_, Vec<ssf::SsfPush>> {
-        Box::pin(self.submit(move |r| Job::SsfClaim(now, lease_ms, limit, r)))
+        Box::pin(async move {
+            // idle ticks stay off the writer (and, shared, off its lock)
+            let any = Sql::new(
+                "SELECT 1 AS one FROM ssf_outbox o JOIN ssf_streams s ON s.stream_id = o.stream_id \
+                 WHERE o.state = 'pending' AND o.next_attempt_ms <= $1 AND s.status = 'enabled' AND s.delivery_method = 'push' LIMIT 1",
+            )
+            .bind(now)
+            .optional(&self.reads)
+            .await?;
+            if any.is_none() {
+                return Ok(Vec::new());
+            }
+            self.submit(move |r| Job::SsfClaim(now, lease_ms, limit, r))
+                .await
+        })
     }
     fn record_ssf_push(
         &self,
