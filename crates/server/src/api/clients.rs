@@ -182,6 +182,65 @@ pub struct Presented {
 /// Seen `jti`s of client assertions and DPoP proofs, until they expire.
 pub use leash_token::dpop::ReplayCache;
 
+/// Who called an endpoint that takes the operator's Bearer credential or a
+/// registered client's HTTP Basic credentials (feeds for resource servers
+/// and receivers).
+pub enum Caller {
+    Operator,
+    Client(Client),
+}
+
+impl Caller {
+    /// The audit actor.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Operator => super::registry::OPERATOR.to_owned(),
+            Caller::Client(c) => format!("client:{}", c.id),
+        }
+    }
+    /// The client's id, None for the operator.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Caller::Operator => None,
+            Caller::Client(c) => Some(&c.id),
+        }
+    }
+}
+
+/// Authenticate the operator (`Authorization: Bearer`) or a registered
+/// client (HTTP Basic) at `endpoint`; `what` names the credentials in the
+/// 401 when none were sent.
+pub fn operator_or_client(
+    app: &App,
+    headers: &HeaderMap,
+    endpoint: &str,
+    what: &str,
+) -> Result<Caller, ApiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match auth.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            if app.is_operator(token.trim()) {
+                Ok(Caller::Operator)
+            } else {
+                Err(ApiError::unauthorized_because(format!(
+                    "the Bearer credential is not the operator credential; {what}"
+                )))
+            }
+        }
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("basic") => {
+            let (client, _) = authenticate(app, headers, &Presented::default(), endpoint)
+                .map_err(|e| ApiError::unauthorized_because(e.description))?;
+            Ok(Caller::Client(client))
+        }
+        _ => Err(ApiError::unauthorized_because(format!(
+            "authenticate: {what}"
+        ))),
+    }
+}
+
 fn invalid_client(why: impl Into<String>) -> OAuthError {
     OAuthError {
         status: StatusCode::UNAUTHORIZED,

@@ -42,7 +42,7 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 use utoipa::IntoParams;
 
 use super::ApiQuery;
-use super::clients::{self, Presented};
+use super::clients::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::{App, AppState};
 
@@ -112,35 +112,19 @@ pub async fn stream(
 
 /// Who opened the stream: `operator` or the client id.
 fn authenticate(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '));
-    match auth {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            if app.is_operator(token.trim()) {
-                Ok("operator".to_owned())
-            } else {
-                Err(ApiError::unauthorized_because(
-                    "the Bearer credential is not the operator credential",
-                ))
-            }
-        }
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("basic") => {
-            let endpoint = format!("{}/v1/revocations/stream", app.issuer);
-            let (client, _) = clients::authenticate(app, headers, &Presented::default(), &endpoint)
-                .map_err(|e| ApiError::unauthorized_because(e.description))?;
-            if !client.can_introspect {
-                return Err(ApiError::unauthorized_because(format!(
-                    "client `{}` is not a resource server; register one with `leash client add --introspect` (or `\"introspect\": true` at /v1/clients)",
-                    client.id
-                )));
-            }
-            Ok(client.id)
-        }
-        _ => Err(ApiError::unauthorized_because(
-            "the revocation stream needs `Authorization: Bearer <operator token>` or HTTP Basic credentials of a resource-server client",
-        )),
+    let endpoint = format!("{}/v1/revocations/stream", app.issuer);
+    match clients::operator_or_client(
+        app,
+        headers,
+        &endpoint,
+        "the revocation stream needs `Authorization: Bearer <operator token>` or HTTP Basic credentials of a resource-server client",
+    )? {
+        Caller::Operator => Ok("operator".to_owned()),
+        Caller::Client(c) if c.can_introspect => Ok(c.id),
+        Caller::Client(c) => Err(ApiError::unauthorized_because(format!(
+            "client `{}` is not a resource server; register one with `leash client add --introspect` (or `\"introspect\": true` at /v1/clients)",
+            c.id
+        ))),
     }
 }
 

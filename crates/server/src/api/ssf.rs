@@ -19,6 +19,7 @@ use leash_store::{NewSsfStream, SetError, SsfConfig, SsfMethod, SsfStatus, SsfSt
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::clients::Caller;
 use super::{ApiJson, ApiQuery};
 use crate::error::{ApiError, ApiResult};
 use crate::ssf::{EVENTS_SUPPORTED, events_delivered};
@@ -29,56 +30,13 @@ pub const MAX_SSF_BODY: usize = 64 * 1024;
 /// Most SETs one poll returns.
 const MAX_EVENTS: u32 = 100;
 
-/// Who is calling.
-enum Caller {
-    Operator,
-    Client(String),
-}
-
-impl Caller {
-    fn actor(&self) -> String {
-        match self {
-            Caller::Operator => super::registry::OPERATOR.to_owned(),
-            Caller::Client(id) => format!("client:{id}"),
-        }
-    }
-    fn client(&self) -> Option<String> {
-        match self {
-            Caller::Operator => None,
-            Caller::Client(id) => Some(id.clone()),
-        }
-    }
-}
-
 fn caller(app: &App, headers: &HeaderMap, endpoint: &str) -> ApiResult<Caller> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if let Some((scheme, rest)) = auth.split_once(' ')
-        && scheme.eq_ignore_ascii_case("bearer")
-    {
-        return if app.is_operator(rest.trim()) {
-            Ok(Caller::Operator)
-        } else {
-            Err(ApiError::unauthorized_because(
-                "the Bearer token is not the operator credential; a receiver authenticates with HTTP Basic client_id:client_secret of its registered OAuth client",
-            ))
-        };
-    }
-    if auth.is_empty() {
-        return Err(ApiError::unauthorized_because(
-            "authenticate: HTTP Basic with the receiver's OAuth client_id and client_secret (register one with POST /v1/clients), or the operator's Bearer token",
-        ));
-    }
-    let (client, _) = super::clients::authenticate(
+    super::clients::operator_or_client(
         app,
         headers,
-        &super::clients::Presented::default(),
         endpoint,
+        "a receiver sends HTTP Basic client_id:client_secret of its OAuth client (register one with POST /v1/clients); the operator its Bearer token",
     )
-    .map_err(|e| ApiError::unauthorized_because(e.description))?;
-    Ok(Caller::Client(client.id))
 }
 
 /// The stream `id` if the caller may see it (404 otherwise, so another
@@ -97,7 +55,7 @@ async fn visible(app: &App, who: &Caller, id: &str) -> ApiResult<SsfStream> {
     };
     match who {
         Caller::Operator => Ok(s),
-        Caller::Client(c) if s.client_id.as_deref() == Some(c.as_str()) => Ok(s),
+        Caller::Client(c) if s.client_id.as_deref() == Some(c.id.as_str()) => Ok(s),
         Caller::Client(_) => Err(not_found()),
     }
 }
@@ -272,13 +230,15 @@ pub async fn create_stream(
     let who = caller(&app, &headers, &url(&app, "/ssf/stream"))?;
     let (method, endpoint_url, authorization_header) = delivery(body.delivery)?;
     let stream_id = super::clients::random_base62(24)?;
-    let aud = who.client().unwrap_or_else(|| stream_id.clone());
+    let aud = who
+        .client_id()
+        .map_or_else(|| stream_id.clone(), str::to_owned);
     let s = app
         .store
         .create_ssf_stream(
             NewSsfStream {
                 stream_id,
-                client_id: who.client(),
+                client_id: who.client_id().map(str::to_owned),
                 aud,
                 config: SsfConfig {
                     events_requested: body.events_requested.unwrap_or_default(),
@@ -317,7 +277,7 @@ pub async fn read_stream(
     };
     let list = app
         .store
-        .list_ssf_streams(who.client(), String::new(), limit)
+        .list_ssf_streams(who.client_id().map(str::to_owned), String::new(), limit)
         .await?;
     let out: Vec<Value> = list.iter().map(|s| view(&app, s)).collect();
     Ok(no_store(Json(out), StatusCode::OK))
