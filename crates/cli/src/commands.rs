@@ -129,8 +129,14 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     let exposure = crate::exposure::settings(&a)?;
     let mut cfg = leash_server::ServerConfig::new(a.data, a.listen);
     cfg.database = a.database;
-    cfg.key_encryption_key = match (a.key_encryption_key_file, a.key_encryption_key) {
-        (Some(path), _) => Some(leash_server::SecretBytes(std::fs::read(&path).map_err(
+    let kek_env = std::env::var("LEASH_KEY_ENCRYPTION_KEY").ok();
+    cfg.key_encryption_key = match (a.key_encryption_key_file, kek_env) {
+        (Some(_), Some(_)) => {
+            bail!(
+                "give the key-encryption key once: --key-encryption-key-file or LEASH_KEY_ENCRYPTION_KEY, not both"
+            )
+        }
+        (Some(path), None) => Some(leash_server::SecretBytes(std::fs::read(&path).map_err(
             |e| anyhow::anyhow!("--key-encryption-key-file {}: {e}", path.display()),
         )?)),
         (None, Some(text)) => Some(leash_server::SecretBytes(text.into_bytes())),

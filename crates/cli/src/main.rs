@@ -128,17 +128,11 @@ pub struct ServeArgs {
     pub database: Option<String>,
     /// File holding the 32-byte key-encryption key (raw, hex or base64)
     /// that seals the signing keys replicas share through PostgreSQL.
-    /// Required with --database; give every replica the same one.
-    #[arg(long, value_name = "FILE", conflicts_with = "key_encryption_key")]
+    /// Required with --database (or the key itself, hex or base64, in
+    /// LEASH_KEY_ENCRYPTION_KEY: never as a flag, which `ps` would show);
+    /// give every replica the same one.
+    #[arg(long, value_name = "FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
-    /// The key-encryption key itself (hex or base64), instead of a file.
-    #[arg(
-        long,
-        env = "LEASH_KEY_ENCRYPTION_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub key_encryption_key: Option<String>,
     /// NATS JetStream server for the revocation fan-out between replicas
     /// and to in-cluster consumers (`nats://127.0.0.1:4222`). Without it,
     /// replicas learn of each other's commits through PostgreSQL

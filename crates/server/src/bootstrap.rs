@@ -181,11 +181,15 @@ impl Kek {
                 .ok(),
             _ => None,
         }
-        .or_else(|| (given.len() == 32).then(|| given.to_vec()))
+        // raw bytes, but not a 32-character passphrase typed into a file
+        .or_else(|| {
+            let typed = given.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+            (given.len() == 32 && !typed).then(|| given.to_vec())
+        })
         .filter(|b| b.len() == 32)
         .ok_or_else(|| {
             ServerError::Setup(
-                "the key-encryption key must be 32 bytes: raw, or as 64 hex digits or base64 (e.g. `openssl rand -base64 32`)".into(),
+                "the key-encryption key must be 32 random bytes: raw, or as 64 hex digits or base64 (e.g. `openssl rand -base64 32`); a passphrase is not a key".into(),
             )
         })?;
         let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &bytes)
@@ -251,6 +255,21 @@ pub enum KeySource {
     Database(Kek),
 }
 
+impl KeySource {
+    /// The key ring in force now (see [`load_keys`]).
+    pub async fn load(
+        &self,
+        store: &dyn leash_store::Store,
+        max_ttl: i64,
+        now_ms: i64,
+    ) -> Result<(KeyRing, Vec<KeyInfo>), ServerError> {
+        match self {
+            KeySource::Dir(dir) => load_keys(dir, max_ttl, now_ms),
+            KeySource::Database(kek) => load_database_keys(store, kek, max_ttl, now_ms).await,
+        }
+    }
+}
+
 /// A fresh sealed key, newer than `newest` (Unix ms).
 fn sealed_key(kek: &Kek, newest: i64) -> Result<leash_store::SealedKey, ServerError> {
     let (key, pk8) = SigningKey::generate().map_err(|e| ServerError::Setup(e.to_string()))?;
@@ -310,7 +329,7 @@ pub async fn seed_database_keys(
 }
 
 /// The key ring from the database's sealed keys (see [`load_keys`]).
-pub async fn load_database_keys(
+async fn load_database_keys(
     store: &dyn leash_store::Store,
     kek: &Kek,
     max_ttl: i64,
@@ -375,5 +394,59 @@ pub fn load_or_create_operator(dir: &Path) -> Result<[u8; 32], ServerError> {
             "cannot read {}: {e}",
             path.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: an unexpected error should fail the test loudly.
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    const HEX: &str = "8d35852995fdaad85ef128801543b3318799319f668bc7a6727b9ab768fe2b00";
+
+    #[test]
+    fn a_kek_is_32_random_bytes_in_hex_base64_or_raw_and_never_a_passphrase() {
+        let raw = hex::decode(HEX).unwrap();
+        let b64 = "jTWFKZX9qthe8SiAFUOzMYeZMZ9mi8emcnuat2j+KwA=";
+        for given in [
+            HEX.as_bytes(),
+            format!("{HEX}\n").as_bytes(),
+            b64.as_bytes(),
+            &raw,
+        ] {
+            Kek::parse(given).unwrap();
+        }
+        for bad in [
+            &b"correct horse battery staple 123"[..], // 32 typed characters
+            b"short",
+            &raw[..31],
+            b"zz35852995fdaad85ef128801543b3318799319f668bc7a6727b9ab768fe2b00",
+        ] {
+            let e = Kek::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("32 random bytes"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_sealed_key_opens_only_under_its_kek_and_its_kid() {
+        let kek = Kek::parse(HEX.as_bytes()).unwrap();
+        let other = Kek::parse(&[7u8; 32]).unwrap();
+        let (key, pk8) = SigningKey::generate().unwrap();
+        let sealed = kek.seal(key.kid(), &pk8).unwrap();
+        assert!(
+            !sealed.windows(pk8.len()).any(|w| w == pk8),
+            "sealed in the clear"
+        );
+        assert_eq!(kek.open(key.kid(), &sealed).unwrap().kid(), key.kid());
+        for refused in [
+            other.open(key.kid(), &sealed),
+            kek.open("another-kid", &sealed),
+            kek.open(key.kid(), &sealed[..sealed.len() - 1]),
+            kek.open(key.kid(), &[]),
+        ] {
+            let e = refused.map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("cannot be opened"), "{e}");
+        }
     }
 }

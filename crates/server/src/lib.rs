@@ -262,13 +262,10 @@ impl App {
     /// Re-read the signing keys (the key directory, or the database's
     /// sealed keys), dropping keys whose retirement time passed.
     pub async fn reload_keys(&self) -> Result<(), ServerError> {
-        let now = leash_store::now_ms();
-        let (ring, info) = match &self.key_source {
-            bootstrap::KeySource::Dir(dir) => bootstrap::load_keys(dir, self.max_ttl, now)?,
-            bootstrap::KeySource::Database(kek) => {
-                bootstrap::load_database_keys(&*self.store, kek, self.max_ttl, now).await?
-            }
-        };
+        let (ring, info) = self
+            .key_source
+            .load(&*self.store, self.max_ttl, leash_store::now_ms())
+            .await?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
         *self.key_info.write().unwrap_or_else(|e| e.into_inner()) = info;
         Ok(())
@@ -384,14 +381,9 @@ pub async fn build_app(cfg: &ServerConfig) -> Result<AppState, ServerError> {
         }
         None => bootstrap::KeySource::Dir(cfg.data_dir.clone()),
     };
-    let (keys, key_info) = match &key_source {
-        bootstrap::KeySource::Dir(dir) => {
-            bootstrap::load_keys(dir, max_ttl, leash_store::now_ms())?
-        }
-        bootstrap::KeySource::Database(kek) => {
-            bootstrap::load_database_keys(&*store, kek, max_ttl, leash_store::now_ms()).await?
-        }
-    };
+    let (keys, key_info) = key_source
+        .load(&*store, max_ttl, leash_store::now_ms())
+        .await?;
     let issuer = cfg
         .issuer
         .clone()
