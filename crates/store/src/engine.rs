@@ -1827,22 +1827,24 @@ impl<B: Backend> Writer<B> {
         // A large lineage also wants its hash tables in memory (the default
         // 4 MB spills 100,000 ids to disk), and no JIT compilation.
         let pg = B::DIALECT == Dialect::Postgres;
-        const PLAN: [&str; 3] = ["enable_nestloop = off", "work_mem = '64MB'", "jit = off"];
+        // (one round trip each way: set for this statement, then back to
+        // the session's values for the rest of the batch)
         if pg {
-            for set in PLAN {
-                Sql::built(format!("SET LOCAL {set}"))
-                    .run(&mut self.conn)
-                    .await?;
-            }
+            Sql::new(
+                "SELECT set_config('enable_nestloop', 'off', true), set_config('work_mem', '64MB', true), \
+                 set_config('jit', 'off', true)",
+            )
+            .run(&mut self.conn)
+            .await?;
         }
         let found = q.all(&mut self.conn).await?;
         if pg {
-            for set in PLAN {
-                let name = set.split(' ').next().unwrap_or(set);
-                Sql::built(format!("SET LOCAL {name} TO DEFAULT"))
-                    .run(&mut self.conn)
-                    .await?;
-            }
+            Sql::new(
+                "SELECT set_config(name, reset_val, true) FROM pg_settings \
+                 WHERE name IN ('enable_nestloop', 'work_mem', 'jit')",
+            )
+            .run(&mut self.conn)
+            .await?;
         }
         let mut rows = Vec::new();
         for row in found {
