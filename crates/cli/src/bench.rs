@@ -2,8 +2,10 @@
 //!
 //! Each client holds one keep-alive connection (hyper) and sends requests
 //! back to back (closed loop), or on a fixed global schedule with `--rate`
-//! (open loop: latency is measured from the scheduled start, so a stalled
-//! server cannot hide its queueing delay).
+//! (open loop: a request whose slot passed while its connection was still
+//! busy is timed from the slot, so a stalled server cannot hide its queueing
+//! delay; one that waited for its slot is timed from when the driver's 1 ms
+//! timer released it, so the timer's resolution is not charged to the server).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -104,6 +106,10 @@ pub struct HealthBench {
     pub clients: usize,
     #[arg(long, default_value = "10s")]
     pub duration: String,
+    /// Offer this many requests per second on a fixed schedule (open loop)
+    /// instead of sending back to back.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Args)]
@@ -226,6 +232,9 @@ async fn drive(
     make: MakeRequest,
     progress: bool,
 ) -> Result<Report> {
+    if load.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of requests per second");
+    }
     let (addr, host) = addr_of(api)?;
     let (auth, content_type) = match &load.oauth {
         Some(a) => (a.clone(), "application/x-www-form-urlencoded"),
@@ -298,9 +307,16 @@ async fn drive(
                 if deadline.is_some_and(|d| scheduled >= d) {
                     break;
                 }
-                if scheduled > Instant::now() {
+                // the driver's timer has 1 ms resolution: a request that had
+                // to wait for its slot counts from when the timer released it;
+                // one whose slot passed while its connection was busy counts
+                // from the slot (no coordinated omission)
+                let from = if scheduled > Instant::now() {
                     tokio::time::sleep_until(scheduled.into()).await;
-                }
+                    Instant::now()
+                } else {
+                    scheduled
+                };
                 let (method, path, body) = make(i);
                 let mut req = Request::builder()
                     .method(method)
@@ -316,7 +332,7 @@ async fn drive(
                 let resp = sender.send_request(req).await?;
                 let status = resp.status();
                 let body = resp.into_body().collect().await?.to_bytes();
-                lat.push(scheduled.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                lat.push(from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 if !status.is_success() {
                     errors.fetch_add(1, Ordering::Relaxed);
                     let mut fe = first_error.lock().unwrap_or_else(|e| e.into_inner());
@@ -420,7 +436,7 @@ async fn token_endpoint_load(
     let d = leash_core::duration::parse_duration(&b.duration)?;
     let load = Load {
         clients: b.clients,
-        rate: None,
+        rate: b.rate,
         stop: Stop::After(Duration::from_secs(d)),
         oauth: Some(authorization),
     };
@@ -908,9 +924,6 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
             if b.distinct_resources && b.batch.is_some() {
                 bail!("--distinct-resources applies to single evaluations; drop --batch or it");
             }
-            if b.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-                bail!("--rate must be a positive number of requests per second");
-            }
             let (workload, run) = setup(&api, true).await?;
             let w: Value = api
                 .get(&format!("/v1/workloads/{}", crate::client::enc(&workload)))
@@ -982,6 +995,25 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
             if let Some(r) = b.rate {
                 what.push_str(&format!(" offered at {r}/s"));
             }
+            // every token's request once, closed loop, before the timed run:
+            // a PEP's first question about a token pays for its verification
+            // and the first Cedar evaluation; that cost is its own figure
+            if !b.distinct_resources && b.batch.is_none() {
+                let first = drive(
+                    &api,
+                    "first use of each token (warm-up, not in the figure below)",
+                    Load {
+                        clients: b.clients,
+                        rate: None,
+                        stop: Stop::Count(tokens.len() as u64),
+                        oauth: None,
+                    },
+                    make.clone(),
+                    false,
+                )
+                .await?;
+                print_report(&first, json_out)?;
+            }
             let r = drive(
                 &api,
                 &what,
@@ -1000,12 +1032,16 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
         BenchCmd::Health(b) => {
             let d = leash_core::duration::parse_duration(&b.duration)?;
             let make: MakeRequest = Arc::new(|_| (hyper::Method::GET, "/health".to_owned(), None));
+            let what = match b.rate {
+                Some(r) => format!("health (HTTP ceiling) offered at {r}/s"),
+                None => "health (HTTP ceiling)".to_owned(),
+            };
             let r = drive(
                 &api,
-                "health (HTTP ceiling)",
+                &what,
                 Load {
                     clients: b.clients,
-                    rate: None,
+                    rate: b.rate,
                     stop: Stop::After(Duration::from_secs(d)),
                     oauth: None,
                 },

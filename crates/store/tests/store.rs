@@ -973,10 +973,27 @@ async fn every_operation_reads_back_what_it_wrote(place: Place) {
         .end_run_and_revoke(run.id, RunState::Succeeded, "t")
         .await
         .unwrap();
+    // one batch naming the workload two ways (name and identity) lands on
+    // one per-run row
+    let (a, _) = usage("tok_1", "read", true, now + 100);
+    let mut b = a.clone();
+    b.workload = "spiffe://acme/bot".into();
+    store.record_usage(vec![a, b], vec![], 10).await.unwrap();
     let runs = store.runs_usage(wf.id, None, 5).await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].tokens.len(), 2);
     assert!(runs[0].uses.iter().any(|u| u.step == "fetch"));
+    let decided: Vec<_> = runs[0]
+        .uses
+        .iter()
+        .filter(|u| u.step == "jira" && u.action == "read")
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(
+        (decided[0].count, decided[0].first_at, decided[0].last_at),
+        (8, now - 100, now + 110),
+        "allowed decisions per run add up; denials are not uses"
+    );
     assert_eq!(store.list_runs(Some(wf.id), 10).await.unwrap().len(), 1);
 
     // the report's counts and the sweep over the registry
@@ -986,7 +1003,7 @@ async fn every_operation_reads_back_what_it_wrote(place: Place) {
     assert_eq!((n.external_total, n.external_active), (2, 1));
     assert_eq!(
         (n.decisions, n.denied, n.log_events, n.unknown_refs),
-        (6, 2, 6, 2)
+        (10, 2, 6, 2)
     );
     assert_eq!(
         (

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use leash_core::{Millis, RevocationTrigger, Token, TokenFormat, ViolationClass};
 use leash_policy::{Decision, DecisionInput, PolicyEngine, Reason, ReasonKind, ResourceRef};
-use leash_store::{NewViolation, StoreError, UsageRecord};
+use leash_store::{NewViolation, StoreError};
 
 use crate::App;
 use crate::api::dto::ts;
@@ -519,25 +519,20 @@ pub async fn evaluate(app: &App, e: &Evaluation<'_>, memo: Option<&mut KeyMemo>)
         app.metrics.decisions_denied.inc();
     }
     if let Some(token) = &outcome.token {
-        let first = outcome.decision.reasons.first();
-        let reason = match first {
-            Some(r) => match &r.policy {
-                Some(p) => format!("{}:{p}", kind_name(r.kind)),
-                None => kind_name(r.kind).to_owned(),
-            },
-            None => String::new(),
+        let reason = match outcome.decision.reasons.first() {
+            Some(r) => (kind_name(r.kind), r.policy.as_deref()),
+            None => ("", None),
         };
-        app.authz.usage.record(usage::UsageEvent {
-            record: UsageRecord {
-                at: now,
-                token_id: token.id.clone(),
-                workload: e.subject.to_owned(),
-                action: e.action.to_owned(),
-                resource: format!("{}:{}", e.resource.resource_type, e.resource.id),
-                tool: e.tool.unwrap_or_default().to_owned(),
-                allowed: outcome.decision.allow,
-                reason,
-            },
+        app.authz.usage.record(usage::Use {
+            at: now,
+            token_id: &token.id,
+            workload: e.subject,
+            action: e.action,
+            resource_type: e.resource.resource_type,
+            resource_id: e.resource.id,
+            tool: e.tool.unwrap_or_default(),
+            allowed: outcome.decision.allow,
+            reason,
             break_glass: token.break_glass,
         });
         if let Some((class, detail)) = outcome.violation {

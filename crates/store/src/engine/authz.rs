@@ -30,6 +30,9 @@ pub(super) fn add_counts(d: Dialect, table: &str) -> String {
     )
 }
 
+/// A per-run usage row's key: token, step (the tool), action, resource.
+type RunUseKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+
 fn class_severity(class: ViolationClass) -> Severity {
     match class {
         ViolationClass::WorkloadMismatch | ViolationClass::WriteOutsideScope => Severity::High,
@@ -46,25 +49,7 @@ impl<B: Backend> Writer<B> {
     ) -> Result<(), StoreError> {
         let events = totals.iter().map(|t| t.count).sum::<u64>();
         self.write_usage_totals(&totals).await?;
-        // what a removability test reads: allowed uses per run (the
-        // token's run; a decision names no step, its tool stands in)
-        for t in totals.iter().filter(|t| t.allowed) {
-            Sql::built(format!(
-                "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) \
-                 SELECT $1, CAST(run_id AS TEXT), $2, $3, $4, $5, $6, $7 FROM tokens \
-                 WHERE id = $1 AND run_id IS NOT NULL ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET {}",
-                add_counts(B::DIALECT, "usage_runs")
-            ))
-            .bind(&t.token_id)
-            .bind(&t.tool)
-            .bind(&t.action)
-            .bind(&t.resource)
-            .bind(stored_count(t.count))
-            .bind(t.first_at)
-            .bind(t.last_at)
-            .run(&mut self.conn)
-            .await?;
-        }
+        self.write_usage_runs(&totals).await?;
         if events > 0 {
             self.count_source(&crate::SourceCounts {
                 source: "decision".into(),
@@ -74,6 +59,51 @@ impl<B: Backend> Writer<B> {
             .await?;
         }
         self.write_usage_log(log, keep_log).await
+    }
+
+    /// What a removability test reads: allowed uses per run (the token's
+    /// run; a decision names no step, its tool stands in). Totals that
+    /// differ only in the presenting workload's spelling share a row, so
+    /// they are merged first: one statement may not update a row twice.
+    async fn write_usage_runs(&mut self, totals: &[UsageTotal]) -> Result<(), StoreError> {
+        let mut merged: std::collections::BTreeMap<RunUseKey<'_>, (u64, Millis, Millis)> =
+            std::collections::BTreeMap::new();
+        for t in totals.iter().filter(|t| t.allowed) {
+            merged
+                .entry((&t.token_id, &t.tool, &t.action, &t.resource))
+                .and_modify(|(count, first, last)| {
+                    *count += t.count;
+                    *first = (*first).min(t.first_at);
+                    *last = (*last).max(t.last_at);
+                })
+                .or_insert((t.count, t.first_at, t.last_at));
+        }
+        let rows: Vec<_> = merged.into_iter().collect();
+        for chunk in rows.chunks(INSERT_CHUNK / 2) {
+            let mut q = Sql::new(
+                "INSERT INTO usage_runs (token_id, run, step, action, resource, count, first_at, last_at) \
+                 SELECT v.column1, CAST(t.run_id AS TEXT), v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 FROM (",
+            );
+            q.push_values(
+                chunk,
+                |mut b, ((token, tool, action, resource), (count, first, last))| {
+                    b.push_bind(*token)
+                        .push_bind(*tool)
+                        .push_bind(*action)
+                        .push_bind(*resource)
+                        .push_bind(stored_count(*count))
+                        .push_bind(*first)
+                        .push_bind(*last);
+                },
+            );
+            q.push(
+                ") AS v JOIN tokens t ON t.id = v.column1 WHERE t.run_id IS NOT NULL \
+                 ON CONFLICT (token_id, run, step, action, resource) DO UPDATE SET ",
+            )
+            .push(&add_counts(B::DIALECT, "usage_runs"));
+            q.run(&mut self.conn).await?;
+        }
+        Ok(())
     }
 
     /// Fold usage aggregates into the stored ones.
