@@ -41,15 +41,15 @@ impl PolicySet {
     /// The token's revocation is not part of a decision and must be
     /// checked before. Sets whose policies read `context.now` evaluate
     /// every time.
-    pub fn decide_in_epoch(&self, input: &DecisionInput<'_>, epoch: u64) -> Decision {
+    pub fn decide_in_epoch(&self, input: &DecisionInput<'_>, epoch: u64) -> Arc<Decision> {
         if self.requests.needs.has(Attr::Now) {
-            return self.decide(input);
+            return Arc::new(self.decide(input));
         }
         let key = crate::memo::key(epoch, input);
         if let Some(d) = self.memo.get(&key) {
             return d;
         }
-        let d = self.decide(input);
+        let d = Arc::new(self.decide(input));
         self.memo.put(key, &d);
         d
     }
@@ -488,7 +488,7 @@ impl PolicyEngine {
     /// Decide one request with the active policies, remembering the answer
     /// for the same request in the same `epoch`
     /// ([`PolicySet::decide_in_epoch`]).
-    pub fn decide_in_epoch(&self, input: &DecisionInput<'_>, epoch: u64) -> Decision {
+    pub fn decide_in_epoch(&self, input: &DecisionInput<'_>, epoch: u64) -> Arc<Decision> {
         self.active.load().decide_in_epoch(input, epoch)
     }
 
@@ -712,14 +712,18 @@ mod tests {
         let allowed = set.decide_in_epoch(&running, 1);
         assert!(allowed.allow, "{allowed:?}");
         assert_eq!(set.memo_stats(), (0, 1));
-        assert_eq!(set.decide_in_epoch(&running, 1), allowed);
+        let again = set.decide_in_epoch(&running, 1);
+        assert!(
+            Arc::ptr_eq(&again, &allowed),
+            "remembered, not evaluated again"
+        );
         assert_eq!(set.memo_stats(), (1, 1));
 
         // the run ended: the registry moved to a new epoch
         let ended = input(&recs, false, "push", Some("git-push"));
         let denied = set.decide_in_epoch(&ended, 2);
         assert!(!denied.allow);
-        assert_eq!(denied, set.decide(&ended));
+        assert_eq!(*denied, set.decide(&ended));
         assert_eq!(set.memo_stats(), (1, 2));
 
         // another tool, action or resource is another request

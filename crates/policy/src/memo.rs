@@ -16,8 +16,8 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::decision::Decision;
 use crate::input::DecisionInput;
@@ -27,7 +27,7 @@ const SHARDS: usize = 16;
 /// Most decisions kept per shard; a full shard starts over.
 const PER_SHARD: usize = 8192;
 
-type Shard = Mutex<HashMap<Box<[u8]>, Decision, foldhash::fast::RandomState>>;
+type Shard = Mutex<HashMap<Box<[u8]>, Arc<Decision>, foldhash::fast::RandomState>>;
 
 /// Decisions by (epoch, token, action, resource, tool), at most
 /// `SHARDS × PER_SHARD` of them (131,072).
@@ -107,8 +107,8 @@ impl DecisionMemo {
         &self.shards[i]
     }
 
-    /// The remembered decision for `key`, if any.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<Decision> {
+    /// The remembered decision for `key`, if any (shared, not copied).
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<Decision>> {
         let found = self
             .shard(key)
             .lock()
@@ -125,7 +125,7 @@ impl DecisionMemo {
     }
 
     /// Remember `decision` for `key`.
-    pub(crate) fn put(&self, key: Vec<u8>, decision: &Decision) {
+    pub(crate) fn put(&self, key: Vec<u8>, decision: &Arc<Decision>) {
         let mut shard = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
         if shard.len() >= PER_SHARD {
             shard.clear();

@@ -19,6 +19,7 @@
 //! with `context.error: {status: 400, message}`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -285,13 +286,26 @@ struct DecisionOut {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum ContextOut {
-    Reasons {
-        reason: Option<String>,
-        reasons: Vec<leash_policy::Reason>,
-    },
+    /// Written straight from the decision, which a remembered decision
+    /// shares with the policy set's memo: nothing is copied per answer.
+    Reasons(#[serde(serialize_with = "reasons")] Arc<leash_policy::Decision>),
     Error {
         error: ItemError,
     },
+}
+
+/// `{"reason": "…", "reasons": [...]}`: the first message, then all.
+fn reasons<S: serde::Serializer>(d: &Arc<leash_policy::Decision>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        reason: Option<&'a str>,
+        reasons: &'a [leash_policy::Reason],
+    }
+    Out {
+        reason: d.reasons.first().map(|r| r.message.as_str()),
+        reasons: &d.reasons,
+    }
+    .serialize(s)
 }
 
 #[derive(Debug, Serialize)]
@@ -301,14 +315,10 @@ struct ItemError {
 }
 
 impl DecisionOut {
-    fn from_decision(d: leash_policy::Decision) -> Self {
-        let reason = d.reasons.first().map(|r| r.message.clone());
+    fn from_decision(d: Arc<leash_policy::Decision>) -> Self {
         Self {
             decision: d.allow,
-            context: ContextOut::Reasons {
-                reason,
-                reasons: d.reasons,
-            },
+            context: ContextOut::Reasons(d),
         }
     }
 

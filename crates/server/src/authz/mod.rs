@@ -263,7 +263,8 @@ fn revoked_reason(token: &Token, r: &leash_core::Revocation) -> Reason {
 /// What one evaluation decided, and what it broke.
 #[derive(Debug)]
 pub struct Outcome {
-    pub decision: Decision,
+    /// Shared with the policy set's memory of it when remembered.
+    pub decision: Arc<Decision>,
     /// The token's id when the token was found.
     pub token: Option<Arc<Token>>,
     pub violation: Option<(ViolationClass, String)>,
@@ -277,7 +278,7 @@ pub async fn judge(
     memo: Option<&mut KeyMemo>,
 ) -> Outcome {
     let deny = |reason: Reason| Outcome {
-        decision: Decision::deny(reason),
+        decision: Arc::new(Decision::deny(reason)),
         token: None,
         violation: None,
     };
@@ -304,7 +305,7 @@ pub async fn judge(
         }
     };
     let with_token = |reason: Reason, violation: Option<(ViolationClass, String)>| Outcome {
-        decision: Decision::deny(reason),
+        decision: Arc::new(Decision::deny(reason)),
         token: Some(token.clone()),
         violation,
     };
@@ -510,7 +511,7 @@ pub async fn judge(
 
 /// Decide one evaluation, record it as usage, and act on a violation
 /// (finding; revocation first when the class is configured to revoke).
-pub async fn evaluate(app: &App, e: &Evaluation<'_>, memo: Option<&mut KeyMemo>) -> Decision {
+pub async fn evaluate(app: &App, e: &Evaluation<'_>, memo: Option<&mut KeyMemo>) -> Arc<Decision> {
     let now = leash_store::now_ms();
     let outcome = judge(app, e, now, memo).await;
     if outcome.decision.allow {
