@@ -132,15 +132,25 @@ impl Decision {
     /// `{"decision": bool, "context": {"reason": "…", "reasons": [{kind, policy?, message}]}}`,
     /// where `reason` is the first message (for people and simple clients).
     pub fn to_authzen(&self) -> serde_json::Value {
-        let first = self.reasons.first().map(|r| r.message.as_str());
-        serde_json::json!({
-            "decision": self.allow,
-            "context": {
-                "reason": first,
-                "reasons": self.reasons,
-            }
-        })
+        serde_json::json!({"decision": self.allow, "context": self.authzen_context()})
     }
+
+    /// The response's `context`, borrowed from the decision (serialized
+    /// as is: nothing copied per answer).
+    pub fn authzen_context(&self) -> AuthzenContext<'_> {
+        AuthzenContext {
+            reason: self.reasons.first().map(|r| r.message.as_str()),
+            reasons: &self.reasons,
+        }
+    }
+}
+
+/// An AuthZEN response's `context`: `{"reason": "…", "reasons": [...]}`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AuthzenContext<'a> {
+    /// The first reason's message.
+    pub reason: Option<&'a str>,
+    pub reasons: &'a [Reason],
 }
 
 #[cfg(test)]

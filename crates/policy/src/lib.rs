@@ -163,7 +163,7 @@ pub mod samples;
 mod schema;
 
 pub use action::{action_class, class_name, normalize_action, scope_covers, scopes_above_ceiling};
-pub use decision::{Decision, Reason, ReasonKind};
+pub use decision::{AuthzenContext, Decision, Reason, ReasonKind};
 pub use engine::PolicyEngine;
 pub use error::{Diagnostic, PolicyError};
 pub use input::{DecisionInput, IssuanceInput, IssuanceKind, ResourceRef, normalize_environment};

@@ -294,18 +294,8 @@ enum ContextOut {
     },
 }
 
-/// `{"reason": "…", "reasons": [...]}`: the first message, then all.
 fn reasons<S: serde::Serializer>(d: &Arc<leash_policy::Decision>, s: S) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Out<'a> {
-        reason: Option<&'a str>,
-        reasons: &'a [leash_policy::Reason],
-    }
-    Out {
-        reason: d.reasons.first().map(|r| r.message.as_str()),
-        reasons: &d.reasons,
-    }
-    .serialize(s)
+    d.authzen_context().serialize(s)
 }
 
 #[derive(Debug, Serialize)]
