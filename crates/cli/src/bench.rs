@@ -996,8 +996,9 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 what.push_str(&format!(" offered at {r}/s"));
             }
             // every token's request once, closed loop, before the timed run:
-            // a PEP's first question about a token pays for its verification
-            // and the first Cedar evaluation; that cost is its own figure
+            // a PEP's first question about a token pays for the first Cedar
+            // evaluation (and, for a token minted on another node, its
+            // verification); that cost is its own figure
             if !b.distinct_resources && b.batch.is_none() {
                 let first = drive(
                     &api,
