@@ -1,6 +1,6 @@
 //! `leash bench`: load drivers that talk HTTP/1.1 to a running server.
 //!
-//! Each client holds one keep-alive connection (hyper) and sends requests
+//! Each client holds one keep-alive connection and sends requests
 //! back to back (closed loop), or on a fixed global schedule with `--rate`
 //! (open loop: a request whose slot passed while its connection was still
 //! busy is timed from the slot, so a stalled server cannot hide its queueing
@@ -17,9 +17,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -208,7 +205,7 @@ struct Load {
 }
 
 /// Builds request `i`: method, path and JSON body.
-type MakeRequest = Arc<dyn Fn(u64) -> (hyper::Method, String, Option<Bytes>) + Send + Sync>;
+type MakeRequest = Arc<dyn Fn(u64) -> (&'static str, String, Option<Bytes>) + Send + Sync>;
 
 fn addr_of(api: &Api) -> Result<(SocketAddr, String)> {
     let rest = api.base().strip_prefix("http://").ok_or_else(|| {
@@ -248,121 +245,85 @@ async fn drive(
             "application/json",
         ),
     };
-    let ticket = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let start = Instant::now();
-    let deadline = match load.stop {
-        Stop::After(d) => Some(start + d),
-        Stop::Count(_) => None,
-    };
-    let total = match load.stop {
-        Stop::Count(n) => Some(n),
-        Stop::After(_) => None,
-    };
-    let bar = if progress {
-        let b = match total {
-            Some(n) => ProgressBar::new(n),
-            None => ProgressBar::new(deadline.map(|d| (d - start).as_secs()).unwrap_or(0)),
-        };
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b.set_message(what.to_owned());
-        Some(b)
-    } else {
-        None
-    };
-    let mut tasks = Vec::new();
-    for _ in 0..load.clients.max(1) {
-        let (ticket, errors, first_error, make, auth, host) = (
-            ticket.clone(),
-            errors.clone(),
-            first_error.clone(),
-            make.clone(),
-            auth.clone(),
-            host.clone(),
-        );
-        let bar = bar.clone();
-        let rate = load.rate;
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            let mut lat: Vec<u32> = Vec::with_capacity(4096);
-            loop {
-                let i = ticket.fetch_add(1, Ordering::Relaxed);
-                if total.is_some_and(|n| i >= n) {
-                    break;
-                }
-                let scheduled = match rate {
-                    Some(r) => start + Duration::from_secs_f64(i as f64 / r),
-                    None => Instant::now(),
-                };
-                if deadline.is_some_and(|d| scheduled >= d) {
-                    break;
-                }
-                // the driver's timer has 1 ms resolution: a request that had
-                // to wait for its slot counts from when the timer released it;
-                // one whose slot passed while its connection was busy counts
-                // from the slot (no coordinated omission)
-                let from = if scheduled > Instant::now() {
-                    tokio::time::sleep_until(scheduled.into()).await;
-                    Instant::now()
-                } else {
-                    scheduled
-                };
-                let (method, path, body) = make(i);
-                let mut req = Request::builder()
-                    .method(method)
-                    .uri(path)
-                    .header(HOST, &host);
-                if !auth.is_empty() {
-                    req = req.header(AUTHORIZATION, &auth);
-                }
-                let req = req
-                    .header(CONTENT_TYPE, content_type)
-                    .body(Full::new(body.unwrap_or_default()))?;
-                sender.ready().await?;
-                let resp = sender.send_request(req).await?;
-                let status = resp.status();
-                let body = resp.into_body().collect().await?.to_bytes();
-                lat.push(from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                if !status.is_success() {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    let mut fe = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                    if fe.is_none() {
-                        *fe = Some(format!(
-                            "{status}: {}",
-                            String::from_utf8_lossy(&body)
-                                .chars()
-                                .take(300)
-                                .collect::<String>()
-                        ));
-                    }
-                }
-                if let Some(b) = &bar {
-                    if total.is_some() {
-                        b.inc(1);
-                    } else {
-                        b.set_position(start.elapsed().as_secs());
-                    }
-                }
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut all: Vec<u32> = Vec::new();
-    for t in tasks {
-        all.extend(t.await.map_err(|e| anyhow!("client task failed: {e}"))??);
-    }
+    let shared = Arc::new(Shared {
+        addr,
+        head: format!("host: {host}\r\nauthorization: {auth}\r\ncontent-type: {content_type}\r\n"),
+        make,
+        ticket: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_error: std::sync::Mutex::new(None),
+        start,
+        rate: load.rate,
+        deadline: match load.stop {
+            Stop::After(d) => Some(start + d),
+            Stop::Count(_) => None,
+        },
+        total: match load.stop {
+            Stop::Count(n) => Some(n),
+            Stop::After(_) => None,
+        },
+        bar: progress.then(|| {
+            let b = match load.stop {
+                Stop::Count(n) => ProgressBar::new(n),
+                Stop::After(d) => ProgressBar::new(d.as_secs()),
+            };
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.set_message(what.to_owned());
+            b
+        }),
+    });
+    // like wrk: one OS thread per core, each a single-threaded runtime
+    // holding its share of the connections, so the driver spends the
+    // machine's cores on requests rather than on moving tasks between them
+    let clients = load.clients.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(clients);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let shared = shared.clone();
+            let mine = clients / threads + usize::from(t < clients % threads);
+            std::thread::Builder::new()
+                .name(format!("bench-{t}"))
+                .spawn(move || -> Result<Vec<u32>> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .context("starting a driver thread's runtime")?;
+                    rt.block_on(async {
+                        let conns: Vec<_> = (0..mine)
+                            .map(|_| tokio::spawn(client(shared.clone())))
+                            .collect();
+                        let mut lat = Vec::new();
+                        for c in conns {
+                            lat.extend(c.await.map_err(|e| anyhow!("client task failed: {e}"))??);
+                        }
+                        Ok(lat)
+                    })
+                })
+                .context("starting a driver thread")
+        })
+        .collect::<Result<_>>()?;
+    let mut all: Vec<u32> = tokio::task::spawn_blocking(move || {
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(
+                w.join()
+                    .map_err(|_| anyhow!("a driver thread panicked"))??,
+            );
+        }
+        Ok::<_, anyhow::Error>(all)
+    })
+    .await
+    .map_err(|e| anyhow!("driver failed: {e}"))??;
     let seconds = start.elapsed().as_secs_f64();
-    if let Some(b) = bar {
+    if let Some(b) = &shared.bar {
         b.finish_and_clear();
     }
     all.sort_unstable();
@@ -378,18 +339,187 @@ async fn drive(
         what: what.to_owned(),
         clients: load.clients,
         requests,
-        errors: errors.load(Ordering::Relaxed),
+        errors: shared.errors.load(Ordering::Relaxed),
         seconds,
         per_second: requests as f64 / seconds,
         p50_ms: pct(0.5),
         p90_ms: pct(0.9),
         p99_ms: pct(0.99),
         max_ms: all.last().map(|v| f64::from(*v) / 1000.0).unwrap_or(0.0),
-        first_error: first_error
+        first_error: shared
+            .first_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
     })
+}
+
+/// What every connection of one run shares.
+struct Shared {
+    addr: SocketAddr,
+    /// The header lines every request carries (host, credential, type).
+    head: String,
+    make: MakeRequest,
+    ticket: AtomicU64,
+    errors: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+    start: Instant,
+    rate: Option<f64>,
+    deadline: Option<Instant>,
+    total: Option<u64>,
+    bar: Option<ProgressBar>,
+}
+
+/// One client: a keep-alive connection sending requests until the run ends;
+/// returns each request's latency in microseconds.
+async fn client(s: Arc<Shared>) -> Result<Vec<u32>> {
+    let mut conn = Conn::open(s.addr).await?;
+    let mut lat: Vec<u32> = Vec::with_capacity(4096);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let i = s.ticket.fetch_add(1, Ordering::Relaxed);
+        if s.total.is_some_and(|n| i >= n) {
+            break;
+        }
+        let scheduled = match s.rate {
+            Some(r) => s.start + Duration::from_secs_f64(i as f64 / r),
+            None => Instant::now(),
+        };
+        if s.deadline.is_some_and(|d| scheduled >= d) {
+            break;
+        }
+        // the driver's timer has 1 ms resolution: a request that had
+        // to wait for its slot counts from when the timer released it;
+        // one whose slot passed while its connection was busy counts
+        // from the slot (no coordinated omission)
+        let from = if scheduled > Instant::now() {
+            tokio::time::sleep_until(scheduled.into()).await;
+            Instant::now()
+        } else {
+            scheduled
+        };
+        let (method, path, body) = (s.make)(i);
+        let body = body.unwrap_or_default();
+        out.clear();
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        out.extend_from_slice(s.head.as_bytes());
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(&body);
+        let (status, body) = conn.call(&out).await?;
+        lat.push(from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        if !(200..300).contains(&status) {
+            s.errors.fetch_add(1, Ordering::Relaxed);
+            let mut fe = s.first_error.lock().unwrap_or_else(|e| e.into_inner());
+            if fe.is_none() {
+                *fe = Some(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(body)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                ));
+            }
+        }
+        if let Some(b) = &s.bar {
+            if s.total.is_some() {
+                b.inc(1);
+            } else {
+                b.set_position(s.start.elapsed().as_secs());
+            }
+        }
+    }
+    Ok(lat)
+}
+
+/// A keep-alive HTTP/1.1 client connection, written and read by the task
+/// that times the request: one write and (usually) one read per request, no
+/// connection task to wake, no header map to build. The server under test is
+/// Leash's, which answers with `content-length`; anything else is refused
+/// rather than misread.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    /// Bytes of `buf` that belong to the previous response.
+    used: usize,
+}
+
+/// Largest response head the driver reads.
+const MAX_HEAD: usize = 16 * 1024;
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(8192),
+            used: 0,
+        })
+    }
+
+    /// Send one whole request; the response's status and body.
+    async fn call(&mut self, request: &[u8]) -> Result<(u16, &[u8])> {
+        use tokio::io::AsyncWriteExt;
+        self.buf.drain(..self.used);
+        self.used = 0;
+        self.stream
+            .write_all(request)
+            .await
+            .context("sending a request")?;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = resp
+                .parse(&self.buf)
+                .context("the server's response is not HTTP/1.1")?
+            {
+                let status = resp.code.unwrap_or(0);
+                let mut length = None;
+                for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<usize>().ok());
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        bail!(
+                            "the server answered with transfer-encoding; bench reads content-length responses only"
+                        );
+                    }
+                }
+                let length = length.ok_or_else(|| {
+                    anyhow!("the server's response (status {status}) has no content-length")
+                })?;
+                while self.buf.len() < head + length {
+                    self.fill().await?;
+                }
+                self.used = head + length;
+                return Ok((status, &self.buf[head..head + length]));
+            }
+            if self.buf.len() > MAX_HEAD {
+                bail!("the server's response head is longer than {MAX_HEAD} bytes");
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn fill(&mut self) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        self.buf.reserve(4096);
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .context("reading a response")?;
+        if n == 0 {
+            bail!("the server closed the connection");
+        }
+        Ok(())
+    }
 }
 
 fn print_report(r: &Report, json_out: bool) -> Result<()> {
@@ -426,13 +556,8 @@ async fn token_endpoint_load(
     authorization: String,
     progress: bool,
 ) -> Result<Report> {
-    let make: MakeRequest = Arc::new(move |_| {
-        (
-            hyper::Method::POST,
-            "/oauth2/token".to_owned(),
-            Some(body.clone()),
-        )
-    });
+    let make: MakeRequest =
+        Arc::new(move |_| ("POST", "/oauth2/token".to_owned(), Some(body.clone())));
     let d = leash_core::duration::parse_duration(&b.duration)?;
     let load = Load {
         clients: b.clients,
@@ -527,11 +652,7 @@ fn mint_maker(workload: String, run: Option<i64>, format: &str) -> Result<MakeRe
         &json!({"workload": workload, "run": run, "scopes": ["tickets:read"], "ttl": "1h", "format": format}),
     )?);
     Ok(Arc::new(move |_| {
-        (
-            hyper::Method::POST,
-            "/v1/tokens".to_owned(),
-            Some(body.clone()),
-        )
+        ("POST", "/v1/tokens".to_owned(), Some(body.clone()))
     }))
 }
 
@@ -767,13 +888,8 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                 "workload": workload, "parent": root_id, "scopes": ["tickets:read"],
                 "ttl": "30m", "format": b.common.format,
             }))?);
-            let make: MakeRequest = Arc::new(move |_| {
-                (
-                    hyper::Method::POST,
-                    "/v1/tokens".to_owned(),
-                    Some(body.clone()),
-                )
-            });
+            let make: MakeRequest =
+                Arc::new(move |_| ("POST", "/v1/tokens".to_owned(), Some(body.clone())));
             let fill = drive(
                 &api,
                 "mint the lineage",
@@ -841,7 +957,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
             );
             let make: MakeRequest = Arc::new(move |i| {
                 let body = bodies[(i as usize) % bodies.len()].clone();
-                (hyper::Method::POST, "/v1/exposures".to_owned(), Some(body))
+                ("POST", "/v1/exposures".to_owned(), Some(body))
             });
             let what = match b.rate {
                 Some(r) => format!("exposure → revocation ({r:.0}/s offered)"),
@@ -972,12 +1088,12 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
                     let body = serde_json::to_vec(&authz_body(&subject, t, &format!("D-{i}")))
                         .map(Bytes::from)
                         .unwrap_or_default();
-                    (hyper::Method::POST, path.to_owned(), Some(body))
+                    ("POST", path.to_owned(), Some(body))
                 })
             } else {
                 Arc::new(move |i| {
                     let body = bodies[(i % bodies.len() as u64) as usize].clone();
-                    (hyper::Method::POST, path.to_owned(), Some(body))
+                    ("POST", path.to_owned(), Some(body))
                 })
             };
             let d = leash_core::duration::parse_duration(&b.duration)?;
@@ -1032,7 +1148,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
         }
         BenchCmd::Health(b) => {
             let d = leash_core::duration::parse_duration(&b.duration)?;
-            let make: MakeRequest = Arc::new(|_| (hyper::Method::GET, "/health".to_owned(), None));
+            let make: MakeRequest = Arc::new(|_| ("GET", "/health".to_owned(), None));
             let what = match b.rate {
                 Some(r) => format!("health (HTTP ceiling) offered at {r}/s"),
                 None => "health (HTTP ceiling)".to_owned(),
@@ -1100,7 +1216,7 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
             let bodies = Arc::new(bodies);
             let make: MakeRequest = Arc::new(move |i| {
                 (
-                    hyper::Method::POST,
+                    "POST",
                     "/v1/explain".to_owned(),
                     Some(bodies[(i as usize * 7919) % bodies.len()].clone()),
                 )
@@ -1123,4 +1239,86 @@ pub async fn run(cmd: BenchCmd, api: Api, json_out: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-connection server that answers each request (read until the
+    /// blank line; the driver's test requests have no body) with the next
+    /// of `replies`, each written in the pieces given, then closes.
+    async fn serve(replies: Vec<Vec<&'static [u8]>>) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            for pieces in replies {
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut b = [0u8; 1024];
+                    let n = s.read(&mut b).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&b[..n]);
+                }
+                seen.clear();
+                for p in pieces {
+                    s.write_all(p).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+        addr
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    #[tokio::test]
+    async fn reads_split_and_back_to_back_responses_on_one_connection() {
+        let addr = serve(vec![
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Le",
+                b"ngth: 5\r\n\r\nhel",
+                b"lo",
+            ],
+            vec![b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"],
+            vec![b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}"],
+        ])
+        .await;
+        let mut c = Conn::open(addr).await.unwrap();
+        let (status, body) = c.call(GET).await.unwrap();
+        assert_eq!((status, body), (200, &b"hello"[..]));
+        let (status, body) = c.call(GET).await.unwrap();
+        assert_eq!((status, body), (404, &b""[..]));
+        let (status, body) = c.call(GET).await.unwrap();
+        assert_eq!((status, body), (201, &b"{}"[..]));
+        // the server has gone: an end of stream, or a reset when it closed
+        // with our request unread
+        let e = format!("{:#}", c.call(GET).await.unwrap_err());
+        assert!(
+            e.contains("closed the connection") || e.contains("reading a response"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_responses_it_cannot_frame() {
+        for (reply, says) in [
+            (
+                &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+                "transfer-encoding",
+            ),
+            (&b"HTTP/1.1 200 OK\r\nx: y\r\n\r\n"[..], "no content-length"),
+            (&b"SSH-2.0-OpenSSH\r\n\r\n"[..], "not HTTP/1.1"),
+        ] {
+            let addr = serve(vec![vec![reply]]).await;
+            let mut c = Conn::open(addr).await.unwrap();
+            let e = c.call(GET).await.unwrap_err();
+            assert!(format!("{e:#}").contains(says), "{says}: {e:#}");
+        }
+    }
 }

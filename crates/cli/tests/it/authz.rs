@@ -946,3 +946,55 @@ async fn break_glass_is_loud_time_boxed_and_every_use_is_listed() {
         true
     );
 }
+
+/// `leash bench` drives the real server with its own HTTP/1.1 client: every
+/// request answered, none failed, latencies reported in order.
+#[tokio::test]
+async fn bench_drives_the_real_server() {
+    let l = Leash::start().await;
+    for args in [
+        &[
+            "bench",
+            "health",
+            "--clients",
+            "3",
+            "--duration",
+            "1s",
+            "--json",
+        ][..],
+        &[
+            "bench",
+            "authz",
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "--tokens",
+            "5",
+            "--json",
+        ][..],
+    ] {
+        let o = l.cli(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            crate::harness::stderr(&o)
+        );
+        let out = crate::harness::stdout(&o);
+        let reports: Vec<Value> = serde_json::Deserializer::from_str(&out)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!reports.is_empty(), "{out}");
+        for r in reports {
+            assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+            assert_eq!(r["errors"], 0, "{r}");
+            let (p50, p99, max) = (
+                r["p50_ms"].as_f64().unwrap(),
+                r["p99_ms"].as_f64().unwrap(),
+                r["max_ms"].as_f64().unwrap(),
+            );
+            assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{r}");
+        }
+    }
+}
