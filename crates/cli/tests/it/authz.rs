@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Leash, Receiver};
+use crate::harness::{Leash, Receiver, until};
 
 const TRIAGE: &str = "spiffe://acme.io/agents/triage";
 
@@ -534,16 +534,6 @@ async fn put_policy(l: &Leash, name: &str, text: &str) -> (StatusCode, String) {
         .await
         .unwrap();
     (r.status(), r.text().await.unwrap())
-}
-
-async fn until(mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 #[tokio::test]

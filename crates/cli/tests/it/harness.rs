@@ -315,12 +315,49 @@ impl Leash {
         let (_, v) = self.get("/v1/audit/verify").await;
         v["events"].as_i64().unwrap()
     }
+
+    /// An unlabelled counter from `/metrics` (`NAME_total`), 0 when absent.
+    pub async fn counter(&self, name: &str) -> u64 {
+        let text = self.public_text("/metrics").await;
+        let prefix = format!("{name}_total ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// Wait until every decision so far about a known token is written as
+    /// usage: `leash_usage_recorded_total` catches up with the decisions
+    /// counted. (A token-less evaluation is a decision recorded nowhere, so
+    /// a test that waits on this sends none.)
+    pub async fn usage_written(&self) {
+        let caught_up = until(async || {
+            let decided = self.counter("leash_decisions_allowed").await
+                + self.counter("leash_decisions_denied").await
+                - self.counter("leash_decisions_unknown_token").await
+                - self.counter("leash_decisions_unvouched").await;
+            self.counter("leash_usage_recorded").await == decided
+        })
+        .await;
+        assert!(caught_up, "usage records were not written within 10 s");
+    }
 }
 
 impl Drop for Leash {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Poll `f` every 100 ms for up to 10 s; whether it came true.
+pub async fn until(mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// A fresh P-256 key: its PKCS#8 bytes and its public JWK (no `kid`).

@@ -380,7 +380,7 @@ async fn the_sweep_finds_stale_keys_shadow_owners_churn_and_unused_scopes() {
         let (_, d) = l.post("/access/v1/evaluation", body).await;
         assert_eq!(d["decision"], true, "{d}");
     }
-    tokio::time::sleep(Duration::from_millis(600)).await; // usage is written in 250 ms batches
+    l.usage_written().await; // usage is written in 250 ms batches
     for r in &runs {
         l.ok(&format!("/v1/runs/{r}/end"), json!({"status": "succeeded"}))
             .await;
@@ -432,7 +432,7 @@ async fn the_sweep_finds_stale_keys_shadow_owners_churn_and_unused_scopes() {
         l.post("/access/v1/evaluation", body).await.1["decision"],
         true
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    l.usage_written().await;
     l.ok(
         &format!("/v1/runs/{r3}/end"),
         json!({"status": "succeeded"}),
@@ -488,7 +488,7 @@ async fn triage_run(l: &Leash, push: bool, end: &str) -> i64 {
             true
         );
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    l.usage_written().await;
     l.ok(&format!("/v1/runs/{r}/end"), json!({"status": end}))
         .await;
     r
@@ -666,7 +666,7 @@ async fn the_report_numbers_match_the_registry() {
     // one decision, denied
     let d = decide(&l, &ids[0]["token"], "read", "wiki", "home", "jira").await;
     assert_eq!(d["decision"], false);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    l.usage_written().await;
 
     let o = l.cli(&["report", "--json"]);
     assert!(o.status.success(), "{}", crate::harness::stderr(&o));
