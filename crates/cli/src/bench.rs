@@ -248,7 +248,11 @@ async fn drive(
     let start = Instant::now();
     let shared = Arc::new(Shared {
         addr,
-        head: format!("host: {host}\r\nauthorization: {auth}\r\ncontent-type: {content_type}\r\n"),
+        head: if auth.is_empty() {
+            format!("host: {host}\r\ncontent-type: {content_type}\r\n")
+        } else {
+            format!("host: {host}\r\nauthorization: {auth}\r\ncontent-type: {content_type}\r\n")
+        },
         make,
         ticket: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -448,6 +452,8 @@ struct Conn {
 
 /// Largest response head the driver reads.
 const MAX_HEAD: usize = 16 * 1024;
+/// Largest response body the driver reads.
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
 impl Conn {
     async fn open(addr: SocketAddr) -> Result<Self> {
@@ -494,6 +500,11 @@ impl Conn {
                 let length = length.ok_or_else(|| {
                     anyhow!("the server's response (status {status}) has no content-length")
                 })?;
+                if length > MAX_BODY {
+                    bail!(
+                        "the server's response body is {length} bytes; bench reads at most {MAX_BODY}"
+                    );
+                }
                 while self.buf.len() < head + length {
                     self.fill().await?;
                 }
@@ -1313,6 +1324,10 @@ mod tests {
                 "transfer-encoding",
             ),
             (&b"HTTP/1.1 200 OK\r\nx: y\r\n\r\n"[..], "no content-length"),
+            (
+                &b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n"[..],
+                "bench reads at most",
+            ),
             (&b"SSH-2.0-OpenSSH\r\n\r\n"[..], "not HTTP/1.1"),
         ] {
             let addr = serve(vec![vec![reply]]).await;
