@@ -7,6 +7,7 @@
 //! delay; one that waited for its slot is timed from when the driver's 1 ms
 //! timer released it, so the timer's resolution is not charged to the server).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -410,7 +411,8 @@ async fn client(s: Arc<Shared>) -> Result<Vec<u32>> {
         out.extend_from_slice(path.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         out.extend_from_slice(s.head.as_bytes());
-        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        // writing into a Vec cannot fail
+        let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
         out.extend_from_slice(&body);
         let (status, body) = conn.call(&out).await?;
         lat.push(from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
@@ -482,15 +484,25 @@ impl Conn {
             let mut resp = httparse::Response::new(&mut headers);
             if let httparse::Status::Complete(head) = resp
                 .parse(&self.buf)
-                .context("the server's response is not HTTP/1.1")?
+                .context("the server's response is not HTTP/1.1 (or has more than 32 headers)")?
             {
                 let status = resp.code.unwrap_or(0);
                 let mut length = None;
                 for h in resp.headers.iter() {
                     if h.name.eq_ignore_ascii_case("content-length") {
-                        length = std::str::from_utf8(h.value)
+                        let value = std::str::from_utf8(h.value)
                             .ok()
-                            .and_then(|v| v.trim().parse::<usize>().ok());
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .ok_or_else(|| {
+                                anyhow!(
+                                    "the server's content-length `{}` is not a byte count",
+                                    String::from_utf8_lossy(h.value)
+                                )
+                            })?;
+                        if length.is_some_and(|l| l != value) {
+                            bail!("the server sent two different content-length headers");
+                        }
+                        length = Some(value);
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                         bail!(
                             "the server answered with transfer-encoding; bench reads content-length responses only"
@@ -1324,6 +1336,14 @@ mod tests {
                 "transfer-encoding",
             ),
             (&b"HTTP/1.1 200 OK\r\nx: y\r\n\r\n"[..], "no content-length"),
+            (
+                &b"HTTP/1.1 200 OK\r\ncontent-length: five\r\n\r\n"[..],
+                "not a byte count",
+            ),
+            (
+                &b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab"[..],
+                "two different content-length",
+            ),
             (
                 &b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n"[..],
                 "bench reads at most",

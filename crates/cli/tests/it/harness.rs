@@ -316,27 +316,19 @@ impl Leash {
         v["events"].as_i64().unwrap()
     }
 
-    /// An unlabelled counter from `/metrics` (`NAME_total`), 0 when absent.
-    pub async fn counter(&self, name: &str) -> u64 {
-        let text = self.public_text("/metrics").await;
-        let prefix = format!("{name}_total ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map(|v| v.trim().parse().unwrap())
-            .unwrap_or(0)
-    }
-
     /// Wait until every decision so far about a known token is written as
     /// usage: `leash_usage_recorded_total` catches up with the decisions
-    /// counted. (A token-less evaluation is a decision recorded nowhere, so
-    /// a test that waits on this sends none.)
+    /// counted, all read from one `/metrics` snapshot. (A token-less
+    /// evaluation is a decision recorded nowhere, so a test that waits on
+    /// this sends none.)
     pub async fn usage_written(&self) {
         let caught_up = until(async || {
-            let decided = self.counter("leash_decisions_allowed").await
-                + self.counter("leash_decisions_denied").await
-                - self.counter("leash_decisions_unknown_token").await
-                - self.counter("leash_decisions_unvouched").await;
-            self.counter("leash_usage_recorded").await == decided
+            let m = self.public_text("/metrics").await;
+            let c = |name: &str| counter(&m, name);
+            c("leash_usage_recorded")
+                == c("leash_decisions_allowed") + c("leash_decisions_denied")
+                    - c("leash_decisions_unknown_token")
+                    - c("leash_decisions_unvouched")
         })
         .await;
         assert!(caught_up, "usage records were not written within 10 s");
@@ -347,6 +339,16 @@ impl Drop for Leash {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// An unlabelled counter (`NAME_total`) in a `/metrics` text, 0 when absent.
+fn counter(metrics: &str, name: &str) -> u64 {
+    let prefix = format!("{name}_total ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
 }
 
 /// Poll `f` every 100 ms for up to 10 s; whether it came true.
