@@ -112,6 +112,11 @@ pub enum Command {
     /// The three signals, the four questions' coverage and the controls-evidence report.
     Report(review::ReportArgs),
     /// Load drivers against a running server (reproduces the README's figures).
+    ///
+    /// On the machine the server runs on, start the driver as
+    /// `chrt -b 0 leash bench …` (SCHED_BATCH): otherwise each response the
+    /// server writes wakes a driver thread that may preempt the server then
+    /// and there, a cost no remote client imposes (README, Performance).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
 }
