@@ -487,6 +487,12 @@ impl Conn {
                 .context("the server's response is not HTTP/1.1 (or has more than 32 headers)")?
             {
                 let status = resp.code.unwrap_or(0);
+                if (100..200).contains(&status) && status != 101 {
+                    // an interim response (100 Continue, 103 Early Hints):
+                    // no body; the final one follows on the same connection
+                    self.buf.drain(..head);
+                    continue;
+                }
                 let mut length = None;
                 for h in resp.headers.iter() {
                     if h.name.eq_ignore_ascii_case("content-length") {
@@ -509,9 +515,15 @@ impl Conn {
                         );
                     }
                 }
-                let length = length.ok_or_else(|| {
-                    anyhow!("the server's response (status {status}) has no content-length")
-                })?;
+                // RFC 9112 §6.3: 204 and 304 never have a body, whatever
+                // their headers say
+                let length = if status == 204 || status == 304 {
+                    0
+                } else {
+                    length.ok_or_else(|| {
+                        anyhow!("the server's response (status {status}) has no content-length")
+                    })?
+                };
                 if length > MAX_BODY {
                     bail!(
                         "the server's response body is {length} bytes; bench reads at most {MAX_BODY}"
@@ -1310,6 +1322,12 @@ mod tests {
             ],
             vec![b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"],
             vec![b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}"],
+            // bodiless by status, and an interim response before the final one
+            vec![b"HTTP/1.1 204 No Content\r\n\r\n"],
+            vec![
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nyes",
+            ],
         ])
         .await;
         let mut c = Conn::open(addr).await.unwrap();
@@ -1319,6 +1337,10 @@ mod tests {
         assert_eq!((status, body), (404, &b""[..]));
         let (status, body) = c.call(GET).await.unwrap();
         assert_eq!((status, body), (201, &b"{}"[..]));
+        let (status, body) = c.call(GET).await.unwrap();
+        assert_eq!((status, body), (204, &b""[..]));
+        let (status, body) = c.call(GET).await.unwrap();
+        assert_eq!((status, body), (200, &b"yes"[..]));
         // the server has gone: an end of stream, or a reset when it closed
         // with our request unread
         let e = format!("{:#}", c.call(GET).await.unwrap_err());
